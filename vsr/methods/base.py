@@ -1,0 +1,91 @@
+"""What every upscaling method is: the contract between the pipeline and a method.
+
+A method never sees timestamps, queues or files. The pipeline hands it windows of
+``2 * radius + 1`` consecutive frames (fewer frames never: windows are padded at
+the ends of the video and at scene cuts) and takes back one upscaled frame each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class Window:
+    """The input of one method call.
+
+    Attributes:
+        frames: ``(N, C, H, W)`` with ``N == 2 * radius + 1``, float in [0, 1], on the
+            method's device and in its dtype.
+        ref: index in ``frames`` of the frame being upscaled: ``radius`` for a centred
+            window, ``N - 1`` for a causal one (live streams).
+    """
+
+    frames: torch.Tensor
+    ref: int
+
+
+class Method:
+    """Base class of upscaling methods.
+
+    Subclasses set ``scale`` and ``radius`` and implement :meth:`__call__`. Methods
+    that gain from seeing many windows at once (batching, overlapping copies with
+    compute, reusing optical flow between neighbouring windows) override
+    :meth:`stream` instead; the pipeline always calls :meth:`stream`.
+
+    Attributes:
+        name: registry name.
+        scale: integer upscaling factor of the method's natural output.
+        radius: frames used on each side of the reference (0 for per-frame methods).
+        device: torch device the method computes on.
+        dtype: floating dtype the method computes in.
+    """
+
+    name: str = ""
+    scale: int = 2
+    radius: int = 0
+
+    def __init__(self) -> None:
+        import torch
+
+        self.device = torch.device("cpu")
+        self.dtype = torch.float32
+
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> Method:
+        """Move the method to ``device`` (and ``dtype``); returns ``self``."""
+        import torch
+
+        self.device = torch.device(device)
+        if dtype is not None:
+            self.dtype = dtype
+        return self
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """Natural output size ``(H_out, W_out)`` for an input of ``(height, width)``."""
+        return height * self.scale, width * self.scale
+
+    def __call__(self, frames: torch.Tensor, ref: int) -> torch.Tensor:
+        """Upscale ``frames[ref]`` using its neighbours.
+
+        Args:
+            frames: ``(N, C, H, W)`` float in [0, 1], ``N == 2 * radius + 1``.
+            ref: index of the frame to upscale.
+
+        Returns:
+            ``(C, H_out, W_out)`` float, nominally in [0, 1] (the encoder clamps).
+        """
+        raise NotImplementedError
+
+    def stream(self, windows: Iterable[Window]) -> Iterator[torch.Tensor]:
+        """Upscale a stream of windows, yielding one ``(C, H_out, W_out)`` frame per window, in order."""
+        for window in windows:
+            yield self(window.frames, window.ref)
+
+    def describe(self) -> dict[str, object]:
+        """Parameters of this method instance, for reports and forensic records."""
+        return {"name": self.name, "scale": self.scale, "radius": self.radius}

@@ -1,0 +1,77 @@
+"""The explicit registry of upscaling methods.
+
+Each entry names the module and factory that build the method; the module is
+imported only when the method is asked for, so one broken optional dependency
+never breaks the others, and ``vsr --help`` imports nothing heavy.
+
+A new method is one file under ``vsr/methods/`` plus one line in ``_ENTRIES``.
+A factory takes ``scale`` and keyword parameters and returns a
+:class:`~vsr.methods.base.Method`; it raises :class:`~vsr.errors.ConfigError`
+for parameters it does not know.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from vsr.errors import ConfigError
+
+if TYPE_CHECKING:
+    from vsr.methods.base import Method
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """A registered method: where its factory lives and what it is for."""
+
+    name: str
+    target: str  # "package.module:factory"
+    summary: str
+
+    def load(self):
+        module_name, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+
+_ENTRIES = (
+    MethodEntry("nearest", "vsr.methods.interp:nearest", "nearest neighbour (pixel art, masks)"),
+    MethodEntry("bilinear", "vsr.methods.interp:bilinear", "bilinear interpolation"),
+    MethodEntry("bicubic", "vsr.methods.interp:bicubic", "bicubic interpolation (a = -0.75 on CPU, as OpenCV)"),
+    MethodEntry("lanczos", "vsr.methods.interp:lanczos", "Lanczos-3 interpolation, the sharpest baseline"),
+    MethodEntry("misr", "vsr.methods.misr.method:build", "multi-frame SR: optical-flow alignment + robust fusion"),
+    MethodEntry("realesrgan", "vsr.methods.neural:realesrgan", "Real-ESRGAN x4plus (RRDBNet), photos and video"),
+    MethodEntry("realesrgan-anime", "vsr.methods.neural:realesrgan_anime", "Real-ESRGAN x4plus anime (6 blocks)"),
+    MethodEntry("realesr-video", "vsr.methods.neural:realesr_video", "Real-ESRGAN compact video model x2/x3/x4, fast"),
+    MethodEntry("waifu2x-photo", "vsr.methods.neural:waifu2x_photo", "waifu2x upconv_7 photo x2"),
+    MethodEntry("model", "vsr.methods.neural:user_model", "a model file you bring (--model PATH), via spandrel"),
+)
+
+METHODS: dict[str, MethodEntry] = {}
+for _entry in _ENTRIES:
+    if _entry.name in METHODS:
+        raise RuntimeError(f"method {_entry.name!r} is registered twice")
+    METHODS[_entry.name] = _entry
+
+
+def method_names() -> list[str]:
+    """Names of every registered method, in registry order."""
+    return list(METHODS)
+
+
+def get_method(name: str, scale: int = 2, **params: Any) -> Method:
+    """Build the method registered as ``name``.
+
+    Args:
+        name: a registered name (see :func:`method_names`).
+        scale: output scale factor, 1 to 8 (methods may accept fewer).
+        **params: method-specific parameters.
+
+    Raises:
+        ConfigError: unknown name, unsupported scale or unknown parameter.
+    """
+    entry = METHODS.get(name)
+    if entry is None:
+        raise ConfigError(f"unknown method {name!r}; choose one of: {', '.join(METHODS)}")
+    return entry.load()(scale=scale, **params)
