@@ -24,10 +24,14 @@ class Window:
             method's device and in its dtype.
         ref: index in ``frames`` of the frame being upscaled: ``radius`` for a centred
             window, ``N - 1`` for a causal one (live streams).
+        indices: decode index of the frame in each slot; a frame repeated by padding
+            (ends of the video, scene cuts) appears with the same index more than once.
+            Methods key per-frame caches (flows, converted planes) on it.
     """
 
     frames: torch.Tensor
     ref: int
+    indices: tuple[int, ...] = ()
 
 
 class Method:
@@ -42,6 +46,8 @@ class Method:
         name: registry name.
         scale: integer upscaling factor of the method's natural output.
         radius: frames used on each side of the reference (0 for per-frame methods).
+        causal: when true the window holds the reference and the ``2 * radius`` frames
+            before it (live streams: no waiting for future frames).
         device: torch device the method computes on.
         dtype: floating dtype the method computes in.
     """
@@ -49,6 +55,7 @@ class Method:
     name: str = ""
     scale: int = 2
     radius: int = 0
+    causal: bool = False
 
     def __init__(self) -> None:
         import torch
@@ -65,8 +72,12 @@ class Method:
             self.dtype = dtype
         return self
 
+    #: ``(H, W)`` the user asked for (``--size``); methods that can resample straight to
+    #: it (interpolation) honour it, the pipeline resizes the output of the others.
+    target_size: tuple[int, int] | None = None
+
     def output_size(self, height: int, width: int) -> tuple[int, int]:
-        """Natural output size ``(H_out, W_out)`` for an input of ``(height, width)``."""
+        """Output size ``(H_out, W_out)`` for an input of ``(height, width)``."""
         return height * self.scale, width * self.scale
 
     def __call__(self, frames: torch.Tensor, ref: int) -> torch.Tensor:

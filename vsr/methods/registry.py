@@ -39,7 +39,7 @@ _ENTRIES = (
     MethodEntry("nearest", "vsr.methods.interp:nearest", "nearest neighbour (pixel art, masks)"),
     MethodEntry("bilinear", "vsr.methods.interp:bilinear", "bilinear interpolation"),
     MethodEntry("bicubic", "vsr.methods.interp:bicubic", "bicubic interpolation (a = -0.75 on CPU, as OpenCV)"),
-    MethodEntry("lanczos", "vsr.methods.interp:lanczos", "Lanczos-3 interpolation, the sharpest baseline"),
+    MethodEntry("lanczos", "vsr.methods.interp:lanczos", "Lanczos interpolation (a = 4, 8x8 taps), the sharpest baseline"),
     MethodEntry("misr", "vsr.methods.misr.method:build", "multi-frame SR: optical-flow alignment + robust fusion"),
     MethodEntry("realesrgan", "vsr.methods.neural:realesrgan", "Real-ESRGAN x4plus (RRDBNet), photos and video"),
     MethodEntry("realesrgan-anime", "vsr.methods.neural:realesrgan_anime", "Real-ESRGAN x4plus anime (6 blocks)"),

@@ -1,0 +1,347 @@
+"""Encoding: upscaled RGB frames to a video stream, audio and subtitle packets remuxed as they came.
+
+The output is written to a hidden temporary name beside the target and renamed
+only when complete, so a crash never leaves a half-written file under the name
+the user asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+from vsr.errors import CodecError, ConfigError, OutputError
+from vsr.io.color import apply_tags, resolve_conversion
+from vsr.io.source import is_url, mask_url
+from vsr.types import VideoInfo
+
+log = logging.getLogger(__name__)
+
+CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".ts": "mpegts", ".webm": "webm"}
+CODECS = ("libx264", "libx265", "libsvtav1", "ffv1")
+_DEFAULT_PRESET = {"libx264": "medium", "libx265": "medium", "libsvtav1": "8"}
+_DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libsvtav1": 30}
+_URL_FORMATS = {"rtsp": "rtsp", "rtmp": "flv", "rtmps": "flv", "srt": "mpegts", "udp": "mpegts", "tcp": "mpegts"}
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """Encoder choices, in ffmpeg's vocabulary.
+
+    Attributes:
+        codec: ``libx264`` (default), ``libx265``, ``libsvtav1`` or ``ffv1`` (lossless).
+        crf: constant rate factor; ``None`` for the codec's vsr default (x264 18, x265 20, AV1 30).
+        preset: encoder speed preset (x264/x265 names, 0..13 for SVT-AV1); ``None`` for the default.
+        pix_fmt: output pixel format; ``None`` keeps the source's bit depth in 4:2:0
+            (4:4:4 for ffv1).
+        format: container format; ``None`` chooses from the file extension.
+        options: further encoder options, passed to FFmpeg as they are.
+    """
+
+    codec: str = "libx264"
+    crf: float | None = None
+    preset: str | None = None
+    pix_fmt: str | None = None
+    format: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for a codec this build lacks or an option it does not take."""
+        import av
+
+        if self.codec not in av.codecs_available:
+            raise CodecError(f"encoder {self.codec!r} is not in this FFmpeg build; try one of: "
+                             + ", ".join(c for c in CODECS if c in av.codecs_available))
+        if self.codec == "ffv1" and self.crf is not None:
+            raise ConfigError("ffv1 is lossless: --crf does not apply (drop it)")
+        if self.crf is not None and not 0 <= self.crf <= 63:
+            raise ConfigError(f"--crf must be between 0 and 63; got {self.crf:g}")
+
+
+def choose_pix_fmt(settings: EncodeSettings, bit_depth: int) -> str:
+    """The output pixel format: the user's, else the source depth in 4:2:0 (4:4:4 for ffv1)."""
+    import av
+
+    if settings.pix_fmt:
+        pix_fmt = settings.pix_fmt
+    else:
+        chroma = "444" if settings.codec == "ffv1" else "420"
+        pix_fmt = f"yuv{chroma}p" if bit_depth <= 8 else f"yuv{chroma}p10le"
+    supported = {f.name for f in av.codec.Codec(settings.codec, "w").video_formats or []}
+    if supported and pix_fmt not in supported:
+        if settings.pix_fmt:
+            raise ConfigError(f"{settings.codec} cannot encode {pix_fmt}; it takes: {', '.join(sorted(supported))}")
+        pix_fmt = "yuv420p" if "yuv420p" in supported else sorted(supported)[0]
+    return pix_fmt
+
+
+def even_size(width: int, height: int, pix_fmt: str) -> tuple[int, int]:
+    """The largest size not above ``width x height`` that ``pix_fmt``'s chroma subsampling allows."""
+    import av
+
+    fmt = av.VideoFormat(pix_fmt)
+    sub_w = 2 if any(c.width != fmt.components[0].width for c in fmt.components if not c.is_alpha) else 1
+    sub_h = 2 if pix_fmt.startswith(("yuv420", "yuvj420", "nv12", "nv21", "yuva420")) else 1
+    if "411" in pix_fmt or "410" in pix_fmt:
+        sub_w = 4
+    return width - width % sub_w, height - height % sub_h
+
+
+def container_format(target: str, explicit: str | None) -> str:
+    """The muxer for ``target``: explicit, from the URL scheme, or from the extension."""
+    if explicit:
+        return explicit
+    if target == "-":
+        return "matroska"
+    if is_url(target):
+        scheme = target.split("://", 1)[0].lower()
+        if scheme in _URL_FORMATS:
+            return _URL_FORMATS[scheme]
+        raise ConfigError(f"cannot write to {scheme}:// outputs; use a file, rtsp, rtmp, srt or udp")
+    suffix = Path(target).suffix.lower()
+    if suffix == ".m3u8":
+        return "hls"
+    if suffix not in CONTAINERS:
+        raise ConfigError(f"unknown output container {suffix or '(no extension)'!r}; use .mp4, .mkv or .mov")
+    return CONTAINERS[suffix]
+
+
+def temporary_path(target: Path) -> Path:
+    """The hidden name beside ``target`` that output is written to until it is complete."""
+    return target.with_name(f".{target.stem}.partial-{os.getpid()}{target.suffix}")
+
+
+def check_output(source: str, target: str, overwrite: bool) -> None:
+    """Refuse outputs that would destroy the input or an existing file, or cannot be written.
+
+    Raises:
+        OutputError: ``target`` is the input, exists without ``overwrite``, or its folder is
+            missing or not writable.
+    """
+    if target == "-" or is_url(target):
+        return
+    out = Path(target)
+    if source != "-" and not is_url(source):
+        src = Path(source)
+        same = src.resolve() == out.resolve() or (src.exists() and out.exists() and os.path.samefile(src, out))
+        if same:
+            raise OutputError(f"output {target} is the input: choose another -o (the input is never overwritten)")
+    if out.is_dir():
+        raise OutputError(f"output {target} is a directory: give a file name such as {Path(target) / 'out.mp4'}")
+    if out.exists() and not overwrite:
+        raise OutputError(f"output {target} exists: add --overwrite to replace it")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"output folder {folder} does not exist: create it first")
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"output folder {folder} is not writable")
+
+
+class Sink:
+    """Writes one encoded video stream plus remuxed audio/subtitle streams.
+
+    The container is opened by :meth:`open` once the output size is known. Audio and
+    subtitle packets are muxed with their own timestamps (``av_interleaved_write_frame``
+    orders them against the video).
+
+    Args:
+        target: output path, ``"-"`` (standard output, Matroska) or a URL.
+        info: the source video stream.
+        settings: encoder settings.
+        passthrough: source streams to copy (audio, subtitles), as PyAV stream objects.
+        rotation: display rotation to write (degrees counter-clockwise).
+    """
+
+    def __init__(self, target: str, info: VideoInfo, settings: EncodeSettings,
+                 passthrough: list | tuple = (), rotation: int = 0) -> None:
+        settings.validate()
+        self.target = target
+        self.info = info
+        self.settings = settings
+        self.format = container_format(target, settings.format)
+        self.pix_fmt = choose_pix_fmt(settings, info.bit_depth)
+        self.conversion = resolve_conversion(info.color, info.height, info.pix_fmt)
+        self.rotation = rotation
+        self._passthrough_sources = list(passthrough)
+        self.is_file = not (target == "-" or is_url(target))
+        self.temp = temporary_path(Path(target)) if self.is_file else None
+        self.container = None
+        self.stream = None
+        self.stream_map: dict[int, object] = {}
+        self.size: tuple[int, int] | None = None
+        self.frames = 0
+        self.packets = 0
+        self.dropped_streams: list[str] = []
+        self._last_pts: int | None = None
+        self.adjusted_pts = 0
+
+    # -- opening ---------------------------------------------------------------------------
+    def open(self, width: int, height: int) -> tuple[int, int]:
+        """Open the container for frames of ``width x height``; returns the encoded size.
+
+        The encoded size is ``width x height`` cropped by at most one pixel where the
+        pixel format's chroma subsampling needs even dimensions.
+
+        Raises:
+            OutputError: the file cannot be created.
+            CodecError: the encoder rejects the settings.
+        """
+        import av
+
+        enc_w, enc_h = even_size(width, height, self.pix_fmt)
+        if (enc_w, enc_h) != (width, height):
+            log.info("cropping output %dx%d to %dx%d for %s", width, height, enc_w, enc_h, self.pix_fmt)
+        options = {"movflags": "+faststart"} if self.format in ("mp4", "mov") and self.is_file else {}
+        try:
+            if self.target == "-":
+                self.container = av.open(sys.stdout.buffer, mode="w", format=self.format)
+            else:
+                where = str(self.temp) if self.is_file else self.target
+                self.container = av.open(where, mode="w", format=self.format, options=options)
+        except (av.error.FFmpegError, OSError) as exc:
+            raise OutputError(f"cannot create output {mask_url(self.target)}: {getattr(exc, 'strerror', None) or exc}") from exc
+        try:
+            self._add_video_stream(enc_w, enc_h)
+            self._add_passthrough_streams()
+        except Exception:
+            self.abort()
+            raise
+        self.size = (enc_w, enc_h)
+        return self.size
+
+    def _add_video_stream(self, width: int, height: int) -> None:
+        import av
+
+        s = self.settings
+        rate = self.info.average_rate or Fraction(25, 1)
+        options = dict(s.options)
+        if s.codec in _DEFAULT_CRF:
+            options.setdefault("crf", f"{s.crf if s.crf is not None else _DEFAULT_CRF[s.codec]:g}")
+            options.setdefault("preset", str(s.preset or _DEFAULT_PRESET[s.codec]))
+        elif s.preset is not None:
+            raise ConfigError(f"{s.codec} has no presets: drop --preset")
+        if s.codec == "libx265":
+            options.setdefault("x265-params", "log-level=error")
+        if s.codec == "ffv1":
+            options.setdefault("level", "3")
+            options.setdefault("slicecrc", "1")
+        try:
+            stream = self.container.add_stream(s.codec, rate=rate, options=options)
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise CodecError(f"cannot set up encoder {s.codec}: {exc}") from exc
+        stream.width = width
+        stream.height = height
+        stream.pix_fmt = self.pix_fmt
+        stream.time_base = self.info.time_base
+        cc = stream.codec_context
+        cc.time_base = self.info.time_base
+        cc.framerate = rate
+        apply_tags(cc, self.conversion.tags)
+        if self.rotation:
+            stream.set_display_rotation(self.rotation)
+        language = next((s.language for s in self.info.streams if s.index == self.info.stream_index), None)
+        if language:
+            stream.metadata["language"] = language
+        self.stream = stream
+
+    def _add_passthrough_streams(self) -> None:
+        supported = getattr(self.container, "supported_codecs", None)
+        for src in self._passthrough_sources:
+            name = src.codec_context.name if src.codec_context is not None else "?"
+            if supported is not None and name not in supported:
+                self.dropped_streams.append(f"{src.type} stream {src.index} ({name}) cannot go into {self.format}")
+                continue
+            try:
+                out = self.container.add_stream_from_template(src)
+            except Exception as exc:  # noqa: BLE001 - any refusal drops just this stream
+                self.dropped_streams.append(f"{src.type} stream {src.index} ({name}): {exc}")
+                continue
+            if src.metadata:
+                for key in ("language", "title", "handler_name"):
+                    if key in src.metadata:
+                        out.metadata[key] = src.metadata[key]
+            out.disposition = src.disposition
+            self.stream_map[src.index] = out
+        for message in self.dropped_streams:
+            log.warning("dropping %s", message)
+
+    # -- writing ---------------------------------------------------------------------------
+    def write_frame(self, rgb, pts: int | None) -> None:
+        """Encode one ``(H, W, 3)`` uint8 or uint16 RGB array with presentation time ``pts``.
+
+        Arrays larger than the encoded size (odd sizes) are cropped to it.
+        """
+        import av
+
+        if self.container is None:
+            self.open(rgb.shape[1], rgb.shape[0])
+        w, h = self.size
+        if rgb.shape[0] != h or rgb.shape[1] != w:
+            rgb = rgb[:h, :w]
+        fmt = "rgb24" if rgb.dtype.itemsize == 1 else "rgb48le"
+        frame = av.VideoFrame.from_ndarray(rgb, format=fmt)
+        frame = frame.reformat(
+            format=self.pix_fmt,
+            dst_colorspace=self.conversion.colorspace,
+            dst_color_range=self.conversion.color_range,
+        )
+        apply_tags(frame, self.conversion.tags)
+        if pts is not None and self._last_pts is not None and pts <= self._last_pts:
+            # Encoders and muxers need strictly increasing pts; broken sources repeat them.
+            pts = self._last_pts + 1
+            self.adjusted_pts += 1
+        frame.pts = pts
+        frame.time_base = self.info.time_base
+        self._last_pts = pts
+        self._mux_all(self.stream.encode(frame))
+        self.frames += 1
+
+    def write_packet(self, packet) -> None:
+        """Remux one audio/subtitle packet of the source, timestamps untouched."""
+        out = self.stream_map.get(packet.stream.index)
+        if out is None:
+            return
+        packet.stream = out
+        self.container.mux(packet)
+        self.packets += 1
+
+    def _mux_all(self, packets) -> None:
+        import av
+
+        try:
+            for p in packets:
+                self.container.mux(p)
+        except av.error.FFmpegError as exc:
+            raise OutputError(f"writing {mask_url(self.target)} failed: {exc}") from exc
+        except OSError as exc:
+            raise OutputError(f"writing {mask_url(self.target)} failed: {exc.strerror or exc}") from exc
+
+    # -- closing ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Flush the encoder, finish the container and move it to its final name."""
+        if self.container is None:
+            return
+        try:
+            self._mux_all(self.stream.encode(None))
+            self.container.close()
+        except Exception:
+            self.abort()
+            raise
+        self.container = None
+        if self.temp is not None:
+            os.replace(self.temp, self.target)
+
+    def abort(self) -> None:
+        """Close without finishing and delete the temporary file."""
+        if self.container is not None:
+            try:
+                self.container.close()
+            except Exception:  # noqa: BLE001 - already failing; the file is deleted next
+                pass
+            self.container = None
+        if self.temp is not None and self.temp.exists():
+            self.temp.unlink()

@@ -1,0 +1,161 @@
+"""Turning a stream of frames into the windows a method consumes.
+
+Windows hold ``2 * radius + 1`` frames: centred on the reference for files,
+ending at it for live streams (``causal``). At the ends of the video and at
+scene cuts, the missing slots repeat the nearest frame of the same shot, so a
+window never mixes two shots and always has the same shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from vsr.methods.base import Window
+
+if TYPE_CHECKING:
+    import torch
+
+    from vsr.types import Frame
+
+
+def frame_windows(
+    frames: Iterable[Frame],
+    radius: int,
+    causal: bool = False,
+    is_cut: Callable[[Frame], bool] | None = None,
+) -> Iterator[tuple[Frame, list[Frame]]]:
+    """Group frames into windows, yielding ``(reference, slots)`` in display order.
+
+    Args:
+        frames: frames in decode (= presentation) order.
+        radius: frames on each side of the reference (``>= 0``).
+        causal: windows end at the reference instead of being centred on it.
+        is_cut: called once per frame, in order; true when the frame starts a new shot.
+
+    Yields:
+        The reference frame and the ``2 * radius + 1`` frames of its window (repeats
+        at shot boundaries). Each input frame is the reference of exactly one window.
+    """
+    if radius < 0:
+        raise ValueError(f"radius must be >= 0; got {radius}")
+    if radius == 0:
+        for frame in frames:
+            if is_cut is not None:
+                is_cut(frame)
+            yield frame, [frame]
+        return
+    size = 2 * radius + 1
+    shot: list[Frame] = []  # frames of the current shot still needed
+    first = 0  # shot position of shot[0]
+    pending = 0  # shot position of the next reference to emit
+
+    def slots(ref: int, last: int) -> list[Frame]:
+        lo, hi = (ref - 2 * radius, ref) if causal else (ref - radius, ref + radius)
+        return [shot[min(max(q, 0), last) - first] for q in range(lo, hi + 1)]
+
+    for frame in frames:
+        if shot and is_cut is not None and is_cut(frame):
+            last = first + len(shot) - 1
+            while pending <= last:
+                yield shot[pending - first], slots(pending, last)
+                pending += 1
+            shot, first, pending = [], 0, 0
+        elif not shot and is_cut is not None:
+            is_cut(frame)
+        shot.append(frame)
+        last = first + len(shot) - 1
+        ready = last if causal else last - radius
+        while pending <= ready:
+            yield shot[pending - first], slots(pending, last)
+            pending += 1
+        keep_from = max(0, pending - (2 * radius if causal else radius))
+        # Frames before the first one a future window needs can go (keep at least one
+        # to clamp against).
+        drop = min(keep_from - first, len(shot) - 1)
+        if drop > 0:
+            del shot[:drop]
+            first += drop
+        assert len(shot) <= size + 1
+    if shot:
+        last = first + len(shot) - 1
+        while pending <= last:
+            yield shot[pending - first], slots(pending, last)
+            pending += 1
+
+
+class WindowAssembler:
+    """Convert frames to the method's device and dtype once, and stack them into windows.
+
+    Args:
+        device: torch device of the method.
+        dtype: floating dtype of the method.
+    """
+
+    def __init__(self, device: torch.device, dtype: torch.dtype) -> None:
+        self.device = device
+        self.dtype = dtype
+        self._cache: dict[int, torch.Tensor] = {}
+
+    def to_float(self, frame: Frame) -> torch.Tensor:
+        """``(C, H, W)`` float in [0, 1] on the method's device, converted once per frame."""
+        cached = self._cache.get(frame.index)
+        if cached is None:
+            cached = to_unit_float(frame.data, self.device, self.dtype)
+            self._cache[frame.index] = cached
+        return cached
+
+    def assemble(self, slots: list[Frame], ref_slot: int) -> Window:
+        """The :class:`Window` for these slots; frames no later window uses are evicted."""
+        import torch
+
+        tensors = [self.to_float(f) for f in slots]
+        stacked = tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
+        oldest = min(f.index for f in slots)
+        for index in [i for i in self._cache if i < oldest]:
+            del self._cache[index]
+        return Window(frames=stacked, ref=ref_slot, indices=tuple(f.index for f in slots))
+
+
+def to_unit_float(data: torch.Tensor, device, dtype) -> torch.Tensor:
+    """Integer RGB (uint8 0..255, uint16 0..65535) or float to float in [0, 1] on ``device``.
+
+    The integer tensor is moved first, so only 1 or 2 bytes per sample cross the bus.
+    The memory layout (e.g. channels-last views of decoded frames) is preserved.
+    """
+    import torch
+
+    if data.is_floating_point():
+        return data.to(device=device, dtype=dtype)
+    peak = 255.0 if data.dtype == torch.uint8 else 65535.0
+    moved = data.to(device, non_blocking=True)
+    if moved.dtype == torch.uint16:
+        moved = moved.to(torch.int32)
+    return moved.to(dtype).mul_(1.0 / peak)
+
+
+def to_integer_hwc(image: torch.Tensor, bit_depth: int):
+    """Float ``(C, H, W)`` in [0, 1] to a numpy ``(H, W, C)`` uint8 (8-bit) or uint16 array.
+
+    Values outside [0, 1] (ringing of sharp kernels) are clipped; rounding is to nearest.
+    The conversion runs on the tensor's device before the copy to the host.
+    """
+    import numpy as np
+    import torch
+
+    hwc = image.permute(1, 2, 0)
+    if image.device.type != "cpu":
+        peak = 255 if bit_depth <= 8 else 65535
+        scaled = hwc.float().mul(peak).add_(0.5).clamp_(0, peak)
+        out = scaled.to(torch.uint8) if bit_depth <= 8 else scaled.to(torch.int32)
+        array = out.cpu().numpy()
+        return array if bit_depth <= 8 else array.astype(np.uint16)
+    if not hwc.is_contiguous():
+        hwc = hwc.contiguous()
+    array = hwc.float().numpy() if hwc.dtype != torch.float32 else hwc.numpy()
+    if bit_depth <= 8:
+        import cv2
+
+        # max() first: convertScaleAbs would fold negative overshoot back up.
+        return cv2.convertScaleAbs(cv2.max(array, 0.0), alpha=255.0)
+    return np.clip(array * 65535.0 + 0.5, 0, 65535).astype(np.uint16)
