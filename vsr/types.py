@@ -28,12 +28,14 @@ class Frame:
             demuxer gave it; ``None`` only for streams that carry no timing.
         time_base: the unit of ``pts``, e.g. ``Fraction(1, 12800)``.
         index: position of the frame in decode order of this run, from 0.
+        duration: display duration in ``time_base`` units when the source says, else ``None``.
     """
 
     data: torch.Tensor
     pts: int | None
     time_base: Fraction
     index: int
+    duration: int | None = None
 
     def __post_init__(self) -> None:
         if self.data.ndim != 3:

@@ -186,7 +186,8 @@ class Decoder:
         if self.roi is not None:
             r = self.roi
             data = data[:, r.y : r.y + r.h, r.x : r.x + r.w]
-        frame = Frame(data=data, pts=pts, time_base=time_base, index=self.stats.frames)
+        frame = Frame(data=data, pts=pts, time_base=time_base, index=self.stats.frames,
+                      duration=int(vframe.duration) if vframe.duration else None)
         self.stats.frames += 1
         return frame
 

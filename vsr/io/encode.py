@@ -270,8 +270,10 @@ class Sink:
             log.warning("dropping %s", message)
 
     # -- writing ---------------------------------------------------------------------------
-    def write_frame(self, rgb, pts: int | None) -> None:
+    def write_frame(self, rgb, pts: int | None, duration: int | None = None) -> None:
         """Encode one ``(H, W, 3)`` uint8 or uint16 RGB array with presentation time ``pts``.
+
+        ``duration`` (in the source time base) keeps the last frame's length exact.
 
         Arrays larger than the encoded size (odd sizes) are cropped to it.
         """
@@ -295,6 +297,8 @@ class Sink:
             pts = self._last_pts + 1
             self.adjusted_pts += 1
         frame.pts = pts
+        if duration:
+            frame.duration = duration
         frame.time_base = self.info.time_base
         self._last_pts = pts
         self._mux_all(self.stream.encode(frame))

@@ -188,7 +188,7 @@ class Pipeline:
                     from vsr.methods.interp import resize
 
                     image = resize(image, self.output_size, "lanczos")
-                self._put(self.images_q, (to_integer_hwc(image, bit_depth), ref.pts))
+                self._put(self.images_q, (to_integer_hwc(image, bit_depth), ref.pts, ref.duration))
                 self.stats.frames_processed += 1
         if self.detector is not None:
             self.stats.scene_cuts = self.detector.cuts
@@ -200,12 +200,12 @@ class Pipeline:
             item = self._get(self.images_q)
             if item is _END:
                 break
-            array, pts = item
+            array, pts, duration = item
             if sink.container is None:
                 sink.open(array.shape[1], array.shape[0])
                 self.stats.dropped_streams = list(sink.dropped_streams)
             self._drain_packets()
-            sink.write_frame(array, pts)
+            sink.write_frame(array, pts, duration)
             self.stats.frames_written += 1
         if sink.container is None:
             raise InputError("no video frame could be decoded from the input")
@@ -316,6 +316,6 @@ def iterate(decoder, method, output_size: tuple[int, int] | None = None,
                     from vsr.methods.interp import resize
 
                     image = resize(image, output_size, "lanczos")
-                yield Frame(data=image, pts=ref.pts, time_base=ref.time_base, index=index)
+                yield Frame(data=image, pts=ref.pts, time_base=ref.time_base, index=index, duration=ref.duration)
     finally:
         decoder.close()

@@ -1,0 +1,93 @@
+"""Helpers shared by the benchmark scripts: timing child processes, peak memory, tables."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+
+_CHILD = (
+    "import resource, subprocess, sys, time, json\n"
+    "t = time.perf_counter()\n"
+    "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
+    "dt = time.perf_counter() - t\n"
+    "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+    "print(json.dumps({'rc': r.returncode, 'seconds': dt, 'peak_kib': peak, 'err': r.stderr.decode()[-400:]}))\n"
+)
+
+
+@dataclass
+class Measure:
+    """One timed command: median wall seconds over repeats and peak resident memory (MiB)."""
+
+    seconds: float
+    peak_mib: float
+    runs: list[float]
+
+
+def time_command(argv: list[str], repeats: int = 3) -> Measure:
+    """Run ``argv`` ``repeats`` times in a fresh child each; median wall time and max peak RSS.
+
+    Raises:
+        RuntimeError: the command failed (its last stderr lines are in the message).
+    """
+    runs, peaks = [], []
+    for _ in range(repeats):
+        out = subprocess.run([sys.executable, "-c", _CHILD, *argv], capture_output=True, text=True, check=True)
+        result = json.loads(out.stdout)
+        if result["rc"] != 0:
+            raise RuntimeError(f"{argv[0]} failed: {result['err']}")
+        runs.append(result["seconds"])
+        peaks.append(result["peak_kib"] / 1024)
+    return Measure(statistics.median(runs), max(peaks), runs)
+
+
+def time_call(fn, repeats: int = 3) -> float:
+    """Median wall seconds of ``fn()`` over ``repeats`` calls."""
+    runs = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - t)
+    return statistics.median(runs)
+
+
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary shipped in the imageio-ffmpeg package."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    """Print a table with rich (plain text when not a terminal, so it can go into RESULTS.md)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*header, title=title)
+    for row in rows:
+        table.add_row(*row)
+    Console(width=160).print(table)
+
+
+def machine() -> str:
+    """A one-line description of this machine for the results file."""
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"

@@ -1,0 +1,111 @@
+"""Pipeline overhead: vsr bicubic x2 against the ffmpeg binary doing the same job, same run.
+
+Both read the same 640x360 clip, upscale x2 with bicubic and encode libx264 at the same
+preset and crf, copying the audio. Decode-only and encode-only times show the floor the
+pipeline stands on: with the stages overlapped, vsr's time should approach the larger
+of the two plus what the conversions to and from RGB cost.
+
+    python bench/pipeline.py [--clip PATH] [--repeats 3] [--preset medium] [--crf 18]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import ROOT, ffmpeg_exe, machine, print_table, time_call, time_command  # noqa: E402
+
+
+def decode_only(clip: str) -> int:
+    from vsr.io.decode import Decoder
+
+    with Decoder(clip) as dec:
+        return sum(1 for _ in dec.frames())
+
+
+def upscaled_frames(clip: str, limit: int | None = None) -> list:
+    from vsr.io.decode import Decoder
+    from vsr.methods.interp import resize
+    from vsr.pipeline.window import to_integer_hwc, to_unit_float
+
+    import torch
+
+    frames = []
+    with Decoder(clip) as dec:
+        for f in dec.frames():
+            x = to_unit_float(f.data, torch.device("cpu"), torch.float32)
+            frames.append((to_integer_hwc(resize(x, (2 * f.height, 2 * f.width), "bicubic"), 8), f.pts))
+            if limit and len(frames) >= limit:
+                break
+        info = dec.info
+    return frames, info
+
+
+def encode_only(frames, info, out: str, preset: str, crf: float) -> None:
+    from vsr.io.encode import EncodeSettings, Sink
+
+    sink = Sink(out, info, EncodeSettings(crf=crf, preset=preset))
+    for array, pts in frames:
+        sink.write_frame(array, pts)
+    sink.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clip", default=str(ROOT / "samples" / "chaplin.mp4"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--preset", default="medium")
+    parser.add_argument("--crf", type=float, default=18)
+    args = parser.parse_args()
+
+    import os
+
+    n = decode_only(args.clip)
+    ff = ffmpeg_exe()
+    vsr_cli = str(Path(sys.executable).with_name("vsr"))
+    with tempfile.TemporaryDirectory() as tmp:
+        out_ff, out_vsr, out_enc = (os.path.join(tmp, name) for name in ("ff.mp4", "vsr.mp4", "enc.mp4"))
+        ffmpeg = time_command([ff, "-y", "-v", "error", "-i", args.clip, "-vf", "scale=iw*2:ih*2:flags=bicubic",
+                               "-c:v", "libx264", "-preset", args.preset, "-crf", f"{args.crf:g}",
+                               "-pix_fmt", "yuv420p", "-c:a", "copy", out_ff], args.repeats)
+        vsr = time_command([vsr_cli, "run", args.clip, "-o", out_vsr, "-m", "bicubic", "-s", "2", "--preset",
+                            args.preset, "--crf", f"{args.crf:g}", "-q", "-y"], args.repeats)
+        ff_decode = time_command([ff, "-v", "error", "-i", args.clip, "-f", "null", "-"], args.repeats)
+
+        from vsr import api
+
+        in_process = time_call(lambda: api.upscale(args.clip, out_vsr, "bicubic", 2, overwrite=True,
+                                                   encode=_settings(args)), args.repeats)
+        decode = time_call(lambda: decode_only(args.clip), args.repeats)
+        frames, info = upscaled_frames(args.clip)
+        encode = time_call(lambda: encode_only(frames, info, out_enc, args.preset, args.crf), args.repeats)
+
+    def row(name: str, seconds: float, peak: float | None, note: str = "") -> list[str]:
+        return [name, f"{seconds:.2f}", f"{n / seconds:.1f}", f"{1000 * seconds / n:.1f}",
+                "" if peak is None else f"{peak:.0f}", note]
+
+    rows = [
+        row("ffmpeg scale=bicubic + libx264 (baseline)", ffmpeg.seconds, ffmpeg.peak_mib),
+        row("vsr run -m bicubic (CLI, incl. start-up)", vsr.seconds, vsr.peak_mib,
+            f"{vsr.seconds / ffmpeg.seconds:.2f}x ffmpeg"),
+        row("vsr.upscale() in process", in_process, None, f"{in_process / ffmpeg.seconds:.2f}x ffmpeg"),
+        row("ffmpeg decode only", ff_decode.seconds, ff_decode.peak_mib),
+        row("vsr decode only (to RGB)", decode, None),
+        row("vsr encode only (RGB 1280x720 -> x264)", encode, None),
+    ]
+    print_table(f"bicubic x2, {Path(args.clip).name}, {n} frames, libx264 {args.preset} crf {args.crf:g} "
+                f"-- {machine()}", ["job", "seconds", "frames/s", "ms/frame", "peak MiB", "vs baseline"], rows)
+
+
+def _settings(args):
+    from vsr.io.encode import EncodeSettings
+
+    return EncodeSettings(crf=args.crf, preset=args.preset)
+
+
+if __name__ == "__main__":
+    main()
