@@ -238,6 +238,10 @@ class Sink:
         stream.pix_fmt = self.pix_fmt
         stream.time_base = self.info.time_base
         cc = stream.codec_context
+        # PyAV defaults to slice threading, which makes libx264 switch to sliced threads:
+        # slower and worse than the frame threads ffmpeg's own command uses.
+        cc.thread_type = "FRAME"
+        cc.thread_count = 0
         cc.time_base = self.info.time_base
         cc.framerate = rate
         apply_tags(cc, self.conversion.tags)

@@ -29,6 +29,7 @@ class SRVGGNetCompact(nn.Module):
     def __init__(self, convs: int = 16, feats: int = 64, upscale: int = 4, in_ch: int = 3, out_ch: int = 3) -> None:
         super().__init__()
         self.scale = upscale
+        self.margin = convs + 2  # one pixel of context per 3x3 conv
         layers: list[nn.Module] = [nn.Conv2d(in_ch, feats, 3, padding=1), nn.PReLU(feats)]
         for _ in range(convs):
             layers += [nn.Conv2d(feats, feats, 3, padding=1), nn.PReLU(feats)]
