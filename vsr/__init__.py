@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Cancelled", "CodecError", "ConfigError", "InputError", "ModelError", "OutputError", "PipelineError",
-    "VsrError", "frames", "probe", "upscale", "__version__",
+    "VsrError", "EncodeSettings", "frames", "probe", "upscale", "__version__",
 ]
 
 
@@ -29,6 +29,10 @@ def __getattr__(name: str):
         from vsr import api
 
         return getattr(api, name)
+    if name == "EncodeSettings":
+        from vsr.io.encode import EncodeSettings
+
+        return EncodeSettings
     if name == "probe":
         from vsr.io.source import probe
 

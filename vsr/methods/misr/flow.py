@@ -1,0 +1,187 @@
+"""Alignment for MISR: dense optical flow between consecutive frames, composed to the reference.
+
+Flow is OpenCV's DIS (Kroeger et al. 2016) on 8-bit luma, computed on CPU threads: cv2
+releases the GIL, so the flow of the next window runs while torch fuses the current one.
+Each new frame costs one flow pair (to and from its predecessor); the flow from any
+neighbour to the reference is the composition of consecutive flows along the window.
+
+Every flow comes with a forward-backward confidence: a point that does not come back to
+itself through the flow and its reverse is occluded or mismatched.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+PRESETS = ("ultrafast", "fast", "medium")
+
+
+@dataclass(frozen=True)
+class PairFlow:
+    """Flow from frame ``a`` to frame ``b`` with its forward-backward confidence.
+
+    Attributes:
+        flow: ``(H, W, 2)`` float32, ``(dx, dy)`` in pixels: pixel ``p`` of ``a`` shows at ``p + flow(p)`` in ``b``.
+        conf: ``(H, W)`` float32 in [0, 1].
+    """
+
+    flow: np.ndarray
+    conf: np.ndarray
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """Where every pixel of each distinct frame of a window lands in the reference.
+
+    Attributes:
+        order: decode indices of the distinct frames, reference first.
+        pos: ``(K, H, W, 2)`` float32 ``(x, y)`` positions in the reference's pixel grid.
+        conf: ``(K, H, W)`` float32 in [0, 1]; 0 outside the reference frame.
+    """
+
+    order: tuple[int, ...]
+    pos: np.ndarray
+    conf: np.ndarray
+
+
+def _grid(h: int, w: int) -> np.ndarray:
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    return np.stack([xs, ys], axis=-1)
+
+
+def _sample(image: np.ndarray, pos: np.ndarray, border_value: float | None) -> np.ndarray:
+    """Bilinear ``image`` at ``pos`` (``(H, W, 2)`` x, y); ``border_value=None`` replicates the edge."""
+    import cv2
+
+    mode = cv2.BORDER_REPLICATE if border_value is None else cv2.BORDER_CONSTANT
+    return cv2.remap(image, pos[..., 0], pos[..., 1], cv2.INTER_LINEAR, borderMode=mode,
+                     borderValue=0.0 if border_value is None else border_value)
+
+
+def fb_confidence(forward: np.ndarray, backward: np.ndarray, sigma: float) -> np.ndarray:
+    """Forward-backward consistency of ``forward`` given ``backward``.
+
+    Args:
+        forward: ``(H, W, 2)`` flow a -> b.
+        backward: ``(H, W, 2)`` flow b -> a.
+        sigma: tolerated round-trip error in pixels (Gaussian fall-off).
+
+    Returns:
+        ``(H, W)`` float32 in [0, 1]: 1 where the round trip returns home, 0 where it leaves the frame.
+    """
+    h, w = forward.shape[:2]
+    target = _grid(h, w) + forward
+    back = _sample(backward, target, None)
+    err2 = np.sum((forward + back) ** 2, axis=-1)
+    inside = (target[..., 0] >= -0.5) & (target[..., 0] <= w - 0.5) & (target[..., 1] >= -0.5) & (
+        target[..., 1] <= h - 0.5)
+    return (np.exp(-err2 / (2.0 * sigma * sigma)) * inside).astype(np.float32)
+
+
+class FlowBank:
+    """Consecutive-frame flows keyed by decode index, computed on a background thread.
+
+    Args:
+        preset: DIS preset, ``"ultrafast"``, ``"fast"`` or ``"medium"``.
+        fb_sigma: forward-backward tolerance in pixels.
+        threads: worker threads for flow (one keeps a core free for the fusion).
+    """
+
+    def __init__(self, preset: str = "fast", fb_sigma: float = 0.5, threads: int = 1) -> None:
+        self.preset = preset
+        self.fb_sigma = fb_sigma
+        self._local = threading.local()
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="misr-flow")
+        self._luma: dict[int, np.ndarray] = {}
+        self._pairs: dict[tuple[int, int], Future] = {}
+
+    def _dis(self):
+        import cv2
+
+        dis = getattr(self._local, "dis", None)
+        if dis is None:
+            dis = cv2.DISOpticalFlow_create(PRESETS.index(self.preset))
+            self._local.dis = dis
+        return dis
+
+    def add(self, index: int, luma: np.ndarray) -> None:
+        """Register frame ``index`` with its ``(H, W)`` uint8 luma (ignored if already known)."""
+        self._luma.setdefault(index, np.ascontiguousarray(luma))
+
+    def _compute_pair(self, a: int, b: int) -> tuple[PairFlow, PairFlow]:
+        dis = self._dis()
+        la, lb = self._luma[a], self._luma[b]
+        fwd = dis.calc(la, lb, None)
+        bwd = dis.calc(lb, la, None)
+        return (PairFlow(fwd, fb_confidence(fwd, bwd, self.fb_sigma)),
+                PairFlow(bwd, fb_confidence(bwd, fwd, self.fb_sigma)))
+
+    def _pair_future(self, a: int, b: int) -> Future:
+        key = (min(a, b), max(a, b))
+        fut = self._pairs.get(key)
+        if fut is None:
+            fut = self._pool.submit(self._compute_pair, *key)
+            self._pairs[key] = fut
+        return fut
+
+    def flow(self, a: int, b: int) -> PairFlow:
+        """Flow from frame ``a`` to frame ``b`` (both registered); blocks until computed."""
+        fwd, bwd = self._pair_future(a, b).result()
+        return fwd if a < b else bwd
+
+    def submit_alignment(self, chain: tuple[int, ...], ref: int) -> Future:
+        """Start aligning a window on the flow thread.
+
+        Args:
+            chain: decode indices of the window's distinct frames in slot order (no
+                consecutive repeats), each registered with :meth:`add`.
+            ref: position in ``chain`` of the reference.
+
+        Returns:
+            a future of :class:`Alignment`.
+        """
+        for a, b in zip(chain, chain[1:]):
+            self._pair_future(a, b)
+        return self._pool.submit(self._align, chain, ref)
+
+    def _align(self, chain: tuple[int, ...], ref: int) -> Alignment:
+        h, w = self._luma[chain[ref]].shape
+        grid = _grid(h, w)
+        order = [chain[ref]]
+        positions = [grid]
+        confs = [np.ones((h, w), np.float32)]
+        for k in range(len(chain)):
+            if k == ref:
+                continue
+            step = 1 if k < ref else -1
+            pos = grid.copy()
+            conf = np.ones((h, w), np.float32)
+            for j in range(k, ref, step):
+                pair = self.flow(chain[j], chain[j + step])
+                if j == k:
+                    pos += pair.flow
+                    conf *= pair.conf
+                else:
+                    conf *= _sample(pair.conf, pos, 0.0)
+                    pos += _sample(pair.flow, pos, None)
+            inside = (pos[..., 0] >= -0.5) & (pos[..., 0] <= w - 0.5) & (pos[..., 1] >= -0.5) & (
+                pos[..., 1] <= h - 0.5)
+            order.append(chain[k])
+            positions.append(pos)
+            confs.append(conf * inside)
+        return Alignment(tuple(order), np.stack(positions), np.stack(confs))
+
+    def evict(self, keep_from: int) -> None:
+        """Forget frames and flows with decode index below ``keep_from``."""
+        for index in [i for i in self._luma if i < keep_from]:
+            del self._luma[index]
+        for key in [k for k in self._pairs if k[0] < keep_from]:
+            del self._pairs[key]
+
+    def close(self) -> None:
+        """Stop the flow thread (pending work is finished first)."""
+        self._pool.shutdown(wait=True)

