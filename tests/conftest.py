@@ -107,15 +107,20 @@ def make_clip(
     rotation: int = 0,
     color: dict | None = None,
     pictures=None,
+    video_options: dict[str, str] | None = None,
 ) -> Path:
-    """Write a clip with PyAV: ``frames`` pictures, optional AAC tone, VFR via explicit ``pts``."""
+    """Write a clip with PyAV: ``frames`` pictures, optional AAC tone, VFR via explicit ``pts``.
+
+    ``video_options`` are extra encoder options (e.g. ``{"g": "10"}`` for a keyframe every 10 frames).
+    """
     import av
 
     width, height = size
     depth = 10 if "10" in pix_fmt else 8
     time_base = time_base or Fraction(1, rate * 512)
     with av.open(str(path), "w") as out:
-        v = out.add_stream(codec, rate=rate, options={"preset": "ultrafast", "crf": "12"} if codec == "libx264" else {})
+        options = {"preset": "ultrafast", "crf": "12"} if codec == "libx264" else {}
+        v = out.add_stream(codec, rate=rate, options={**options, **(video_options or {})})
         v.width, v.height, v.pix_fmt = width, height, pix_fmt
         v.time_base = time_base
         v.codec_context.time_base = time_base

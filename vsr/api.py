@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,8 @@ def upscale(
     device: str | None = "auto",
     queue_size: int = 8,
     open_options: OpenOptions | None = None,
+    reconnect: int = 0,
+    live: bool = False,
     on_progress: Callable[[RunStats], None] | None = None,
     on_start: Callable[[Pipeline], None] | None = None,
 ) -> RunStats:
@@ -87,6 +89,9 @@ def upscale(
         overwrite: replace an existing output.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         queue_size: capacity of each queue between stages.
+        open_options: timeout and transport for network sources.
+        reconnect: times to reopen a network source that drops or stalls (-1: forever).
+        live: drop the oldest waiting frame rather than fall behind the source.
         on_progress: called about four times a second with the running :class:`RunStats`.
         on_start: called with the :class:`Pipeline` before it runs (to cancel it from a
             signal handler, for instance).
@@ -104,8 +109,12 @@ def upscale(
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
     built = build_method(method, scale, params, device, size)
+    encode = encode or EncodeSettings()
+    if live and encode.codec in ("libx264", "libx265") and "tune" not in encode.options:
+        # No lookahead or frame reordering delay on a live path.
+        encode = replace(encode, options={**encode.options, "tune": "zerolatency"})
     try:
-        decoder = Decoder(source, video_stream=video_stream, roi=roi, options=open_options)
+        decoder = Decoder(source, video_stream=video_stream, roi=roi, options=open_options, reconnect=reconnect)
     except ValueError as exc:  # an roi outside the picture
         if isinstance(exc, ConfigError) or type(exc) is ValueError:
             raise ConfigError(str(exc)) from exc
@@ -114,10 +123,10 @@ def upscale(
         check_output(source, output, overwrite)
         info = decoder.info
         in_h, in_w = (roi.h, roi.w) if roi else (info.height, info.width)
-        sink = Sink(output, info, encode or EncodeSettings(), passthrough=decoder.passthrough,
+        sink = Sink(output, info, encode, passthrough=decoder.passthrough,
                     rotation=decoder.rotation)
         pipeline = Pipeline(decoder, built, sink, output_size=_output_size(built, in_h, in_w, size),
-                            queue_size=queue_size)
+                            queue_size=queue_size, live=live)
     except BaseException:
         decoder.close()
         raise
@@ -125,7 +134,7 @@ def upscale(
         on_start(pipeline)
     stats = pipeline.run(on_progress=on_progress)
     if roi is not None or record is not None:
-        write_record(record or f"{output}.json", source, output, built, roi, encode or EncodeSettings(), stats,
+        write_record(record or f"{output}.json", source, output, built, roi, encode, stats,
                      decoder)
     return stats
 

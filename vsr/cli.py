@@ -42,6 +42,14 @@ def _value(text: str) -> Any:
     return text
 
 
+def _attempts(text: str) -> int:
+    if text.lower() in ("forever", "inf", "-1"):
+        return -1
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"--reconnect takes a number of attempts or 'forever'; got {text!r}")
+    return int(text)
+
+
 def _param(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -100,9 +108,19 @@ def _add_run(sub) -> None:
     r.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     r.add_argument("--queue-size", type=int, default=8, help="frames each queue between stages holds")
     r.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a network source")
+    r.add_argument("--reconnect", type=_attempts, default=3,
+                   help="times to reopen a network source that drops or stalls, or 'forever' (default 3)")
+    r.add_argument("--live", action="store_true",
+                   help="never fall behind the source: drop the oldest waiting frame when the method is slower")
     r.add_argument("--overwrite", "-y", action="store_true", help="replace an existing output")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     r.add_argument("--json-progress", action="store_true", help="progress as JSON lines on standard error")
+    d = p.add_argument_group("scaling out (needs pip install 'vsr[ray]')")
+    d.add_argument("--ray", metavar="ADDRESS",
+                   help="split the job over a Ray cluster: auto (the running one), local (start one here), "
+                        "or ray://HEAD:10001; the input and output folder must be reachable by every worker")
+    d.add_argument("--segment-seconds", type=float, default=10.0,
+                   help="length of the segments --ray splits the input into, at keyframes (default 10)")
     p.set_defaults(handler=_run)
 
 
@@ -162,12 +180,16 @@ def _run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, on_term)
 
     try:
-        stats = api.upscale(
-            args.input, output, method=method, scale=scale, size=args.size, params=params, encode=encode,
-            video_stream=args.video_stream, roi=args.roi, record=args.record, overwrite=args.overwrite,
-            device=args.device, queue_size=args.queue_size, open_options=OpenOptions(timeout=args.timeout),
-            on_progress=display, on_start=on_start,
-        )
+        if args.ray:
+            stats = _run_on_ray(args, output, method, scale, params, encode, display)
+        else:
+            stats = api.upscale(
+                args.input, output, method=method, scale=scale, size=args.size, params=params, encode=encode,
+                video_stream=args.video_stream, roi=args.roi, record=args.record, overwrite=args.overwrite,
+                device=args.device, queue_size=args.queue_size, open_options=OpenOptions(timeout=args.timeout),
+                reconnect=args.reconnect, live=args.live,
+                on_progress=display, on_start=on_start,
+            )
     except Cancelled as exc:
         if display is not None:
             display.close()
@@ -183,11 +205,31 @@ def _run(args: argparse.Namespace) -> int:
             extra.append(f"{stats.corrupt_packets} damaged packets skipped")
         if stats.scene_cuts:
             extra.append(f"{stats.scene_cuts} scene cuts")
+        if stats.frames_dropped:
+            extra.append(f"{stats.frames_dropped} frames dropped to keep up (--live)")
+        if stats.reconnects:
+            extra.append(f"{stats.reconnects} reconnects")
         for dropped in stats.dropped_streams:
             extra.append(f"dropped {dropped}")
         print(f"wrote {mask_url(output)}: {stats.frames_written} frames in {stats.elapsed:.1f} s "
               f"({stats.fps:.1f} fps)" + ("; " + "; ".join(extra) if extra else ""), file=sys.stderr)
     return 0
+
+
+def _run_on_ray(args: argparse.Namespace, output: str, method: str, scale: int, params: dict[str, Any],
+                encode, display):
+    """``vsr run --ray``: the same job as a plain run, split over a Ray cluster."""
+    from vsr.distributed import run_on_ray
+    from vsr.io.source import OpenOptions
+
+    if args.live:
+        raise ConfigError("--live and --ray do not go together: --ray splits a file, a live stream cannot be split")
+    if args.record:
+        raise ConfigError("--record is not available with --ray yet; run without --ray to get a record")
+    return run_on_ray(args.input, output, method=method, scale=scale, address=args.ray,
+                      segment_seconds=args.segment_seconds, size=args.size, params=params, encode=encode,
+                      video_stream=args.video_stream, roi=args.roi, overwrite=args.overwrite, device=args.device,
+                      open_options=OpenOptions(timeout=args.timeout), on_progress=display)
 
 
 def _add_probe(sub) -> None:

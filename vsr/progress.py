@@ -27,6 +27,10 @@ def snapshot(stats: RunStats) -> dict[str, object]:
         "eta": None if _eta(stats) is None else round(_eta(stats), 1),
         "queues": {name: {"items": n, "capacity": cap} for name, (n, cap) in stats.queues.items()},
         "corrupt_packets": stats.corrupt_packets,
+        "dropped": stats.frames_dropped,
+        "reconnects": stats.reconnects,
+        "latency_ms": None if stats.latency is None else round(1000 * stats.latency, 1),
+        "latency_max_ms": round(1000 * stats.latency_max, 1),
         "cancelled": stats.cancelled,
     }
 
@@ -70,6 +74,12 @@ class RichProgress:
     def __call__(self, stats: RunStats) -> None:
         eta = _eta(stats)
         queues = " ".join(f"{name} {n}/{cap}" for name, (n, cap) in stats.queues.items())
+        if stats.latency is not None:
+            queues += f" latency {1000 * stats.latency:.0f} ms"
+        if stats.frames_dropped:
+            queues += f" dropped {stats.frames_dropped}"
+        if stats.reconnects:
+            queues += f" reconnects {stats.reconnects}"
         self.progress.update(
             self.task,
             completed=stats.frames_written,

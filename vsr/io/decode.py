@@ -14,7 +14,7 @@ from fractions import Fraction
 
 from vsr.errors import InputError
 from vsr.io.color import Conversion, resolve_conversion
-from vsr.io.source import OpenOptions, open_input, select_video_stream, video_info
+from vsr.io.source import OpenOptions, is_url, mask_url, open_input, select_video_stream, video_info
 from vsr.types import Frame, VideoInfo
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class DecodeStats:
     packets_passed: int = 0
     corrupt_packets: int = 0
     missing_pts: int = 0
+    reconnects: int = 0
     log: list[str] = field(default_factory=list)
 
 
@@ -96,6 +97,9 @@ class Decoder:
             to drop them.
         roi: crop every frame to this region (in source pixels).
         options: how to open network sources.
+        reconnect: for network sources, how many times to reopen a stream that drops or
+            stalls (``-1``: forever); 0 ends the run at the first drop.
+        backoff: seconds before the first reconnect; doubled each attempt, up to 30 s.
 
     Raises:
         InputError: from the constructor, when the source cannot be opened.
@@ -108,8 +112,18 @@ class Decoder:
         on_packet: Callable[[object], None] | None = None,
         roi: Roi | None = None,
         options: OpenOptions | None = None,
+        reconnect: int = 0,
+        backoff: float = 0.5,
     ) -> None:
         self.source = source
+        self.options = options
+        self.reconnect = reconnect
+        self.backoff = backoff
+        self._explicit_stream = video_stream is not None
+        self._offset = Fraction(0)
+        self._last_time = Fraction(0)
+        self._last_pts: int | None = None
+        self._resync_pending = False
         self.container = open_input(source, options)
         try:
             self.stream = select_video_stream(self.container, video_stream)
@@ -132,23 +146,28 @@ class Decoder:
         return self.frames()
 
     def frames(self, stop: Callable[[], bool] = lambda: False) -> Iterator[Frame]:
-        """Yield frames until the end of the input or until ``stop()`` is true."""
+        """Yield frames until the end of the input or until ``stop()`` is true.
+
+        Network sources that drop or stall are reopened (up to ``reconnect`` times, with
+        backoff); timestamps after a reconnect continue one frame after the last ones.
+        """
         import av
 
-        streams = [self.stream] + (self.passthrough if self.on_packet else [])
         time_base = self.info.time_base
-        last_pts: int | None = None
         step = _frame_step(self.info)
         consecutive_errors = 0
-        done = False
-        while not done and not stop():
+        while not stop():
+            streams = [self.stream] + (self.passthrough if self.on_packet else [])
+            dropped = False
             try:
                 for packet in self.container.demux(streams):
                     if stop():
-                        done = True
-                        break
+                        return
+                    if self._resync_pending and packet.pts is not None and packet.size:
+                        self._resync(packet)
                     if packet.stream.index != self.stream.index:
                         if packet.size and self.on_packet is not None:
+                            self._shift(packet)
                             self.stats.packets_passed += 1
                             self.on_packet(packet)
                         continue
@@ -167,17 +186,96 @@ class Decoder:
                         pts = vframe.pts
                         if pts is None:
                             self.stats.missing_pts += 1
-                            pts = 0 if last_pts is None else last_pts + step
-                        last_pts = pts
+                            pts = -self._offset_pts(self.stream) if self._last_pts is None else (
+                                self._last_pts + step - self._offset_pts(self.stream))
+                        pts += self._offset_pts(self.stream)
+                        if self._last_pts is not None and pts <= self._last_pts and self.is_live:
+                            continue  # a reconnect replayed frames we already have
+                        self._last_pts = pts
                         yield self._frame(vframe, pts, time_base)
-                else:
-                    done = True
             except av.error.FFmpegError as exc:
-                # A demuxer error mid-file: count it and carry on from where the demuxer stands.
-                self._corrupt(exc)
-                consecutive_errors += 1
-                if consecutive_errors > _MAX_CONSECUTIVE_ERRORS:
-                    raise InputError(f"input is too damaged to read: {exc}") from exc
+                if self.is_live:
+                    dropped = True
+                    log.warning("stream %s dropped: %s", mask_url(self.source), mask_url(str(exc)))
+                else:
+                    # A demuxer error mid-file: count it and carry on from where the demuxer stands.
+                    self._corrupt(exc)
+                    consecutive_errors += 1
+                    if consecutive_errors > _MAX_CONSECUTIVE_ERRORS:
+                        raise InputError(f"input is too damaged to read: {exc}") from exc
+                    continue
+            if not self.is_live or stop():
+                return
+            # A live source ended or dropped: reconnect, or finish if out of attempts.
+            if not self._reconnect(stop, dropped):
+                return
+
+    @property
+    def is_live(self) -> bool:
+        """True for network sources, which may drop and be reopened."""
+        return is_url(self.source)
+
+    def _offset_pts(self, stream) -> int:
+        if not self._offset:
+            return 0
+        return round(self._offset / stream.time_base)
+
+    def _shift(self, packet) -> None:
+        delta = self._offset_pts(packet.stream)
+        if delta:
+            if packet.pts is not None:
+                packet.pts += delta
+            if packet.dts is not None:
+                packet.dts += delta
+        if packet.pts is not None:
+            end = (packet.pts + (packet.duration or 0)) * packet.stream.time_base
+            self._last_time = max(self._last_time, end)
+
+    def _resync(self, packet) -> None:
+        """After a reconnect: shift the new connection's clock to continue where the last ended."""
+        self._resync_pending = False
+        frame_time = Fraction(1) / self.info.average_rate if self.info.average_rate else Fraction(1, 25)
+        last_video = (self._last_pts or 0) * self.info.time_base
+        resume_at = max(last_video + frame_time, self._last_time)
+        self._offset = resume_at - packet.pts * packet.stream.time_base
+
+    def _reconnect(self, stop: Callable[[], bool], dropped: bool) -> bool:
+        """Reopen the source with exponential backoff; False when attempts are used up."""
+        import time
+
+        attempt = 0
+        while self.reconnect < 0 or attempt < self.reconnect:
+            if stop():
+                return False
+            delay = min(self.backoff * (2**attempt), 30.0)
+            attempt += 1
+            self.stats.log.append(f"reconnecting in {delay:.1f} s (attempt {attempt})")
+            deadline = time.monotonic() + delay
+            while time.monotonic() < deadline:
+                if stop():
+                    return False
+                time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+            try:
+                container = open_input(self.source, self.options)
+                stream = select_video_stream(container, self.stream.index if self._explicit_stream else None)
+            except InputError as exc:
+                log.warning("reconnect %d failed: %s", attempt, exc)
+                continue
+            try:
+                self.container.close()
+            except Exception:  # noqa: BLE001 - the old connection is dead anyway
+                pass
+            self.container = container
+            self.stream = stream
+            self.stream.thread_type = "AUTO"
+            by_index = {s.index: s for s in container.streams}
+            self.passthrough = [by_index[s.index] for s in self.passthrough if s.index in by_index]
+            self._resync_pending = True
+            self.stats.reconnects += 1
+            return True
+        if dropped or self.reconnect:
+            self.stats.log.append(f"gave up after {attempt} reconnect attempts")
+        return False
 
     def _frame(self, vframe, pts: int, time_base: Fraction) -> Frame:
         if self.stats.frames == 0:

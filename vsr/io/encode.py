@@ -40,6 +40,7 @@ class EncodeSettings:
             (4:4:4 for ffv1).
         format: container format; ``None`` chooses from the file extension.
         options: further encoder options, passed to FFmpeg as they are.
+        muxer_options: further container/protocol options (``hls_time``, ``pkt_size``...).
     """
 
     codec: str = "libx264"
@@ -48,6 +49,7 @@ class EncodeSettings:
     pix_fmt: str | None = None
     format: str | None = None
     options: dict[str, str] = field(default_factory=dict)
+    muxer_options: dict[str, str] = field(default_factory=dict)
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for a codec this build lacks or an option it does not take."""
@@ -166,7 +168,8 @@ class Sink:
         self.conversion = resolve_conversion(info.color, info.height, info.pix_fmt)
         self.rotation = rotation
         self._passthrough_sources = list(passthrough)
-        self.is_file = not (target == "-" or is_url(target))
+        # HLS writes a playlist plus segments beside it, rewritten as it goes: no temporary name.
+        self.is_file = not (target == "-" or is_url(target) or self.format == "hls")
         self.temp = temporary_path(Path(target)) if self.is_file else None
         self.container = None
         self.stream = None
@@ -194,7 +197,7 @@ class Sink:
         enc_w, enc_h = even_size(width, height, self.pix_fmt)
         if (enc_w, enc_h) != (width, height):
             log.info("cropping output %dx%d to %dx%d for %s", width, height, enc_w, enc_h, self.pix_fmt)
-        options = {"movflags": "+faststart"} if self.format in ("mp4", "mov") and self.is_file else {}
+        options = self._muxer_options()
         try:
             if self.target == "-":
                 self.container = av.open(sys.stdout.buffer, mode="w", format=self.format)
@@ -211,6 +214,20 @@ class Sink:
             raise
         self.size = (enc_w, enc_h)
         return self.size
+
+    def _muxer_options(self) -> dict[str, str]:
+        options: dict[str, str] = {}
+        if self.format in ("mp4", "mov") and self.is_file:
+            options["movflags"] = "+faststart"
+        elif self.format == "hls":
+            # A rolling live playlist: six 2-second segments, older ones deleted.
+            options.update({"hls_time": "2", "hls_list_size": "6", "hls_flags": "delete_segments"})
+        elif self.format == "rtsp":
+            options["rtsp_transport"] = "tcp"
+        elif self.format == "mpegts" and self.target.startswith("udp://"):
+            options["pkt_size"] = "1316"
+        options.update(self.settings.muxer_options)
+        return options
 
     def _add_video_stream(self, width: int, height: int) -> None:
         import av
@@ -313,7 +330,7 @@ class Sink:
         if out is None:
             return
         packet.stream = out
-        self.container.mux(packet)
+        self._mux_all((packet,))
         self.packets += 1
 
     def _mux_all(self, packets) -> None:

@@ -96,8 +96,12 @@ class NeuralSR(Method):
         import torch
 
         super().to(device, dtype)
-        if self.device.type == "cuda" and not self.fp32:
-            self._compute_dtype = torch.float16 if self.half == "fp16" else torch.bfloat16
+        half = {"fp16": torch.float16, "bf16": torch.bfloat16}[self.half]
+        if half == torch.float16 and not self.model.supports_half and self.model.supports_bfloat16:
+            half = torch.bfloat16
+        usable = self.model.supports_half if half == torch.float16 else self.model.supports_bfloat16
+        if self.device.type == "cuda" and not self.fp32 and usable:
+            self._compute_dtype = half
         else:
             self._compute_dtype = torch.float32
         # channels-last pays on both: cuDNN tensor cores on CUDA, oneDNN's blocked convs on the CPU.
@@ -311,9 +315,10 @@ class _PinnedRing:
             buf, event = self.buffers.popleft()
             if event is not None:
                 event.synchronize()
+            if buf.shape == frames.shape and buf.dtype == frames.dtype:
+                return buf.copy_(frames)
         buf = torch.empty(frames.shape, dtype=frames.dtype, pin_memory=True)
-        buf.copy_(frames)
-        return buf
+        return buf.copy_(frames)
 
     def release(self, buf: torch.Tensor, event) -> None:
         self.buffers.append((buf, event))
@@ -359,6 +364,12 @@ def _free_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free)
+    try:  # MemAvailable counts reclaimable page cache, which "free" pages do not
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):

@@ -250,6 +250,7 @@ class LoadedModel:
         margin: input pixels each side an output pixel depends on, when it is small enough to
             matter for tiles (``None``: large receptive field, use the default tile overlap).
         size_multiple: the input height and width must be a multiple of this (padded otherwise).
+        supports_half, supports_bfloat16: the network gives sound results in that precision.
     """
 
     module: nn.Module
@@ -258,6 +259,8 @@ class LoadedModel:
     arch: str
     margin: int | None = None
     size_multiple: int = 1
+    supports_half: bool = True
+    supports_bfloat16: bool = True
 
 
 def load_verified(spec: ModelSpec, install_missing: bool = True) -> LoadedModel:
@@ -347,7 +350,9 @@ def load_user_model(path: str | Path) -> LoadedModel:
     req = descriptor.size_requirements
     multiple = max(int(getattr(req, "multiple_of", 1) or 1), 1)
     return LoadedModel(module=descriptor.model.eval(), scale=int(descriptor.scale), name=Path(path).name,
-                       arch=descriptor.architecture.name, margin=None, size_multiple=multiple)
+                       arch=descriptor.architecture.name, margin=None, size_multiple=multiple,
+                       supports_half=bool(descriptor.supports_half),
+                       supports_bfloat16=bool(descriptor.supports_bfloat16))
 
 
 def load(name_or_path: str, install_missing: bool = True) -> LoadedModel:

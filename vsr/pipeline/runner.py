@@ -49,6 +49,9 @@ class RunStats:
 
     Attributes:
         frames_decoded, frames_processed, frames_written: counters per stage.
+        frames_dropped: frames dropped in live mode because the method fell behind.
+        reconnects: times a network source was reopened.
+        latency, latency_max: seconds from decode to encode, last frame and worst.
         frame_count: total frames when the container knows it, else ``None``.
         started: ``time.monotonic()`` at start.
         queues: stage name to ``(items, capacity)``.
@@ -70,6 +73,23 @@ class RunStats:
     packets_passed: int = 0
     cancelled: bool = False
     dropped_streams: list[str] = field(default_factory=list)
+    frames_dropped: int = 0
+    reconnects: int = 0
+    latency: float | None = None
+    latency_max: float = 0.0
+    _latency_sum: float = 0.0
+    _latency_n: int = 0
+
+    def record_latency(self, seconds: float) -> None:
+        """Note the time one frame took from leaving the decoder to reaching the encoder."""
+        self.latency = seconds
+        self.latency_max = max(self.latency_max, seconds)
+        self._latency_sum += seconds
+        self._latency_n += 1
+
+    @property
+    def latency_mean(self) -> float | None:
+        return self._latency_sum / self._latency_n if self._latency_n else None
 
     @property
     def elapsed(self) -> float:
@@ -92,10 +112,13 @@ class Pipeline:
             the method's natural size.
         queue_size: capacity of each frame queue (``>= 1``).
         scene_cuts: detect shots so windows never span a cut (windowed methods only).
+        live: never fall behind the source: when the method's input queue is full the
+            oldest waiting frame is dropped (and counted) instead of blocking the decoder.
+            Without it nothing is ever dropped.
     """
 
     def __init__(self, decoder, method, sink, output_size: tuple[int, int] | None = None,
-                 queue_size: int = 8, scene_cuts: bool = True) -> None:
+                 queue_size: int = 8, scene_cuts: bool = True, live: bool = False) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1; got {queue_size}")
         self.decoder = decoder
@@ -108,6 +131,8 @@ class Pipeline:
         self.decoder.on_packet = self.packets.append
         self.detector = SceneCutDetector() if scene_cuts and method.radius > 0 else None
         self.stats = RunStats(frame_count=decoder.info.frame_count)
+        self.live = live
+        self._captured: dict[int, float] = {}  # frame index -> monotonic time it left the decoder
         self._cancel = threading.Event()  # stop decoding, finish what is in flight
         self._abort = threading.Event()  # stop everything now
         self._errors: list[tuple[str, BaseException]] = []
@@ -150,13 +175,32 @@ class Pipeline:
     def _decode_worker(self) -> None:
         try:
             for frame in self.decoder.frames(stop=self._cancel.is_set):
-                self._put(self.frames_q, frame)
+                self._captured[frame.index] = time.monotonic()
+                if self.live:
+                    self._put_dropping_oldest(frame)
+                else:
+                    self._put(self.frames_q, frame)
                 self.stats.frames_decoded += 1
+                self.stats.reconnects = self.decoder.stats.reconnects
             self._put(self.frames_q, _END)
         finally:
             self.stats.corrupt_packets = self.decoder.stats.corrupt_packets
             self.stats.packets_passed = self.decoder.stats.packets_passed
+            self.stats.reconnects = self.decoder.stats.reconnects
             self.decoder.close()
+
+    def _put_dropping_oldest(self, frame) -> None:
+        while True:
+            try:
+                self.frames_q.put_nowait(frame)
+                return
+            except queue.Full:
+                try:
+                    old = self.frames_q.get_nowait()
+                except queue.Empty:
+                    continue
+                self._captured.pop(old.index, None)
+                self.stats.frames_dropped += 1
 
     def _incoming_frames(self):
         while True:
@@ -188,7 +232,7 @@ class Pipeline:
                     from vsr.methods.interp import resize
 
                     image = resize(image, self.output_size, "lanczos")
-                self._put(self.images_q, (to_integer_hwc(image, bit_depth), ref.pts, ref.duration))
+                self._put(self.images_q, (to_integer_hwc(image, bit_depth), ref.pts, ref.duration, ref.index))
                 self.stats.frames_processed += 1
         if self.detector is not None:
             self.stats.scene_cuts = self.detector.cuts
@@ -200,7 +244,10 @@ class Pipeline:
             item = self._get(self.images_q)
             if item is _END:
                 break
-            array, pts, duration = item
+            array, pts, duration, index = item
+            captured = self._captured.pop(index, None)
+            if captured is not None:
+                self.stats.record_latency(time.monotonic() - captured)
             if sink.container is None:
                 sink.rotation = self.decoder.rotation  # known once the first frame is decoded
                 sink.open(array.shape[1], array.shape[0])

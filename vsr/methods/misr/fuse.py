@@ -6,8 +6,8 @@
    that rejects samples disagreeing with the reference (moving objects, occlusions, flow
    errors), in the spirit of Wronski et al. 2019. Where the weights are thin the estimate
    falls back smoothly to bicubic interpolation of the reference.
-2. Back-projection: a few steepest-descent steps on a robust (Charbonnier) multi-frame data
-   term through the imaging model ``sample(blur(X))`` plus a bilateral-TV prior
+2. Back-projection: a few steepest-descent steps on a robust multi-frame data term
+   (quadratic for the reference, Lorentzian for the neighbours) through the imaging model ``sample(blur(X))`` plus a bilateral-TV prior
    (Farsiu et al. 2004). The blur is the point-spread function of the degradation: MATLAB's
    antialiased bicubic (the "BI" model) or a Gaussian (the "BD" model, or a camera).
 
@@ -181,10 +181,10 @@ class FuseConfig:
     fallback: float = 0.5
     robust: float = 0.05
     robust_texture: float = 0.5
-    iterations: int = 6
-    step: float = 1.0
-    charbonnier: float = 0.03
-    btv_weight: float = 0.003
+    iterations: int = 10
+    step: float = 2.0
+    data_scale: float = 0.05
+    btv_weight: float = 0.001
     btv_alpha: float = 0.7
     btv_radius: int = 1
 
@@ -309,7 +309,11 @@ def fuse(frames: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor, cfg: FuseC
         btv = _btv_offsets(cfg.btv_radius, cfg.btv_alpha)
         for _ in range(cfg.iterations):
             residual = at_blurred.sample(blur(x)) - values
-            psi = residual / torch.sqrt(1 + (residual / cfg.charbonnier) ** 2)
+            # The reference's own samples are trusted (quadratic); a neighbour's sample stops
+            # pulling once its residual is well beyond ``data_scale`` (Lorentzian, redescending),
+            # so misaligned samples the robustness test let through do not print ghosts.
+            psi = residual / (1 + (residual / cfg.data_scale) ** 2)
+            psi[:, : h * w] = residual[:, : h * w]
             grad = blur.adjoint(at_blurred.splat(psi * weight)) / norm
             if cfg.btv_weight > 0:
                 grad = grad + cfg.btv_weight * _btv_gradient(x, btv)

@@ -48,7 +48,8 @@ class MisrParams:
         robust_texture: multiple of the reference's local standard deviation added to ``robust``.
         iterations: back-projection steps (0 = kernel regression only).
         step: back-projection step size.
-        charbonnier: scale of the robust (Charbonnier) data term, intensity 0..1.
+        data_scale: residual (intensity 0..1) beyond which a neighbour's sample stops pulling the
+            back-projection (Lorentzian data term; the reference's own samples are quadratic).
         btv_weight: weight of the bilateral-TV prior.
         btv_alpha: decay of the bilateral-TV prior with shift distance (0..1).
         btv_radius: largest shift of the bilateral-TV prior, output pixels.
@@ -61,7 +62,7 @@ class MisrParams:
 
     window: int = 5
     causal: bool = False
-    flow_preset: str = "fast"
+    flow_preset: str = "medium"
     fb_sigma: float = 0.5
     psf: str = "bicubic"
     psf_sigma: float = 1.6
@@ -69,10 +70,10 @@ class MisrParams:
     fallback: float = 0.5
     robust: float = 0.05
     robust_texture: float = 0.5
-    iterations: int = 6
-    step: float = 1.0
-    charbonnier: float = 0.03
-    btv_weight: float = 0.003
+    iterations: int = 10
+    step: float = 2.0
+    data_scale: float = 0.05
+    btv_weight: float = 0.001
     btv_alpha: float = 0.7
     btv_radius: int = 1
     chroma: str = "bicubic"
@@ -92,7 +93,7 @@ class MisrParams:
         need(self.psf in ("bicubic", "gaussian"), f"psf must be bicubic or gaussian; got {self.psf!r}")
         need(self.chroma in ("bicubic", "fuse"), f"chroma must be bicubic or fuse; got {self.chroma!r}")
         need(self.dtype in ("float32", "float16"), f"dtype must be float32 or float16; got {self.dtype!r}")
-        for name in ("fb_sigma", "psf_sigma", "kr_sigma", "robust", "step", "charbonnier"):
+        for name in ("fb_sigma", "psf_sigma", "kr_sigma", "robust", "step", "data_scale"):
             value = getattr(self, name)
             need(isinstance(value, int | float) and not isinstance(value, bool) and value > 0,
                  f"{name} must be a positive number; got {value!r}")
@@ -150,7 +151,7 @@ class Misr(Method):
         p = self.params
         return FuseConfig(scale=self.scale, psf=make_psf(p.psf, self.scale, p.psf_sigma), kr_sigma=p.kr_sigma,
                           fallback=p.fallback, robust=p.robust, robust_texture=p.robust_texture,
-                          iterations=p.iterations, step=p.step, charbonnier=p.charbonnier,
+                          iterations=p.iterations, step=p.step, data_scale=p.data_scale,
                           btv_weight=p.btv_weight, btv_alpha=p.btv_alpha, btv_radius=p.btv_radius)
 
     def _ycc(self, frames: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,325 @@
+"""Benchmark of per-frame neural SR: vsr's streamed path against a naive loop, per model.
+
+For each model, two runs over the same frames of a fixed clip (a downscale of
+``shared/data/clips/chaplin.mp4``), each in a fresh child process so its peak memory
+is its own:
+
+* naive: decode one frame, convert it, run the network in float32 (``torch.no_grad``),
+  encode it with PyAV (libx264), repeat;
+* vsr: a decode thread and an encode thread around :meth:`NeuralSR.stream` (batching,
+  channels-last, inference mode; half precision and CUDA streams on a GPU).
+
+Also printed: the network's FLOPs per frame, counted from the shapes of its convolutions,
+and the fraction of the device's peak they reach (the CPU's peak is measured with a large
+float32 matmul; a GPU's with a float16 one).
+
+    nice python bench/neural.py                 # CPU, default sizes
+    python bench/neural.py --device cuda --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+CLIP = ROOT.parent / "shared" / "data" / "clips" / "chaplin.mp4"
+
+# (method, scale, input width, input height, frames): small frames for the heavy models so a
+# run takes minutes on a 2-core CPU.
+CASES = {
+    "realesrgan": ("realesrgan", 4, 48, 27, 6),
+    "realesr-video": ("realesr-video", 4, 160, 90, 24),
+    "waifu2x-photo": ("waifu2x-photo", 2, 320, 180, 12),
+}
+_END = object()
+
+
+def decoded_frames(width: int, height: int, count: int):
+    """The first ``count`` frames of the clip as ``(H, W, 3)`` uint8 arrays of the given size."""
+    import av
+
+    with av.open(str(CLIP)) as container:
+        stream = container.streams.video[0]
+        for index, frame in enumerate(container.decode(stream)):
+            if index == count:
+                return
+            yield frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+
+
+def open_encoder(path: Path, width: int, height: int):
+    import av
+
+    container = av.open(str(path), "w")
+    stream = container.add_stream("libx264", rate=25, options={"preset": "veryfast", "crf": "18"})
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    return container, stream
+
+
+def conv_flops(net, width: int, height: int) -> float:
+    """FLOPs (2 per multiply-add) of one frame, from every conv's weight shape and output size."""
+    import torch
+    from torch import nn
+
+    total = 0.0
+
+    def hook(module, inputs, output):
+        nonlocal total
+        kh, kw = module.kernel_size
+        if isinstance(module, nn.ConvTranspose2d):
+            positions = inputs[0].shape[-2] * inputs[0].shape[-1]
+        else:
+            positions = output.shape[-2] * output.shape[-1]
+        total += 2.0 * module.in_channels * module.out_channels * kh * kw * positions / module.groups
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    try:
+        with torch.inference_mode():
+            net(torch.zeros(1, 3, height, width, dtype=next(net.parameters()).dtype,
+                            device=next(net.parameters()).device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total
+
+
+def peak_flops(device: str) -> float:
+    """Measured peak of a large matmul on ``device`` (float32 on the CPU, float16 on CUDA), FLOP/s."""
+    import torch
+
+    n = 2048 if device == "cpu" else 8192
+    dtype = torch.float32 if device == "cpu" else torch.float16
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    best = 0.0
+    for _ in range(4):
+        if device != "cpu":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(3):
+            a @ b
+        if device != "cpu":
+            torch.cuda.synchronize()
+        best = max(best, 3 * 2 * n**3 / (time.perf_counter() - start))
+    return best
+
+
+def run_naive(method, frames, out_path: Path, device: str) -> int:
+    import av
+    import torch
+
+    net = method.net.float().to(device=device, memory_format=torch.contiguous_format)
+    h, w = frames[0].shape[:2]
+    oh, ow = method.output_size(h, w)
+    container, stream = open_encoder(out_path, ow, oh)
+    count = 0
+    with container, torch.no_grad():
+        for array in frames:
+            x = torch.from_numpy(array).permute(2, 0, 1).float().div(255).unsqueeze(0).to(device)
+            y = method._resize_output(net(x))[0]
+            rgb = y.mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+            count += 1
+        for packet in stream.encode():
+            container.mux(packet)
+    return count
+
+
+def run_vsr(method, frames, out_path: Path, device: str) -> int:
+    """Decode thread -> method.stream -> encode thread, with bounded queues between them."""
+    import av
+    import torch
+
+    from vsr.methods.base import Window
+
+    h, w = frames[0].shape[:2]
+    oh, ow = method.output_size(h, w)
+    decoded: queue.Queue = queue.Queue(maxsize=16)
+    upscaled: queue.Queue = queue.Queue(maxsize=16)
+    errors: list[BaseException] = []
+
+    def decode() -> None:
+        try:
+            for index, array in enumerate(frames):
+                x = torch.from_numpy(array).permute(2, 0, 1).float().div_(255)
+                decoded.put(Window(x.unsqueeze(0).to(device, non_blocking=True), 0, (index,)))
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the main thread
+            errors.append(exc)
+        finally:
+            decoded.put(_END)
+
+    def encode() -> None:
+        container, stream = open_encoder(out_path, ow, oh)
+        try:
+            with container:
+                while (image := upscaled.get()) is not _END:
+                    rgb = image.mul(255).add_(0.5).clamp_(0, 255).byte().permute(1, 2, 0).cpu().numpy()
+                    for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                        container.mux(packet)
+                for packet in stream.encode():
+                    container.mux(packet)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    def windows():
+        while (item := decoded.get()) is not _END:
+            yield item
+
+    workers = [threading.Thread(target=decode), threading.Thread(target=encode)]
+    for worker in workers:
+        worker.start()
+    count = 0
+    try:
+        for image in method.stream(windows()):
+            upscaled.put(image)
+            count += 1
+    finally:
+        upscaled.put(_END)
+        for worker in workers:
+            worker.join()
+    if errors:
+        raise errors[0]
+    return count
+
+
+def child(case: str, mode: str, device: str, frames_override: int | None) -> dict:
+    """One measured run in this process; returns a JSON-able dict."""
+    import tempfile
+
+    import torch
+
+    from vsr.methods.registry import get_method
+
+    name, scale, width, height, count = CASES[case]
+    count = frames_override or count
+    method = get_method(name, scale=scale).to(device)
+    frames = list(decoded_frames(width, height, count + 1))
+    warm, frames = frames[0], frames[1:]
+    with torch.inference_mode():
+        method(torch.from_numpy(warm).permute(2, 0, 1).float().div(255)[None].to(device), 0)
+    if device != "cpu":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    runner = run_naive if mode == "naive" else run_vsr
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        done = runner(method, frames, Path(tmp) / "out.mp4", device)
+        if device != "cpu":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+    result = {"frames": done, "seconds": seconds, "fps": done / seconds,
+              "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if device != "cpu":
+        result["peak_device_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    net = method.net
+    result["gflop_per_frame"] = conv_flops(net, width, height) / 1e9
+    result["precision"] = method.describe()["precision"] if mode == "vsr" else "float32"
+    result["model"] = method.model.name
+    result["size"] = f"{width}x{height} -> {method.output_size(height, width)[1]}x{method.output_size(height, width)[0]}"
+    return result
+
+
+def machine(device: str) -> str:
+    import platform
+
+    import torch
+
+    if device != "cpu":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.machine()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return f"{cpu}, {os.cpu_count()} cores (CPU), torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def write_results(markdown: str) -> None:
+    """Replace (or add) the "Neural SR" section of bench/RESULTS.md, leaving other sections alone."""
+    path = ROOT / "bench" / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    heading = "## Neural SR"
+    if heading in text:
+        start = text.index(heading)
+        end = text.find("\n## ", start + len(heading))
+        text = text[:start] + markdown.rstrip() + "\n" + (text[end:] if end != -1 else "")
+    else:
+        text = text.rstrip() + "\n\n" + markdown.rstrip() + "\n"
+    path.write_text(text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--models", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--frames", type=int, help="frames per run (default per model)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per mode; the best is kept")
+    parser.add_argument("--write", action="store_true", help="write the table into bench/RESULTS.md")
+    parser.add_argument("--child", nargs=2, metavar=("CASE", "MODE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child[0], args.child[1], args.device, args.frames)))
+        return 0
+
+    peak = peak_flops(args.device)
+    results: list[tuple[dict, dict]] = []
+    for case in args.models:
+        runs: dict[str, dict] = {}
+        # Alternate the two modes and keep each one's best run: on a shared machine the
+        # load changes from minute to minute, and the best run is the least disturbed.
+        for _ in range(args.repeats):
+            for mode in ("naive", "vsr"):
+                cmd = [sys.executable, __file__, "--device", args.device, "--child", case, mode]
+                if args.frames:
+                    cmd += ["--frames", str(args.frames)]
+                out = subprocess.run(cmd, capture_output=True, text=True)
+                if out.returncode != 0:
+                    print(out.stderr[-2000:], file=sys.stderr)
+                    return 1
+                result = json.loads(out.stdout.strip().splitlines()[-1])
+                if mode not in runs or result["fps"] > runs[mode]["fps"]:
+                    runs[mode] = result
+        results.append((runs["naive"], runs["vsr"]))
+    peak = max(peak, peak_flops(args.device))  # measured again: the least disturbed figure counts
+    mem = "peak_device_mib" if args.device != "cpu" else "peak_rss_mib"
+    rows = []
+    for naive, ours in results:
+        rows.append([
+            ours["model"], ours["size"], str(ours["frames"]), f"{ours['gflop_per_frame']:.1f}",
+            f"{naive['fps']:.3f}", f"{ours['fps']:.3f}", f"{ours['fps'] / naive['fps']:.2f}x",
+            f"{naive[mem]:.0f} / {ours[mem]:.0f}", ours["precision"],
+            f"{ours['gflop_per_frame'] * 1e9 * naive['fps'] / peak:.0%} / "
+            f"{ours['gflop_per_frame'] * 1e9 * ours['fps'] / peak:.0%}",
+        ])
+    header = ["model", "frame", "frames", "GFLOP/frame", "naive fps", "vsr fps", "speed-up",
+              f"peak {'GPU' if args.device != 'cpu' else 'RSS'} MiB naive / vsr", "vsr precision",
+              "of peak naive / vsr"]
+    lines = [
+        "## Neural SR", "",
+        f"`python bench/neural.py{' --device ' + args.device if args.device != 'cpu' else ''}` on {machine(args.device)}; "
+        f"measured matmul peak {peak / 1e9:.0f} GFLOP/s "
+        f"({'float32' if args.device == 'cpu' else 'float16'}). Clip: chaplin.mp4 resized, libx264 veryfast "
+        "output; each run in its own process after one warm-up frame. naive = decode, float32 model, encode, "
+        "one frame at a time; vsr = decode and encode threads around `NeuralSR.stream`.", "",
+        "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+    markdown = "\n".join(lines) + "\n"
+    print(markdown)
+    if args.write:
+        write_results(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

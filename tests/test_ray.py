@@ -1,0 +1,207 @@
+"""`--ray`: one job split at keyframes over a local Ray cluster gives the single-process output.
+
+Every comparison is against a plain :func:`vsr.upscale` run of the same input, read back
+by the ffmpeg binary (``framemd5``): with the lossless ffv1 encoder the decoded pixels,
+the pts and the durations of every frame must be equal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import framemd5, make_clip, picture
+
+ray = pytest.importorskip("ray")
+
+import vsr  # noqa: E402
+from vsr.distributed import run_on_ray, work_dir_for  # noqa: E402
+from vsr.distributed.manifest import MANIFEST_NAME, Manifest  # noqa: E402
+from vsr.distributed.segments import plan_segments, scan_stream  # noqa: E402
+from vsr.errors import Cancelled, ConfigError  # noqa: E402
+from vsr.methods.base import Method  # noqa: E402
+
+FFV1 = vsr.EncodeSettings(codec="ffv1")
+SEGMENT_SECONDS = 0.4  # 10 frames at 25 fps: one keyframe interval of the clips below
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster():
+    # Test methods live in this module, which the workers cannot import: ship them by value.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _nearest(image, scale: int):
+    import torch.nn.functional as F
+
+    return F.interpolate(image[None], scale_factor=scale, mode="nearest")[0]
+
+
+class WeightedWindow(Method):
+    """Weighted mean of a 5-frame window, then nearest x2: every slot and its order show in the output."""
+
+    name = "weighted-window"
+    scale = 2
+    radius = 2
+
+    def __call__(self, frames, ref):
+        import torch
+
+        weights = torch.arange(1, frames.shape[0] + 1, dtype=frames.dtype).view(-1, 1, 1, 1)
+        return _nearest((frames * weights).sum(0) / weights.sum(), self.scale)
+
+
+class CrashOnce(Method):
+    """Nearest x2 whose first call anywhere in the cluster kills its worker process."""
+
+    name = "crash-once"
+    scale = 2
+
+    def __init__(self, marker: str) -> None:
+        super().__init__()
+        self.marker = marker
+
+    def __call__(self, frames, ref):
+        try:
+            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return _nearest(frames[ref], self.scale)
+        os.close(fd)
+        os._exit(1)
+
+
+class Logged(Method):
+    """Nearest x2 that appends one line per frame it upscales to ``log``."""
+
+    name = "logged"
+    scale = 2
+
+    def __init__(self, log: str) -> None:
+        super().__init__()
+        self.log = log
+
+    def __call__(self, frames, ref):
+        with open(self.log, "a") as f:
+            f.write("x\n")
+        return _nearest(frames[ref], self.scale)
+
+    def describe(self) -> dict[str, object]:
+        return {"name": self.name, "scale": self.scale}  # the log path does not change the output
+
+
+def _clip(path: Path, frames: int = 45, cut_at: int | None = None) -> Path:
+    pictures = None
+    if cut_at is not None:
+        # A second shot: the same texture much darker, so the detector sees a cut.
+        pictures = [picture(i, 64, 48) if i < cut_at else (picture(i, 64, 48) // 5).astype(np.uint8)
+                    for i in range(frames)]
+    return make_clip(path, frames=frames, size=(64, 48), video_options={"g": "10"}, pictures=pictures)
+
+
+def test_plan_covers_every_frame_once_and_starts_segments_at_keyframes(tmp_path):
+    scan = scan_stream(str(_clip(tmp_path / "in.mp4")))
+    segments = plan_segments(scan, SEGMENT_SECONDS, 2, 2)
+    assert len(segments) >= 4
+    assert sum(s.frames for s in segments) == len(scan.pts) == 45
+    assert all(s.first_pts in scan.keyframes for s in segments)
+    for a, b in zip(segments, segments[1:]):
+        assert scan.pts.index(b.first_pts) == scan.pts.index(a.last_pts) + 1
+        assert scan.pts.index(b.context_first_pts) == scan.pts.index(b.first_pts) - 2
+        assert scan.pts.index(a.context_last_pts) == scan.pts.index(a.last_pts) + 2
+        assert b.seek_pts is not None and b.seek_pts <= b.context_first_pts
+    assert segments[0].seek_pts is None
+
+
+def test_bicubic_on_ray_equals_single_process(tmp_path):
+    src = _clip(tmp_path / "in.mp4")
+    single, distributed = tmp_path / "single.mkv", tmp_path / "ray.mkv"
+    vsr.upscale(str(src), str(single), method="bicubic", scale=2, encode=FFV1)
+    stats = run_on_ray(str(src), str(distributed), method="bicubic", scale=2, encode=FFV1,
+                       segment_seconds=SEGMENT_SECONDS)
+    assert stats.queues["segments"][1] >= 4
+    assert stats.frames_written == 45
+    assert framemd5(distributed) == framemd5(single)  # pts, durations and pixels of every frame
+    assert framemd5(distributed, "a:0", copy=True) == framemd5(single, "a:0", copy=True)
+    assert not work_dir_for(distributed).exists()
+
+
+def test_windowed_method_sees_the_same_neighbours_and_cuts_as_single_process(tmp_path):
+    # The cut falls one frame after a segment start, so the windows there depend on both
+    # the context frames and the detector state carried through them.
+    src = _clip(tmp_path / "in.mp4", cut_at=21)
+    single, distributed = tmp_path / "single.mkv", tmp_path / "ray.mkv"
+    plain = vsr.upscale(str(src), str(single), method=WeightedWindow(), encode=FFV1)
+    assert plain.scene_cuts == 1
+    stats = run_on_ray(str(src), str(distributed), method=WeightedWindow(), encode=FFV1,
+                       segment_seconds=SEGMENT_SECONDS)
+    assert stats.scene_cuts == 1
+    assert stats.frames_decoded > stats.frames_written  # context frames were decoded
+    assert framemd5(distributed) == framemd5(single)
+
+
+def test_x264_mp4_keeps_every_pts_and_the_audio_packets(tmp_path):
+    src = _clip(tmp_path / "in.mp4")
+    single, distributed = tmp_path / "single.mp4", tmp_path / "ray.mp4"
+    vsr.upscale(str(src), str(single), method="bilinear", scale=2)
+    run_on_ray(str(src), str(distributed), method="bilinear", scale=2, segment_seconds=SEGMENT_SECONDS)
+    pts = [f[0] for f in framemd5(distributed)]
+    assert pts == [f[0] for f in framemd5(single)] == [f[0] for f in framemd5(src)]
+    assert framemd5(distributed, "a:0", copy=True) == framemd5(src, "a:0", copy=True)
+
+
+def test_a_worker_killed_mid_segment_is_retried(tmp_path):
+    src = _clip(tmp_path / "in.mp4")
+    marker = tmp_path / "crashed"
+    single, distributed = tmp_path / "single.mkv", tmp_path / "ray.mkv"
+    vsr.upscale(str(src), str(single), method="nearest", scale=2, encode=FFV1)
+    stats = run_on_ray(str(src), str(distributed), method=CrashOnce(str(marker)), encode=FFV1,
+                       segment_seconds=SEGMENT_SECONDS, max_retries=2)
+    assert marker.exists()  # a worker did die
+    assert stats.frames_written == 45
+    assert framemd5(distributed) == framemd5(single)
+
+
+def test_rerun_resumes_from_the_segments_already_done(tmp_path):
+    src = _clip(tmp_path / "in.mp4")
+    log = tmp_path / "calls.log"
+    single, distributed = tmp_path / "single.mkv", tmp_path / "ray.mkv"
+    vsr.upscale(str(src), str(single), method="nearest", scale=2, encode=FFV1)
+
+    def stop_after_two(stats):
+        if stats.queues["segments"][0] >= 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Cancelled):
+        run_on_ray(str(src), str(distributed), method=Logged(str(log)), encode=FFV1,
+                   segment_seconds=SEGMENT_SECONDS, on_progress=stop_after_two)
+    folder = work_dir_for(distributed)
+    assert (folder / MANIFEST_NAME).exists() and not distributed.exists()
+    job = json.loads((folder / MANIFEST_NAME).read_text())["job"]
+    done = Manifest.load(folder, job).segments
+    assert len(done) >= 2
+    # A damaged segment file fails its checksum and is made again.
+    damaged = min(done)
+    with open(done[damaged].path, "ab") as f:
+        f.write(b"\0")
+    kept_frames = sum(r.frames for i, r in done.items() if i != damaged)
+
+    log.unlink()
+    stats = run_on_ray(str(src), str(distributed), method=Logged(str(log)), encode=FFV1,
+                       segment_seconds=SEGMENT_SECONDS)
+    assert len(log.read_text().splitlines()) == 45 - kept_frames
+    assert stats.frames_written == 45
+    assert framemd5(distributed) == framemd5(single)
+
+
+def test_missing_ray_is_a_one_line_config_error(tmp_path, monkeypatch):
+    src = _clip(tmp_path / "in.mp4", frames=10)
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ConfigError, match=r"pip install 'vsr\[ray\]'"):
+        run_on_ray(str(src), str(tmp_path / "out.mkv"), method="nearest", address="local")

@@ -1,0 +1,263 @@
+"""Running one upscaling job across a Ray cluster.
+
+The driver (this process) plans segments at keyframes, submits one Ray task per
+segment not already done, records each finished segment in the work directory's
+manifest, and finally stitches the segments and the source's audio/subtitles into
+the output. A rerun of the same command skips the segments already done.
+
+Every worker opens the input by the path given, so the input (and the work
+directory beside the output) must be reachable under the same path on every node
+of the cluster (a shared filesystem), as on a single machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from vsr.distributed.manifest import Manifest, job_digest
+from vsr.distributed.segments import plan_segments, scan_stream
+from vsr.distributed.stitch import stitch
+from vsr.distributed.task import SegmentJob, SegmentResult, run_segment
+from vsr.errors import Cancelled, ConfigError, PipelineError, VsrError
+from vsr.io.decode import Roi
+from vsr.io.encode import EncodeSettings, check_output, container_format
+from vsr.io.source import OpenOptions, is_url
+from vsr.methods.base import Method
+from vsr.pipeline.runner import RunStats
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install 'vsr[ray]'"
+
+
+def import_ray():
+    """Import Ray, or raise a one-line :class:`ConfigError` saying how to install it."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError(f"--ray needs Ray, which is not installed: {INSTALL_HINT}") from exc
+    return ray
+
+
+def work_dir_for(output: str | Path) -> Path:
+    """The work directory beside ``output`` that holds segment files and the manifest."""
+    out = Path(output)
+    return out.with_name(f".{out.name}.vsr-segments")
+
+
+def connect(address: str) -> bool:
+    """Join (or start) a Ray cluster; returns true when this call initialised Ray.
+
+    Args:
+        address: ``"auto"`` (the cluster this machine belongs to), ``"local"`` (start a
+            cluster on this machine), or ``"ray://host:10001"`` / ``"host:6379"``.
+
+    Raises:
+        ConfigError: Ray is missing, or no cluster answers at ``address``.
+    """
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    try:
+        if address == "local":
+            ray.init(include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ConfigError(f"no Ray cluster at {address!r} ({exc}); start one with `ray start --head`, "
+                          "or use --ray local") from exc
+    return True
+
+
+def _remote_segment(job: SegmentJob) -> SegmentResult:
+    return run_segment(job)
+
+
+def _gpus_per_task(ray, device: str) -> float:
+    if device.startswith("cuda"):
+        return 1
+    if device in ("auto", "") and ray.cluster_resources().get("GPU", 0) > 0:
+        return 1
+    return 0
+
+
+def run_on_ray(
+    source: str,
+    output: str,
+    method: str | Method = "misr",
+    scale: int = 2,
+    *,
+    address: str = "auto",
+    segment_seconds: float = 10.0,
+    size: tuple[int, int] | None = None,
+    params: dict[str, Any] | None = None,
+    encode: EncodeSettings | None = None,
+    video_stream: int | None = None,
+    roi: Roi | str | None = None,
+    overwrite: bool = False,
+    device: str | None = "auto",
+    max_retries: int = 3,
+    open_options: OpenOptions | None = None,
+    on_progress: Callable[[RunStats], None] | None = None,
+    interval: float = 0.25,
+) -> RunStats:
+    """Upscale ``source`` into ``output`` with one Ray task per segment; same output as :func:`vsr.api.upscale`.
+
+    Args:
+        source: input file, readable under this path by every worker.
+        output: output file (not ``-`` or a URL); its folder holds the work directory.
+        method: registered name, built inside each task, or a :class:`Method` instance
+            (pickled to the workers).
+        scale, size, params, encode, video_stream, roi, overwrite, open_options: as
+            :func:`vsr.api.upscale`.
+        address: Ray cluster to use (:func:`connect`).
+        segment_seconds: target segment duration; segments start at keyframes.
+        device: ``"auto"`` (each task uses a GPU when the cluster has GPUs), ``"cpu"`` or
+            ``"cuda"`` (each task asks Ray for one GPU).
+        max_retries: times Ray reruns a segment whose worker died.
+        on_progress: called about every ``interval`` seconds with the running stats;
+            ``queues["segments"]`` holds ``(done, total)``.
+
+    Returns:
+        The final :class:`RunStats`; ``frames_written`` counts every frame of the output.
+
+    Raises:
+        ConfigError: Ray missing, no cluster, bad options, or an input that cannot be split.
+        InputError, OutputError, CodecError, ModelError: as for a plain run.
+        PipelineError: a segment failed (after Ray's retries for dead workers).
+        Cancelled: interrupted; finished segments stay in the work directory and the same
+            command resumes from them.
+    """
+    from vsr.api import build_method
+
+    if source == "-" or is_url(source):
+        raise ConfigError("--ray needs an input file that every worker can open, not a stream")
+    if output == "-" or is_url(output):
+        raise ConfigError("--ray writes a file: give -o a path, not a stream")
+    import_ray()
+    if isinstance(roi, str):
+        try:
+            roi = Roi.parse(roi)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+    encode = encode or EncodeSettings()
+    encode.validate()
+    container_format(output, encode.format)
+    check_output(source, output, overwrite)
+    params = dict(params or {})
+    device = device or "auto"
+
+    probe_method = build_method(method, scale, params, "cpu", size)
+    radius = probe_method.radius
+    before, after = (2 * radius, 0) if probe_method.causal else (radius, radius)
+    scan = scan_stream(source, video_stream, open_options)
+    segments = plan_segments(scan, segment_seconds, before, after)
+
+    folder = work_dir_for(output)
+    folder.mkdir(exist_ok=True)
+    stat = os.stat(source)
+    digest = job_digest({
+        "source": str(Path(source).resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+        "method": method if isinstance(method, str) else probe_method.describe(), "scale": scale,
+        "params": params, "size": size, "encode": asdict(encode), "video_stream": video_stream,
+        "roi": asdict(roi) if roi else None, "segments": [asdict(s) for s in segments],
+        "suffix": Path(output).suffix,
+    })
+    manifest = Manifest.load(folder, digest)
+    suffix = Path(output).suffix
+    jobs: dict[int, SegmentJob] = {}
+    stats = RunStats(frame_count=len(scan.pts))
+    done: dict[int, SegmentResult] = {}
+    for segment in segments:
+        kept = manifest.verified(segment.id, segment.frames, segment.first_pts, segment.last_pts)
+        if kept is not None:
+            done[segment.id] = kept
+            continue
+        manifest.segments.pop(segment.id, None)
+        jobs[segment.id] = SegmentJob(
+            source=source, segment=segment, path=str(folder / f"segment-{segment.id:05d}{suffix}"),
+            method=method, scale=scale, params=params, size=size, encode=encode, device=device,
+            video_stream=video_stream, roi=roi, open_options=open_options)
+    manifest.segments = dict(done)
+    manifest.save(folder)
+    stats.frames_written = sum(r.frames for r in done.values())
+    stats.queues = {"segments": (len(done), len(segments))}
+    resumed = stats.frames_written
+    if done:
+        log.info("resuming: %d of %d segments already done", len(done), len(segments))
+
+    if jobs:
+        _run_tasks(jobs, manifest, folder, stats, len(segments), address, device, max_retries, on_progress,
+                   interval, resumed)
+    paths = [manifest.segments[s.id].path for s in segments]
+    result = stitch(paths, source, output, format=encode.format, video_stream=video_stream,
+                    open_options=open_options)
+    stats.packets_passed = result.passthrough_packets
+    stats.dropped_streams = list(result.dropped_streams)
+    stats.scene_cuts = sum(r.scene_cuts for r in manifest.segments.values())
+    stats.frames_processed = stats.frames_written
+    stats.finished = time.monotonic()
+    shutil.rmtree(folder, ignore_errors=True)
+    if on_progress is not None:
+        on_progress(stats)
+    return stats
+
+
+def _run_tasks(jobs: dict[int, SegmentJob], manifest: Manifest, folder: Path, stats: RunStats, total: int,
+               address: str, device: str, max_retries: int, on_progress, interval: float, resumed: int) -> None:
+    """Submit ``jobs`` to Ray and wait for them, recording each finished segment in the manifest."""
+    ray = import_ray()
+    started_here = connect(address)
+    try:
+        task = ray.remote(_remote_segment).options(
+            num_gpus=_gpus_per_task(ray, device), max_retries=max_retries, retry_exceptions=False)
+        pending = {task.remote(job): job.segment.id for job in jobs.values()}
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=interval)
+                for ref in ready:
+                    pending.pop(ref)
+                    result = _get(ray, ref)
+                    manifest.segments[result.id] = result
+                    manifest.save(folder)
+                    stats.frames_written += result.frames
+                    stats.frames_decoded += result.decoded
+                    stats.frames_processed = stats.frames_written - resumed
+                    stats.queues = {"segments": (len(manifest.segments), total)}
+                if on_progress is not None:
+                    on_progress(stats)
+        except BaseException as exc:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            if pending:
+                # Return only once the cancelled workers are gone, so none still writes to the work directory.
+                ray.wait(list(pending), num_returns=len(pending), timeout=30)
+            if isinstance(exc, KeyboardInterrupt):
+                stats.cancelled = True
+                raise Cancelled(f"stopped with {len(manifest.segments)} of {total} segments done; they are kept "
+                                f"in {folder}: run the same command again to resume") from exc
+            raise
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _get(ray, ref) -> SegmentResult:
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, VsrError):
+            raise cause from None
+        raise PipelineError(f"a segment failed: {type(cause).__name__ if cause else 'error'}: {cause or exc}") from exc
+    except ray.exceptions.RayError as exc:
+        raise PipelineError(f"a segment failed after {type(exc).__name__}: {exc}") from exc
+
+
