@@ -146,6 +146,16 @@ def test_windowed_method_sees_the_same_neighbours_and_cuts_as_single_process(tmp
     assert framemd5(distributed) == framemd5(single)
 
 
+def test_misr_on_ray_equals_single_process(tmp_path):
+    pytest.importorskip("vsr.methods.misr.method")
+    src = _clip(tmp_path / "in.mp4", frames=25, cut_at=11)
+    single, distributed = tmp_path / "single.mkv", tmp_path / "ray.mkv"
+    vsr.upscale(str(src), str(single), method="misr", scale=2, encode=FFV1, device="cpu")
+    run_on_ray(str(src), str(distributed), method="misr", scale=2, encode=FFV1, device="cpu",
+               segment_seconds=SEGMENT_SECONDS)
+    assert framemd5(distributed) == framemd5(single)
+
+
 def test_x264_mp4_keeps_every_pts_and_the_audio_packets(tmp_path):
     src = _clip(tmp_path / "in.mp4")
     single, distributed = tmp_path / "single.mp4", tmp_path / "ray.mp4"

@@ -13,6 +13,7 @@ from typing import Any
 from vsr.errors import ConfigError
 from vsr.io.decode import Decoder, Roi
 from vsr.io.encode import EncodeSettings, Sink, check_output
+from vsr.io.resume import SegmentedSink, job_key, resume_dir
 from vsr.io.source import OpenOptions, is_url, mask_url
 from vsr.methods.base import Method
 from vsr.methods.registry import get_method
@@ -69,6 +70,8 @@ def upscale(
     open_options: OpenOptions | None = None,
     reconnect: int = 0,
     live: bool = False,
+    resume: bool = False,
+    segment_seconds: float = 10.0,
     on_progress: Callable[[RunStats], None] | None = None,
     on_start: Callable[[Pipeline], None] | None = None,
 ) -> RunStats:
@@ -92,6 +95,10 @@ def upscale(
         open_options: timeout and transport for network sources.
         reconnect: times to reopen a network source that drops or stalls (-1: forever).
         live: drop the oldest waiting frame rather than fall behind the source.
+        resume: write the video in committed segments beside the output; a later call with
+            the same arguments continues after the last committed frame (see
+            :mod:`vsr.io.resume`).
+        segment_seconds: length of those segments.
         on_progress: called about four times a second with the running :class:`RunStats`.
         on_start: called with the :class:`Pipeline` before it runs (to cancel it from a
             signal handler, for instance).
@@ -120,19 +127,31 @@ def upscale(
             raise ConfigError(str(exc)) from exc
         raise
     try:
-        check_output(source, output, overwrite)
+        if resume and (output == "-" or is_url(output)):
+            raise ConfigError("--resume needs a file output (it keeps segments beside it)")
+        check_output(source, output, overwrite or (resume and resume_dir(output).is_dir()))
         info = decoder.info
         in_h, in_w = (roi.h, roi.w) if roi else (info.height, info.width)
-        sink = Sink(output, info, encode, passthrough=decoder.passthrough,
-                    rotation=decoder.rotation)
+        skip_until = None
+        if resume:
+            job = job_key(source, {"method": built.describe(), "size": size, "roi": roi, "encode": asdict(encode),
+                                   "video_stream": video_stream})
+            rate = float(info.average_rate) if info.average_rate else 25.0
+            sink = SegmentedSink(output, source, info, encode, passthrough=decoder.passthrough, job=job,
+                                 segment_frames=max(1, round(segment_seconds * rate)))
+            skip_until = sink.resume_after
+        else:
+            sink = Sink(output, info, encode, passthrough=decoder.passthrough, rotation=decoder.rotation)
         pipeline = Pipeline(decoder, built, sink, output_size=_output_size(built, in_h, in_w, size),
-                            queue_size=queue_size, live=live)
+                            queue_size=queue_size, live=live, skip_until=skip_until)
     except BaseException:
         decoder.close()
         raise
     if on_start is not None:
         on_start(pipeline)
     stats = pipeline.run(on_progress=on_progress)
+    if resume:
+        sink.finish()
     if roi is not None or record is not None:
         write_record(record or f"{output}.json", source, output, built, roi, encode, stats,
                      decoder)

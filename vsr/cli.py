@@ -110,6 +110,9 @@ def _add_run(sub) -> None:
     r.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a network source")
     r.add_argument("--reconnect", type=_attempts, default=3,
                    help="times to reopen a network source that drops or stalls, or 'forever' (default 3)")
+    r.add_argument("--resume", action="store_true",
+                   help="write committed segments beside the output; after a crash the same command continues")
+    r.add_argument("--segment-seconds", type=float, default=10.0, help="segment length for --resume (default 10)")
     r.add_argument("--live", action="store_true",
                    help="never fall behind the source: drop the oldest waiting frame when the method is slower")
     r.add_argument("--overwrite", "-y", action="store_true", help="replace an existing output")
@@ -119,8 +122,6 @@ def _add_run(sub) -> None:
     d.add_argument("--ray", metavar="ADDRESS",
                    help="split the job over a Ray cluster: auto (the running one), local (start one here), "
                         "or ray://HEAD:10001; the input and output folder must be reachable by every worker")
-    d.add_argument("--segment-seconds", type=float, default=10.0,
-                   help="length of the segments --ray splits the input into, at keyframes (default 10)")
     p.set_defaults(handler=_run)
 
 
@@ -187,7 +188,7 @@ def _run(args: argparse.Namespace) -> int:
                 args.input, output, method=method, scale=scale, size=args.size, params=params, encode=encode,
                 video_stream=args.video_stream, roi=args.roi, record=args.record, overwrite=args.overwrite,
                 device=args.device, queue_size=args.queue_size, open_options=OpenOptions(timeout=args.timeout),
-                reconnect=args.reconnect, live=args.live,
+                reconnect=args.reconnect, live=args.live, resume=args.resume, segment_seconds=args.segment_seconds,
                 on_progress=display, on_start=on_start,
             )
     except Cancelled as exc:

@@ -115,10 +115,13 @@ class Pipeline:
         live: never fall behind the source: when the method's input queue is full the
             oldest waiting frame is dropped (and counted) instead of blocking the decoder.
             Without it nothing is ever dropped.
+        skip_until: frames with pts up to this are decoded (they may be neighbours of later
+            frames) but not processed or written: they were committed by an earlier run.
     """
 
     def __init__(self, decoder, method, sink, output_size: tuple[int, int] | None = None,
-                 queue_size: int = 8, scene_cuts: bool = True, live: bool = False) -> None:
+                 queue_size: int = 8, scene_cuts: bool = True, live: bool = False,
+                 skip_until: int | None = None) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1; got {queue_size}")
         self.decoder = decoder
@@ -132,6 +135,7 @@ class Pipeline:
         self.detector = SceneCutDetector() if scene_cuts and method.radius > 0 else None
         self.stats = RunStats(frame_count=decoder.info.frame_count)
         self.live = live
+        self.skip_until = skip_until
         self._captured: dict[int, float] = {}  # frame index -> monotonic time it left the decoder
         self._cancel = threading.Event()  # stop decoding, finish what is in flight
         self._abort = threading.Event()  # stop everything now
@@ -220,6 +224,9 @@ class Pipeline:
 
         def feed():
             for ref, slots in windows:
+                if self.skip_until is not None and ref.pts is not None and ref.pts <= self.skip_until:
+                    self._captured.pop(ref.index, None)
+                    continue
                 references.append(ref)
                 ref_slot = len(slots) - 1 if method.causal else len(slots) // 2
                 yield assembler.assemble(slots, ref_slot)
@@ -255,7 +262,7 @@ class Pipeline:
             self._drain_packets()
             sink.write_frame(array, pts, duration)
             self.stats.frames_written += 1
-        if sink.container is None:
+        if sink.container is None and not self.skip_until:
             raise InputError("no video frame could be decoded from the input")
         self._drain_packets()
         sink.close()
