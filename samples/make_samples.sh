@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 "$FF" -y -hide_banner -loglevel error -i ../../shared/data/clips/chaplin.mp4 \
   -f lavfi -i "aevalsrc=0.2*sin(2*PI*440*t)+0.1*sin(2*PI*660*t):s=44100:c=stereo" \
   -map 0:v:0 -map 1:a:0 -c:v copy -c:a aac -b:a 96k -shortest -map_metadata -1 \
-  -metadata:s:v:0 language=und -metadata title="The Adventurer (1917), excerpt; public domain" \
+  -metadata:s:v:0 language=und -metadata title="Silent-era Chaplin film excerpt (US public domain)" \
   chaplin.mp4
 
 # 2. Variable frame rate with audio: a 30 fps test pattern keeping 3 frames of every 5,
