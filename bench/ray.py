@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -78,7 +79,7 @@ def main() -> None:
             base = base or fps
             rows.append([str(workers), str(result["segments"]), str(result["frames"]), str(result["decoded"]),
                          f"{result['seconds']:.1f}", f"{fps:.2f}", f"{fps / base:.2f}x"])
-    print(machine())
+    print(machine() + "; load average (1 min) at the end: %.1f" % os.getloadavg()[0])
     print_table(f"--ray, {args.method} x2, {args.seconds:g} s at {args.width} px wide, "
                 f"{args.segment_seconds:g} s segments",
                 ["workers", "segments", "frames", "decoded", "seconds", "frames/s", "speed-up"], rows)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import framemd5, make_clip, picture
+from conftest import framemd5, make_clip, picture, run_cli
 
 ray = pytest.importorskip("ray")
 
@@ -215,3 +215,22 @@ def test_missing_ray_is_a_one_line_config_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ConfigError, match=r"pip install 'vsr\[ray\]'"):
         run_on_ray(str(src), str(tmp_path / "out.mkv"), method="nearest", address="local")
+
+
+def test_cli_without_ray_says_how_to_install_it(tmp_path):
+    src = _clip(tmp_path / "in.mp4", frames=10)
+    hidden = tmp_path / "no_ray"
+    (hidden / "ray").mkdir(parents=True)
+    (hidden / "ray" / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    result = run_cli("run", str(src), "-o", str(tmp_path / "out.mkv"), "-m", "nearest", "--ray", "auto",
+                     env={"PYTHONPATH": str(hidden)})
+    assert result.returncode == ConfigError.exit_code
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "pip install 'vsr[ray]'" in lines[0]
+
+
+def test_cli_refuses_live_with_ray(tmp_path):
+    src = _clip(tmp_path / "in.mp4", frames=10)
+    result = run_cli("run", str(src), "-o", str(tmp_path / "out.mkv"), "-m", "nearest", "--ray", "auto", "--live")
+    assert result.returncode == ConfigError.exit_code
+    assert "--live and --ray" in result.stderr.decode()

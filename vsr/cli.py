@@ -108,6 +108,7 @@ def _add_run(sub) -> None:
     r.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     r.add_argument("--queue-size", type=int, default=8, help="frames each queue between stages holds")
     r.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a network source")
+    r.add_argument("--input-format", help="force the input demuxer (e.g. mpegts, lavfi), as ffmpeg's -f before -i")
     r.add_argument("--reconnect", type=_attempts, default=3,
                    help="times to reopen a network source that drops or stalls, or 'forever' (default 3)")
     r.add_argument("--resume", action="store_true",

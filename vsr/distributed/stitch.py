@@ -19,7 +19,7 @@ from pathlib import Path
 from vsr.errors import OutputError
 from vsr.io.decode import PASSTHROUGH_KINDS
 from vsr.io.encode import container_format, temporary_path
-from vsr.io.source import OpenOptions, open_input
+from vsr.io.source import OpenOptions, open_input, select_video_stream
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,6 @@ def stitch(segments: Sequence[str | Path], source: str, target: str | Path, *, f
         InputError: a segment or the source cannot be read.
     """
     import av
-
-    from vsr.io.source import select_video_stream
 
     target = Path(target)
     temp = temporary_path(target)

@@ -95,8 +95,9 @@ def open_input(source: str, options: OpenOptions | None = None):
             av_options.setdefault("rw_timeout", micro)
             if scheme in ("srt", "udp", "tcp"):
                 av_options.setdefault("timeout", micro)
-    else:
+    elif options.format is None or os.path.exists(source):
         _check_path(source)
+    # else: a forced demuxer reading something that is not a file (lavfi graphs, devices)
     try:
         return av.open(target, mode="r", format=options.format, options=av_options,
                        timeout=options.timeout if is_url(source) else None)
