@@ -271,6 +271,7 @@ def main() -> int:
         print(json.dumps(child(args.child[0], args.child[1], args.device, args.frames)))
         return 0
 
+    load_before = os.getloadavg()[0]
     peak = peak_flops(args.device)
     results: list[tuple[dict, dict]] = []
     for case in args.models:
@@ -291,6 +292,7 @@ def main() -> int:
                     runs[mode] = result
         results.append((runs["naive"], runs["vsr"]))
     peak = max(peak, peak_flops(args.device))  # measured again: the least disturbed figure counts
+    load = sorted((load_before, os.getloadavg()[0]))
     mem = "peak_device_mib" if args.device != "cpu" else "peak_rss_mib"
     rows = []
     for naive, ours in results:
@@ -310,7 +312,9 @@ def main() -> int:
         f"measured matmul peak {peak / 1e9:.0f} GFLOP/s "
         f"({'float32' if args.device == 'cpu' else 'float16'}). Clip: chaplin.mp4 resized, libx264 veryfast "
         "output; each run in its own process after one warm-up frame. naive = decode, float32 model, encode, "
-        "one frame at a time; vsr = decode and encode threads around `NeuralSR.stream`.", "",
+        "one frame at a time; vsr = decode and encode threads around `NeuralSR.stream`. "
+        f"Best of {args.repeats} alternating runs per mode; 1-minute load average {load[0]:.1f} to {load[1]:.1f} "
+        "during the run (other work shares the machine, so figures move by tens of per cent).", "",
         "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
         *("| " + " | ".join(row) + " |" for row in rows),
     ]

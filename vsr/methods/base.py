@@ -56,6 +56,9 @@ class Method:
     scale: int = 2
     radius: int = 0
     causal: bool = False
+    #: True when the method can take the decoder's integer frames (uint8/uint16, 0..peak)
+    #: as they are and return integers of the same type: no float conversion either way.
+    integer_io: bool = False
 
     def __init__(self) -> None:
         import torch

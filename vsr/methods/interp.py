@@ -125,6 +125,10 @@ class Interpolation(Method):
         self.kernel = kernel
         self.scale = scale
 
+    @property
+    def integer_io(self) -> bool:  # OpenCV resamples uint8/uint16 directly, with rounding and saturation
+        return self.device.type == "cpu"
+
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         return self.target_size or (height * self.scale, width * self.scale)
 

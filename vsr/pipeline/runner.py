@@ -217,7 +217,7 @@ class Pipeline:
         import torch
 
         method = self.method
-        assembler = WindowAssembler(method.device, method.dtype)
+        assembler = WindowAssembler(method.device, method.dtype, integer=method.integer_io)
         references: collections.deque = collections.deque()
         is_cut = self.detector.is_cut if self.detector is not None else None
         windows = frame_windows(self._incoming_frames(), method.radius, method.causal, is_cut)

@@ -92,16 +92,20 @@ class WindowAssembler:
         dtype: floating dtype of the method.
     """
 
-    def __init__(self, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(self, device: torch.device, dtype: torch.dtype, integer: bool = False) -> None:
         self.device = device
         self.dtype = dtype
+        self.integer = integer
         self._cache: dict[int, torch.Tensor] = {}
 
     def to_float(self, frame: Frame) -> torch.Tensor:
-        """``(C, H, W)`` float in [0, 1] on the method's device, converted once per frame."""
+        """``(C, H, W)`` float in [0, 1] on the method's device, converted once per frame.
+
+        With ``integer`` the decoder's integer tensor is passed on unconverted.
+        """
         cached = self._cache.get(frame.index)
         if cached is None:
-            cached = to_unit_float(frame.data, self.device, self.dtype)
+            cached = frame.data if self.integer else to_unit_float(frame.data, self.device, self.dtype)
             self._cache[frame.index] = cached
         return cached
 
@@ -138,12 +142,15 @@ def to_integer_hwc(image: torch.Tensor, bit_depth: int):
     """Float ``(C, H, W)`` in [0, 1] to a numpy ``(H, W, C)`` uint8 (8-bit) or uint16 array.
 
     Values outside [0, 1] (ringing of sharp kernels) are clipped; rounding is to nearest.
-    The conversion runs on the tensor's device before the copy to the host.
+    The conversion runs on the tensor's device before the copy to the host. Integer
+    images (from methods with ``integer_io``) are passed through.
     """
     import numpy as np
     import torch
 
     hwc = image.permute(1, 2, 0)
+    if image.dtype in (torch.uint8, torch.uint16):
+        return (hwc if hwc.is_contiguous() else hwc.contiguous()).cpu().numpy()
     if image.device.type != "cpu":
         peak = 255 if bit_depth <= 8 else 65535
         scaled = hwc.float().mul(peak).add_(0.5).clamp_(0, peak)
