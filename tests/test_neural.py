@@ -91,6 +91,21 @@ def test_tiled_equals_untiled(device, method, scale):
     assert torch.allclose(whole, tiled, atol=1e-5 if device == "cpu" else 2e-2)
 
 
+def test_automatic_tiles_when_memory_is_short(monkeypatch):
+    """tile=0 tiles only when the frame does not fit the free memory, and the tiles are seamless."""
+    import vsr.methods.neural as neural
+
+    (frame,) = _frames(1, 40, 36)
+    m = get_method("realesr-video", scale=2, tile=0).to("cpu")
+    assert m._tile_for(40, 36) is None
+    whole = m(frame, 0)
+    per_pixel = m._bytes_per_pixel()
+    monkeypatch.setattr(neural, "_free_bytes", lambda device: 2 * per_pixel * 20 * 20)
+    tile = m._tile_for(40, 36)
+    assert tile is not None and tile < 36
+    assert torch.allclose(m(frame, 0), whole, atol=1e-5)
+
+
 def test_tiled_rrdbnet_agrees_away_from_seams():
     """RRDBNet sees further than any practical overlap: tiles agree within one 8-bit level on average."""
     (frame,) = _frames(1, 20, 20)

@@ -113,7 +113,8 @@ def _add_run(sub) -> None:
                    help="times to reopen a network source that drops or stalls, or 'forever' (default 3)")
     r.add_argument("--resume", action="store_true",
                    help="write committed segments beside the output; after a crash the same command continues")
-    r.add_argument("--segment-seconds", type=float, default=10.0, help="segment length for --resume (default 10)")
+    r.add_argument("--segment-seconds", type=float, default=10.0,
+                   help="segment length for --resume and --ray (default 10)")
     r.add_argument("--live", action="store_true",
                    help="never fall behind the source: drop the oldest waiting frame when the method is slower")
     r.add_argument("--overwrite", "-y", action="store_true", help="replace an existing output")

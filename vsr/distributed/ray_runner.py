@@ -76,8 +76,21 @@ def connect(address: str) -> bool:
     return True
 
 
-def _remote_segment(job: SegmentJob) -> SegmentResult:
-    return run_segment(job)
+class ProgressBoard:
+    """A Ray actor's state: frames written so far by each segment task (a retry starts again from 0)."""
+
+    def __init__(self) -> None:
+        self.frames: dict[int, int] = {}
+
+    def report(self, segment_id: int, frames: int) -> None:
+        self.frames[segment_id] = frames
+
+    def snapshot(self) -> dict[int, int]:
+        return dict(self.frames)
+
+
+def _remote_segment(job: SegmentJob, board) -> SegmentResult:
+    return run_segment(job, on_frames=lambda n: board.report.remote(job.segment.id, n))
 
 
 def _gpus_per_task(ray, device: str) -> float:
@@ -212,13 +225,20 @@ def run_on_ray(
 
 def _run_tasks(jobs: dict[int, SegmentJob], manifest: Manifest, folder: Path, stats: RunStats, total: int,
                address: str, device: str, max_retries: int, on_progress, interval: float, resumed: int) -> None:
-    """Submit ``jobs`` to Ray and wait for them, recording each finished segment in the manifest."""
+    """Submit ``jobs`` to Ray and wait for them, recording each finished segment in the manifest.
+
+    ``stats.frames_written`` counts the frames of finished segments plus those the running
+    tasks report, so the display moves within long segments too.
+    """
     ray = import_ray()
     started_here = connect(address)
+    board = None
     try:
+        board = ray.remote(num_cpus=0)(ProgressBoard).remote()
         task = ray.remote(_remote_segment).options(
             num_gpus=_gpus_per_task(ray, device), max_retries=max_retries, retry_exceptions=False)
-        pending = {task.remote(job): job.segment.id for job in jobs.values()}
+        pending = {task.remote(job, board): job.segment.id for job in jobs.values()}
+        finished = resumed
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=interval)
@@ -227,10 +247,12 @@ def _run_tasks(jobs: dict[int, SegmentJob], manifest: Manifest, folder: Path, st
                     result = _get(ray, ref)
                     manifest.segments[result.id] = result
                     manifest.save(folder)
-                    stats.frames_written += result.frames
+                    finished += result.frames
                     stats.frames_decoded += result.decoded
-                    stats.frames_processed = stats.frames_written - resumed
                     stats.queues = {"segments": (len(manifest.segments), total)}
+                running = _running_frames(ray, board, set(pending.values()), interval)
+                stats.frames_written = finished + running
+                stats.frames_processed = stats.frames_written - resumed
                 if on_progress is not None:
                     on_progress(stats)
         except BaseException as exc:
@@ -244,9 +266,23 @@ def _run_tasks(jobs: dict[int, SegmentJob], manifest: Manifest, folder: Path, st
                 raise Cancelled(f"stopped with {len(manifest.segments)} of {total} segments done; they are kept "
                                 f"in {folder}: run the same command again to resume") from exc
             raise
+        stats.frames_written = finished
     finally:
+        if board is not None:
+            ray.kill(board)
         if started_here:
             ray.shutdown()
+
+
+def _running_frames(ray, board, running: set[int], timeout: float) -> int:
+    """Frames written so far by the segments still running (0 if the board does not answer in time)."""
+    if not running:
+        return 0
+    try:
+        counts = ray.get(board.snapshot.remote(), timeout=timeout)
+    except ray.exceptions.GetTimeoutError:
+        return 0
+    return sum(n for segment_id, n in counts.items() if segment_id in running)
 
 
 def _get(ray, ref) -> SegmentResult:

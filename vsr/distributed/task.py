@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,8 @@ from vsr.io.encode import EncodeSettings, Sink
 from vsr.io.source import OpenOptions
 from vsr.pipeline.scenecut import SceneCutDetector
 from vsr.pipeline.window import WindowAssembler, frame_windows, to_integer_hwc
+
+_REPORT_INTERVAL = 0.5
 
 
 @dataclass(frozen=True)
@@ -86,8 +90,11 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def run_segment(job: SegmentJob) -> SegmentResult:
+def run_segment(job: SegmentJob, on_frames: Callable[[int], None] | None = None) -> SegmentResult:
     """Produce ``job.path``: the segment's frames upscaled and encoded (video only).
+
+    ``on_frames`` is called with the number of frames written so far, at most about
+    twice a second and once at the end (for progress displays).
 
     Context frames are decoded and fed to the scene-cut detector and the window
     builder as real neighbours, but never upscaled or written; so each written frame
@@ -124,7 +131,7 @@ def run_segment(job: SegmentJob) -> SegmentResult:
                 cuts[0] += 1
             return cut
 
-        assembler = WindowAssembler(method.device, method.dtype)
+        assembler = WindowAssembler(method.device, method.dtype, integer=method.integer_io)
         references: collections.deque = collections.deque()
         decoded = [0]
 
@@ -143,6 +150,7 @@ def run_segment(job: SegmentJob) -> SegmentResult:
                 yield assembler.assemble(slots, len(slots) - 1 if method.causal else len(slots) // 2)
 
         written: list[int] = []
+        reported = [time.monotonic()]
         with torch.inference_mode():
             for image in method.stream(feed()):
                 ref = references.popleft()
@@ -156,6 +164,9 @@ def run_segment(job: SegmentJob) -> SegmentResult:
                     sink.open(array.shape[1], array.shape[0])
                 sink.write_frame(array, ref.pts, ref.duration)
                 written.append(ref.pts)
+                if on_frames is not None and time.monotonic() - reported[0] >= _REPORT_INTERVAL:
+                    reported[0] = time.monotonic()
+                    on_frames(len(written))
         if len(written) != segment.frames or written[0] != segment.first_pts or written[-1] != segment.last_pts:
             raise PipelineError(
                 f"segment {segment.id}: produced {len(written)} frames "
@@ -163,6 +174,8 @@ def run_segment(job: SegmentJob) -> SegmentResult:
                 f"{segment.frames} (pts {segment.first_pts}..{segment.last_pts}); the input's timestamps are "
                 "not regular enough to split it: run without --ray")
         sink.close()
+        if on_frames is not None:
+            on_frames(len(written))
     except BaseException:
         if sink is not None:
             sink.abort()

@@ -133,10 +133,13 @@ class NeuralSR(Method):
         """``(B, C, H, W)`` on any device -> ``(B, C, H_out, W_out)`` float32 on ``x``'s device."""
         tile = self._tile_for(x.shape[-2], x.shape[-1], x.shape[0])
         if tile is None:
-            y = self._forward(x.to(self.device, non_blocking=True)).to(x.device)
-        else:
-            y = torch_cat([self._forward_tiled(img[None], tile) for img in x])
-        return self._resize_output(y)
+            return self._resize_output(self._forward(x.to(self.device, non_blocking=True)).to(x.device))
+        out_device = x.device
+        if x.device.type != "cpu":
+            out_bytes = 4 * x[0].numel() * self.native_scale**2
+            if out_bytes > _free_bytes(x.device) // 4:
+                out_device = _device("cpu")  # a huge output is assembled on the host, tile by tile
+        return _cat([self._resize_output(self._forward_tiled(img[None], tile, out_device)) for img in x])
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """Run the network on a batch on the device: ``(B, C, H, W)`` -> ``(B, C, sH, sW)`` float32."""
@@ -153,16 +156,18 @@ class NeuralSR(Method):
         s = self.native_scale
         return y[..., : h * s, : w * s].float()
 
-    def _forward_tiled(self, x: torch.Tensor, tile: int) -> torch.Tensor:
+    def _forward_tiled(self, x: torch.Tensor, tile: int, out_device: torch.device | None = None) -> torch.Tensor:
         """One frame ``(1, C, H, W)`` in overlapping tiles; only one tile is on the device at a time.
 
-        The output is assembled where ``x`` lives (the host for host frames).
+        Tiles are cut from ``x`` where it lives (the host for host frames) and the output is
+        assembled on ``out_device`` (default: ``x``'s device).
         """
         import torch
 
         _, c, h, w = x.shape
         s, pad = self.native_scale, self.tile_pad
-        out = torch.empty((1, c, h * s, w * s), dtype=torch.float32, device=x.device)
+        out_device = out_device or x.device
+        out = torch.empty((1, c, h * s, w * s), dtype=torch.float32, device=out_device)
         for y0 in range(0, h, tile):
             for x0 in range(0, w, tile):
                 y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
@@ -172,7 +177,7 @@ class NeuralSR(Method):
                 result = self._run_with_oom_retry(piece)
                 oy, ox = (y0 - py0) * s, (x0 - px0) * s
                 out[..., y0 * s : y1 * s, x0 * s : x1 * s] = result[
-                    ..., oy : oy + (y1 - y0) * s, ox : ox + (x1 - x0) * s].to(x.device)
+                    ..., oy : oy + (y1 - y0) * s, ox : ox + (x1 - x0) * s].to(out_device)
         return out
 
     def _run_with_oom_retry(self, piece: torch.Tensor) -> torch.Tensor:
@@ -214,7 +219,9 @@ class NeuralSR(Method):
 
     def _bytes_per_pixel(self) -> int:
         """Rough peak activation bytes per input pixel: wide features at input and output resolution."""
-        elem = 2 if self._compute_dtype is not None and self._compute_dtype != _float32() else 4
+        import torch
+
+        elem = 2 if self._compute_dtype in (torch.float16, torch.bfloat16) else 4
         return elem * (64 * 8 + 64 * 3 * self.native_scale**2)
 
     def _batch_for(self, h: int, w: int) -> int:
@@ -345,16 +352,16 @@ def _batches(windows: Iterable[Window], batch_for) -> Iterator[torch.Tensor]:
         yield torch.cat(group)
 
 
-def torch_cat(tensors: list[torch.Tensor]) -> torch.Tensor:
+def _device(name: str) -> torch.device:
+    import torch
+
+    return torch.device(name)
+
+
+def _cat(tensors: list[torch.Tensor]) -> torch.Tensor:
     import torch
 
     return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
-
-
-def _float32():
-    import torch
-
-    return torch.float32
 
 
 def _free_bytes(device: torch.device) -> int:

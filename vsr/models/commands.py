@@ -53,9 +53,9 @@ def _list() -> int:
     from vsr.models.loader import is_installed, load_manifest, package_dir, weights_dir
 
     table = Table(title=f"models (weights in {weights_dir()})")
-    table.add_column("name", no_wrap=True)
-    for column in ("arch", "scale", "ready", "licence", "note"):
-        table.add_column(column, overflow="fold")
+    for column in ("name", "arch", "scale", "ready", "licence"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("note", overflow="fold")
     for spec in load_manifest().values():
         if is_installed(spec):
             ready = "yes"

@@ -133,7 +133,11 @@ class Pipeline:
         self.packets: collections.deque = collections.deque()
         self.decoder.on_packet = self.packets.append
         self.detector = SceneCutDetector() if scene_cuts and method.radius > 0 else None
-        self.stats = RunStats(frame_count=decoder.info.frame_count)
+        info = decoder.info
+        estimate = None
+        if info.frame_count is None and info.duration and info.average_rate and not decoder.is_live:
+            estimate = round(info.duration * info.average_rate)  # for the ETA of containers that do not count
+        self.stats = RunStats(frame_count=info.frame_count or estimate)
         self.live = live
         self.skip_until = skip_until
         self._captured: dict[int, float] = {}  # frame index -> monotonic time it left the decoder
@@ -301,7 +305,15 @@ class Pipeline:
             self._spawn("method", self._method_worker),
             self._spawn("encode", self._encode_worker),
         ]
+        abandon_at = None
         while any(t.is_alive() for t in self.threads):
+            if self._abort.is_set():
+                # A worker stuck in a blocking read (a silent pipe) cannot be interrupted: give it
+                # a few seconds, then leave it (the threads are daemons) rather than hang.
+                abandon_at = abandon_at or time.monotonic() + 5.0
+                if time.monotonic() > abandon_at:
+                    log.warning("a worker did not stop; leaving it behind")
+                    break
             try:
                 for t in self.threads:
                     t.join(timeout=interval / len(self.threads))

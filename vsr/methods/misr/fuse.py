@@ -115,9 +115,18 @@ def correlate(x: torch.Tensor, taps: torch.Tensor, start: int, symmetric: bool =
     _, h, w = x.shape
     before, after = max(0, -start), max(0, start + taps.numel() - 1)
     o = before + start
-    y = F.conv2d(_pad(x, 2, before, after, symmetric)[:, None], taps.view(1, 1, 1, -1))[:, 0, :, o: o + w]
-    y = F.conv2d(_pad(y, 1, before, after, symmetric)[:, None], taps.view(1, 1, -1, 1))[:, 0, o: o + h]
-    return y
+    weights = taps.tolist()
+    # Shifted slices, not conv2d: a one-channel 1-D convolution is a poor fit for torch's
+    # CPU convolution kernels; L multiply-adds over the image are memory-bound and fast.
+    xp = _pad(x, 2, before, after, symmetric)
+    y = xp[:, :, o: o + w] * weights[0]
+    for j in range(1, len(weights)):
+        y.add_(xp[:, :, o + j: o + j + w], alpha=weights[j])
+    yp = _pad(y, 1, before, after, symmetric)
+    out = yp[:, o: o + h] * weights[0]
+    for j in range(1, len(weights)):
+        out.add_(yp[:, o + j: o + j + h], alpha=weights[j])
+    return out
 
 
 class Blur:
@@ -189,10 +198,15 @@ class FuseConfig:
     btv_radius: int = 1
 
 
-def gaussian_taps(sigma: float, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, int]:
-    """Normalised Gaussian taps over +-3 sigma (at least +-1) and their start offset."""
-    radius = max(1, math.ceil(3 * sigma))
-    t = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
+def gaussian_taps(sigma: float, device: torch.device, dtype: torch.dtype,
+                  shift: float = 0.0) -> tuple[torch.Tensor, int]:
+    """Normalised Gaussian taps over +-3 sigma (at least +-1) and their start offset.
+
+    With ``shift``, tap ``t`` weighs ``G(t + shift)``: correlating an image stored on a grid
+    shifted by ``shift`` gives the Gaussian-smoothed image back on the unshifted grid.
+    """
+    radius = max(1, math.ceil(3 * sigma + abs(shift)))
+    t = torch.arange(-radius, radius + 1, device=device, dtype=dtype) + shift
     g = torch.exp(-t * t / (2 * sigma * sigma))
     return g / g.sum(), -radius
 
@@ -291,20 +305,21 @@ def fuse(frames: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor, cfg: FuseC
     hy = pos[..., 1].reshape(-1) * s + psf.offset
     fallback = upsample(frames[0].float(), s, psf.offset)
 
-    # Kernel regression by normalised convolution of bilinear splats.
-    at_pixels = Bilinear(hx, hy, (hs, ws))
-    taps, start = gaussian_taps(cfg.kr_sigma * s, dev, torch.float32)
-    num = correlate(at_pixels.splat(values * weight), taps, start, symmetric=False)
-    den = correlate(at_pixels.splat(weight[None]), taps, start, symmetric=False)[0]
+    # Samples are placed once, on the grid of the blurred image (shifted by ``delta``); kernel
+    # regression undoes that shift in its Gaussian taps.
+    at_blurred = Bilinear(hx - psf.delta, hy - psf.delta, (hs, ws))
+    taps, start = gaussian_taps(cfg.kr_sigma * s, dev, torch.float32, shift=psf.delta)
+    splat_w = at_blurred.splat(weight[None])
+    num = correlate(at_blurred.splat(values * weight), taps, start, symmetric=False)
+    den = correlate(splat_w, taps, start, symmetric=False)[0]
     evidence = den * (s * s)
     x = (num * (s * s) + cfg.fallback * fallback) / (evidence + cfg.fallback)
 
     if cfg.iterations > 0:
         blur = Blur(psf, dev, torch.float32)
-        at_blurred = Bilinear(hx - psf.delta, hy - psf.delta, (hs, ws))
         # Per-pixel normaliser of the data gradient (a Jacobi-like preconditioner), floored so
         # that pixels no sample sees are left to the prior and the fallback.
-        norm = blur.adjoint(at_blurred.splat(weight[None]))[0]
+        norm = blur.adjoint(splat_w)[0]
         norm = norm + 0.5 / (s * s)
         btv = _btv_offsets(cfg.btv_radius, cfg.btv_alpha)
         for _ in range(cfg.iterations):

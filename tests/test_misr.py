@@ -1,0 +1,207 @@
+"""MISR: alignment accuracy, fusion quality against bicubic, the window contract, parameters."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vsr.errors import ConfigError
+from vsr.methods.base import Window
+from vsr.methods.misr.flow import FlowBank
+from vsr.methods.misr.fuse import Bilinear, Blur, make_psf
+from vsr.methods.misr.method import build
+from vsr.methods.registry import get_method
+from vsr.quality import imresize, psnr_y
+
+FAST = {"flow_preset": "medium", "iterations": 6}
+
+
+def texture(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A smooth random RGB texture with edges, ``(h, w, 3)`` float64 in 0..255."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    base = cv2.GaussianBlur(rng.random((h, w, 3)), (0, 0), 2.5)
+    base = (base - base.min()) / (base.max() - base.min())
+    edges = np.zeros((h, w, 3))
+    for _ in range(h * w // 150):  # random rectangles: sharp edges without periodic structure
+        y, x = rng.integers(0, h), rng.integers(0, w)
+        edges[y: y + rng.integers(3, 12), x: x + rng.integers(3, 12)] = rng.random(3)
+    return 255 * (0.6 * base + 0.4 * edges)
+
+
+def clip(shifts: list[tuple[int, int]], scale: int, size: tuple[int, int] = (40, 48), seed: int = 0):
+    """Low-resolution frames of one scene moved by whole high-resolution pixels.
+
+    Returns the ground-truth reference (``(sH, sW, 3)`` uint8), the frames (``(N, 3, H, W)``
+    float) and the true flow of each frame to the first, in low-resolution pixels.
+    """
+    h, w = size
+    margin = 4 * scale
+    scene = texture(h * scale + 2 * margin, w * scale + 2 * margin, seed)
+    crops = [scene[margin + dy: margin + dy + h * scale, margin + dx: margin + dx + w * scale] for dx, dy in shifts]
+    lows = [imresize(np.clip(np.round(c), 0, 255).astype(np.uint8), 1 / scale) for c in crops]
+    frames = torch.stack([torch.from_numpy(x).permute(2, 0, 1).float() / 255 for x in lows])
+    truth = [(dx / scale, dy / scale) for dx, dy in shifts]
+    return np.clip(np.round(crops[0]), 0, 255).astype(np.uint8), frames, truth
+
+
+def to_uint8(t: torch.Tensor) -> np.ndarray:
+    return (t.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def bicubic(frame: torch.Tensor, scale: int) -> np.ndarray:
+    return imresize(to_uint8(frame), float(scale))
+
+
+def luma_u8(frame: torch.Tensor) -> np.ndarray:
+    y = 0.299 * frame[0] + 0.587 * frame[1] + 0.114 * frame[2]
+    return (y * 255).round().byte().numpy()
+
+
+SHIFTS = [(0, 0), (1, 2), (3, 1), (2, 3), (1, 0)]
+
+
+def test_flow_recovers_known_subpixel_shifts():
+    _, frames, truth = clip(SHIFTS, 4, size=(64, 80))
+    bank = FlowBank("medium", fb_sigma=0.5)
+    for i in range(len(SHIFTS)):
+        bank.add(i, luma_u8(frames[i]))
+    # The reference is the first frame; every other is reached by composing consecutive flows.
+    align = bank.submit_alignment(tuple(range(len(SHIFTS))), 0).result()
+    bank.close()
+    ys, xs = np.mgrid[0:64, 0:80]
+    inner = (slice(8, -8), slice(8, -8))
+    for k, (tx, ty) in enumerate(truth):
+        j = align.order.index(k)
+        dx = np.median((align.pos[j, ..., 0] - xs)[inner])
+        dy = np.median((align.pos[j, ..., 1] - ys)[inner])
+        assert abs(dx - tx) < 0.1 and abs(dy - ty) < 0.1, (k, dx, dy, tx, ty)
+        assert np.median(align.conf[j][inner]) > 0.5
+
+
+def test_blur_is_matlab_bicubic_shrink():
+    x = torch.rand(1, 36, 48, dtype=torch.float64)
+    for s in (2, 3, 4):
+        psf = make_psf("bicubic", s)
+        first = int(psf.offset - psf.delta)
+        ours = Blur(psf, x.device, x.dtype)(x)[0, first::s, first::s].numpy()
+        np.testing.assert_allclose(ours, imresize(x[0].numpy(), 1 / s), atol=1e-12)
+
+
+def test_bilinear_splat_is_the_transpose_of_sample():
+    g = torch.Generator().manual_seed(1)
+    pts = Bilinear(torch.rand(50, generator=g) * 9, torch.rand(50, generator=g) * 7, (8, 10))
+    image = torch.rand(2, 8, 10, generator=g, dtype=torch.float64)
+    values = torch.rand(2, 50, generator=g, dtype=torch.float64)
+    pts.weight = pts.weight.double()
+    assert torch.allclose((pts.sample(image) * values).sum(), (image * pts.splat(values)).sum())
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_misr_beats_bicubic(scale):
+    gt, frames, _ = clip(SHIFTS, scale)
+    method = build(scale, **FAST)
+    ours = psnr_y(to_uint8(method(frames, 0)), gt)
+    base = psnr_y(bicubic(frames[0], scale), gt)
+    assert ours > base + 1.0, (ours, base)
+
+
+def test_more_frames_help():
+    gt, frames, _ = clip(SHIFTS, 2)
+    one = psnr_y(to_uint8(build(2, window=1, **FAST)(frames[:1], 0)), gt)
+    five = psnr_y(to_uint8(build(2, **FAST)(frames, 0)), gt)
+    assert five > one + 0.3, (five, one)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_output_shape(scale):
+    frames = torch.rand(5, 3, 20, 26)
+    out = build(scale, iterations=1)(frames, 2)
+    assert out.shape == (3, 20 * scale, 26 * scale)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
+def test_causal_reference_is_last():
+    gt, frames, _ = clip(SHIFTS, 2)
+    frames = frames.flip(0)  # the frame the ground truth shows comes last
+    method = build(2, causal=True, **FAST)
+    assert method.causal and method.radius == 2
+    win = Window(frames, ref=4, indices=(0, 1, 2, 3, 4))
+    out = next(method.stream([win]))
+    assert psnr_y(to_uint8(out), gt) > psnr_y(bicubic(frames[4], 2), gt) + 1.0
+
+
+def test_duplicated_frames_count_once():
+    gt, frames, _ = clip(SHIFTS[:3], 2)
+    padded = frames[[0, 0, 0, 1, 2]]
+    five = build(2, **FAST)
+    with_indices = next(five.stream([Window(padded, 2, (0, 0, 0, 1, 2))]))
+    bare = five(padded, 2)
+    three = build(2, window=3, **FAST)(frames, 0)
+    torch.testing.assert_close(with_indices, bare)
+    torch.testing.assert_close(with_indices, three)
+    assert psnr_y(to_uint8(with_indices), gt) > psnr_y(bicubic(frames[0], 2), gt)
+
+
+def test_stream_matches_single_calls_and_costs_one_flow_pair_per_frame(monkeypatch):
+    _, frames, _ = clip(SHIFTS + [(2, 2), (0, 3)], 2, size=(24, 30))
+    n = frames.shape[0]
+    method = build(2, iterations=2)
+    calls = []
+    original = FlowBank._compute_pair
+    monkeypatch.setattr(FlowBank, "_compute_pair", lambda self, a, b: calls.append((a, b)) or original(self, a, b))
+    wins = []
+    for t in range(n):
+        idx = tuple(min(max(t + o, 0), n - 1) for o in range(-2, 3))
+        wins.append(Window(frames[list(idx)], 2, idx))
+    streamed = list(method.stream(wins))
+    assert sorted(calls) == [(i, i + 1) for i in range(n - 1)]
+    for win, out in zip(wins, streamed):
+        torch.testing.assert_close(out, method(win.frames, win.ref))
+
+
+def test_evidence_maps(tmp_path):
+    _, frames, _ = clip(SHIFTS, 2, size=(16, 20))
+    method = build(2, evidence=str(tmp_path / "ev"), iterations=1)
+    list(method.stream([Window(frames, 2, (10, 11, 12, 13, 14))]))
+    import cv2
+
+    ev = cv2.imread(str(tmp_path / "ev" / "000012.png"), cv2.IMREAD_UNCHANGED)
+    assert ev.dtype == np.uint16 and ev.shape == (32, 40)
+    # Five aligned frames: well over one frame's worth of observations in the interior.
+    assert np.median(ev[4:-4, 4:-4]) > 2000
+
+
+def test_describe_is_json_and_complete():
+    method = get_method("misr", scale=3, window=7, btv_weight=0.002)
+    record = json.loads(json.dumps(method.describe()))
+    assert record["scale"] == 3 and record["radius"] == 3
+    assert record["params"]["window"] == 7 and record["params"]["btv_weight"] == 0.002
+    assert {"flow_preset", "iterations", "psf", "chroma", "evidence"} <= set(record["params"])
+
+
+@pytest.mark.parametrize("bad", [
+    {"scale": 1}, {"scale": 9}, {"scale": 2.5}, {"window": 4}, {"window": 0}, {"flow_preset": "slow"},
+    {"iterations": -1}, {"btv_alpha": 0}, {"chroma": "green"}, {"robust": 0}, {"sharpness": 2},
+    {"device": "tpu"}, {"causal": "yes"},
+])
+def test_bad_parameters_raise_config_error(bad):
+    params = dict(bad)
+    scale = params.pop("scale", 2)
+    with pytest.raises(ConfigError, match="misr"):
+        build(scale, **params)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_cuda_matches_cpu(dtype):
+    gt, frames, _ = clip(SHIFTS, 2)
+    cpu = build(2, **FAST)(frames, 0)
+    gpu = build(2, device="cuda", dtype=dtype, **FAST)(frames.cuda(), 0)
+    assert gpu.device.type == "cuda"
+    assert abs(psnr_y(to_uint8(gpu.float().cpu()), gt) - psnr_y(to_uint8(cpu), gt)) < 0.2
