@@ -55,11 +55,7 @@ def run(frames: list, scale: int, params: dict, method_name: str = "misr") -> di
 
 def _shares(method, wins: list) -> dict[str, float]:
     """Flow and fusion timed apart (no overlap), ms per frame."""
-    import torch
-
-    from vsr.methods.misr.flow import FlowBank
-
-    bank = FlowBank(method.params.flow_preset, method.params.fb_sigma)
+    bank = method.flow_bank()
     cache: dict = {}
     starts = []
     t = time.perf_counter()
@@ -75,7 +71,6 @@ def _shares(method, wins: list) -> dict[str, float]:
     fuse = time.perf_counter() - t
     bank.close()
     n = len(wins)
-    del torch
     return {"flow_ms": 1000 * flow / n, "fuse_ms": 1000 * fuse / n}
 
 

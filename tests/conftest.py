@@ -179,6 +179,21 @@ def run_cli(*args: str, timeout: float = 300, cwd: Path | None = None, input: by
                           cwd=cwd, input=input, env=full_env)
 
 
+def start_run(args, frames: int) -> subprocess.Popen:
+    """Start ``vsr ARGS --json-progress`` and return once ``frames`` frames are written."""
+    import json
+
+    proc = subprocess.Popen([sys.executable, "-m", "vsr", *args, "--json-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        try:
+            if json.loads(line)["frames"] >= frames:
+                return proc
+        except (ValueError, KeyError):
+            continue
+    raise AssertionError(f"run ended before {frames} frames: rc={proc.wait()}")
+
+
 @pytest.fixture
 def clip_factory(tmp_path):
     """``clip_factory(name, **make_clip kwargs)`` → path of a freshly generated clip."""

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import signal
-import subprocess
-import sys
 import threading
 import time
 
 import av
 import pytest
-from conftest import SAMPLES, framemd5, make_clip, run_cli
+from conftest import SAMPLES, framemd5, make_clip, run_cli, start_run
 
 import vsr
 from vsr.methods.base import Method
@@ -121,22 +118,10 @@ def test_a_failing_worker_stops_all_and_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def _start_and_wait_for_frames(args, frames: int):
-    proc = subprocess.Popen([sys.executable, "-m", "vsr", *args, "--json-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    for line in proc.stderr:
-        try:
-            if json.loads(line)["frames"] >= frames:
-                return proc
-        except (ValueError, KeyError):
-            continue
-    raise AssertionError(f"run ended before {frames} frames: rc={proc.wait()}")
-
-
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_leaves_a_playable_prefix(tmp_path, sig, code):
     out = tmp_path / "out.mp4"
-    proc = _start_and_wait_for_frames(
+    proc = start_run(
         ["run", str(SAMPLES / "chaplin.mp4"), "-o", str(out), "-m", "lanczos", "-s", "3", "--preset", "slow"], 10)
     proc.send_signal(sig)
     proc.stderr.read()
@@ -163,7 +148,7 @@ def test_interrupt_of_the_api_raises_cancelled(tmp_path):
 
 def test_no_partial_file_while_running_has_the_final_name(tmp_path):
     out = tmp_path / "out.mp4"
-    proc = _start_and_wait_for_frames(["run", str(SAMPLES / "chaplin.mp4"), "-o", str(out), "-m", "bicubic"], 3)
+    proc = start_run(["run", str(SAMPLES / "chaplin.mp4"), "-o", str(out), "-m", "bicubic"], 3)
     try:
         assert not out.exists()
         assert any(p.name.startswith(".out.partial") for p in tmp_path.iterdir())

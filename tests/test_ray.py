@@ -123,9 +123,11 @@ def test_bicubic_on_ray_equals_single_process(tmp_path):
     src = _clip(tmp_path / "in.mp4")
     single, distributed = tmp_path / "single.mkv", tmp_path / "ray.mkv"
     vsr.upscale(str(src), str(single), method="bicubic", scale=2, encode=FFV1)
+    seen = []
     stats = run_on_ray(str(src), str(distributed), method="bicubic", scale=2, encode=FFV1,
-                       segment_seconds=SEGMENT_SECONDS)
+                       segment_seconds=SEGMENT_SECONDS, on_progress=lambda s: seen.append(s.frames_written))
     assert stats.queues["segments"][1] >= 4
+    assert seen == sorted(seen) and seen[-1] == 45
     assert stats.frames_written == 45
     assert framemd5(distributed) == framemd5(single)  # pts, durations and pixels of every frame
     assert framemd5(distributed, "a:0", copy=True) == framemd5(single, "a:0", copy=True)
@@ -234,3 +236,26 @@ def test_cli_refuses_live_with_ray(tmp_path):
     result = run_cli("run", str(src), "-o", str(tmp_path / "out.mkv"), "-m", "nearest", "--ray", "auto", "--live")
     assert result.returncode == ConfigError.exit_code
     assert "--live and --ray" in result.stderr.decode()
+
+
+def test_cli_joins_the_running_cluster_and_reports_progress(tmp_path):
+    src = _clip(tmp_path / "in.mp4")
+    single, distributed = tmp_path / "single.mkv", tmp_path / "ray.mkv"
+    vsr.upscale(str(src), str(single), method="bicubic", scale=2, encode=FFV1)
+    address = ray.get_runtime_context().gcs_address  # this module's cluster, by its host:port
+    result = run_cli("run", str(src), "-o", str(distributed), "-m", "bicubic", "--codec", "ffv1", "--ray", address,
+                     "--segment-seconds", str(SEGMENT_SECONDS), "--json-progress")
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    updates = [json.loads(line) for line in result.stderr.decode().splitlines() if line.startswith("{")]
+    assert updates[-1]["frames"] == updates[-1]["total"] == 45
+    segments = updates[-1]["queues"]["segments"]
+    assert segments["items"] == segments["capacity"] >= 4
+    assert framemd5(distributed) == framemd5(single)
+
+
+def test_cuda_on_a_cluster_without_gpus_is_a_config_error(tmp_path):
+    if ray.cluster_resources().get("GPU", 0):
+        pytest.skip("this cluster has GPUs")
+    src = _clip(tmp_path / "in.mp4", frames=10)
+    with pytest.raises(ConfigError, match="no GPU"):
+        run_on_ray(str(src), str(tmp_path / "out.mkv"), method="nearest", device="cuda")

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 
-from conftest import SAMPLES, framemd5, run_cli
+from conftest import SAMPLES, framemd5, run_cli, start_run
 
 from vsr.io.resume import resume_dir
 
@@ -26,11 +26,7 @@ def _manifest(out) -> dict:
 
 def test_kill_9_then_rerun_gives_the_complete_file(tmp_path):
     out = tmp_path / "out.mp4"
-    proc = subprocess.Popen([sys.executable, "-m", "vsr", *_args(out), "--json-progress"],
-                            stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:
-        if line.startswith("{") and json.loads(line)["frames"] >= 120:
-            break
+    proc = start_run(_args(out), 120)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not out.exists()
@@ -49,11 +45,7 @@ def test_kill_9_then_rerun_gives_the_complete_file(tmp_path):
 
 def test_ctrl_c_with_resume_gives_a_playable_prefix_and_continues(tmp_path):
     out = tmp_path / "out.mp4"
-    proc = subprocess.Popen([sys.executable, "-m", "vsr", *_args(out), "--json-progress"],
-                            stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:
-        if line.startswith("{") and json.loads(line)["frames"] >= 60:
-            break
+    proc = start_run(_args(out), 60)
     proc.send_signal(signal.SIGINT)
     proc.stderr.read()
     assert proc.wait(timeout=120) == 130

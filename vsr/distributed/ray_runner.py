@@ -234,9 +234,11 @@ def _run_tasks(jobs: dict[int, SegmentJob], manifest: Manifest, folder: Path, st
     started_here = connect(address)
     board = None
     try:
+        gpus = _gpus_per_task(ray, device)
+        if gpus and not ray.cluster_resources().get("GPU", 0):
+            raise ConfigError(f"--device {device} asked for, but the Ray cluster has no GPU; use --device auto or cpu")
         board = ray.remote(num_cpus=0)(ProgressBoard).remote()
-        task = ray.remote(_remote_segment).options(
-            num_gpus=_gpus_per_task(ray, device), max_retries=max_retries, retry_exceptions=False)
+        task = ray.remote(_remote_segment).options(num_gpus=gpus, max_retries=max_retries, retry_exceptions=False)
         pending = {task.remote(job, board): job.segment.id for job in jobs.values()}
         finished = resumed
         try:
@@ -251,7 +253,8 @@ def _run_tasks(jobs: dict[int, SegmentJob], manifest: Manifest, folder: Path, st
                     stats.frames_decoded += result.decoded
                     stats.queues = {"segments": (len(manifest.segments), total)}
                 running = _running_frames(ray, board, set(pending.values()), interval)
-                stats.frames_written = finished + running
+                if running is not None:
+                    stats.frames_written = finished + running
                 stats.frames_processed = stats.frames_written - resumed
                 if on_progress is not None:
                     on_progress(stats)
@@ -274,14 +277,14 @@ def _run_tasks(jobs: dict[int, SegmentJob], manifest: Manifest, folder: Path, st
             ray.shutdown()
 
 
-def _running_frames(ray, board, running: set[int], timeout: float) -> int:
-    """Frames written so far by the segments still running (0 if the board does not answer in time)."""
+def _running_frames(ray, board, running: set[int], timeout: float) -> int | None:
+    """Frames written so far by the segments still running; ``None`` if the board does not answer in time."""
     if not running:
         return 0
     try:
         counts = ray.get(board.snapshot.remote(), timeout=timeout)
     except ray.exceptions.GetTimeoutError:
-        return 0
+        return None
     return sum(n for segment_id, n in counts.items() if segment_id in running)
 
 

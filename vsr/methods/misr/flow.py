@@ -40,7 +40,8 @@ class Alignment:
     Attributes:
         order: decode indices of the distinct frames, reference first.
         pos: ``(K, H, W, 2)`` float32 ``(x, y)`` positions in the reference's pixel grid.
-        conf: ``(K, H, W)`` float32 in [0, 1]; 0 outside the reference frame.
+        conf: ``(K, H, W)`` float32 in [0, 1]: flow confidence x robustness; 0 outside the
+            reference frame.
     """
 
     order: tuple[int, ...]
@@ -60,6 +61,37 @@ def _sample(image: np.ndarray, pos: np.ndarray, border_value: float | None) -> n
     mode = cv2.BORDER_REPLICATE if border_value is None else cv2.BORDER_CONSTANT
     return cv2.remap(image, pos[..., 0], pos[..., 1], cv2.INTER_LINEAR, borderMode=mode,
                      borderValue=0.0 if border_value is None else border_value)
+
+
+def robustness(lumas: np.ndarray, pos: np.ndarray, noise: float, texture: float) -> np.ndarray:
+    """Agreement of each aligned sample with the reference, in [0, 1] (Wronski et al. 2019, simplified).
+
+    The local 3x3 mean around a sample is compared with the reference's local mean at the
+    sample's position; the tolerance grows with the reference's local standard deviation,
+    because aliasing makes honest samples of textured areas differ from the reference.
+
+    Args:
+        lumas: ``(K, H, W)`` float32 luma in [0, 1], reference first.
+        pos: ``(K, H, W, 2)`` float32 positions ``(x, y)`` in the reference grid.
+        noise: tolerated difference on flat areas (intensity 0..1).
+        texture: multiple of the local standard deviation added to the tolerance.
+
+    Returns:
+        ``(K, H, W)`` float32; the reference's row is all ones.
+    """
+    import cv2
+
+    means = [cv2.blur(y, (3, 3), borderType=cv2.BORDER_REPLICATE) for y in lumas]
+    ref_mean = means[0]
+    ref_std = np.sqrt(np.maximum(cv2.blur(lumas[0] * lumas[0], (3, 3), borderType=cv2.BORDER_REPLICATE)
+                                 - ref_mean * ref_mean, 0))
+    out = np.ones(lumas.shape, np.float32)
+    for k in range(1, len(lumas)):
+        at_mean = _sample(ref_mean, pos[k], None)
+        at_std = _sample(ref_std, pos[k], None)
+        tol2 = noise * noise + (texture * at_std) ** 2
+        out[k] = np.exp(-((means[k] - at_mean) ** 2) / (2 * tol2))
+    return out
 
 
 def fb_confidence(forward: np.ndarray, backward: np.ndarray, sigma: float) -> np.ndarray:
@@ -88,12 +120,16 @@ class FlowBank:
     Args:
         preset: DIS preset, ``"ultrafast"``, ``"fast"`` or ``"medium"``.
         fb_sigma: forward-backward tolerance in pixels.
+        robust, robust_texture: tolerances of :func:`robustness`.
         threads: worker threads for flow (one keeps a core free for the fusion).
     """
 
-    def __init__(self, preset: str = "fast", fb_sigma: float = 0.5, threads: int = 1) -> None:
+    def __init__(self, preset: str = "fast", fb_sigma: float = 0.5, threads: int = 1,
+                 robust: float = 0.05, robust_texture: float = 0.5) -> None:
         self.preset = preset
         self.fb_sigma = fb_sigma
+        self.robust = robust
+        self.robust_texture = robust_texture
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="misr-flow")
         self._luma: dict[int, np.ndarray] = {}
@@ -173,7 +209,10 @@ class FlowBank:
             order.append(chain[k])
             positions.append(pos)
             confs.append(conf * inside)
-        return Alignment(tuple(order), np.stack(positions), np.stack(confs))
+        pos = np.stack(positions)
+        lumas = np.stack([self._luma[i] for i in order]).astype(np.float32) / 255
+        conf = np.stack(confs) * robustness(lumas, pos, self.robust, self.robust_texture)
+        return Alignment(tuple(order), pos, conf)
 
     def evict(self, keep_from: int) -> None:
         """Forget frames and flows with decode index below ``keep_from``."""

@@ -2,10 +2,9 @@
 
 1. Kernel regression: every low-resolution sample is splatted at its sub-pixel position on
    the high-resolution grid and the splats are normalised by a Gaussian (normalised
-   convolution). Each sample is weighted by its flow confidence and by a robustness term
-   that rejects samples disagreeing with the reference (moving objects, occlusions, flow
-   errors), in the spirit of Wronski et al. 2019. Where the weights are thin the estimate
-   falls back smoothly to bicubic interpolation of the reference.
+   convolution). Each sample carries a weight: flow confidence times robustness (computed
+   with the flow, see :func:`vsr.methods.misr.flow.robustness`). Where the weights are thin
+   the estimate falls back smoothly to bicubic interpolation of the reference.
 2. Back-projection: a few steepest-descent steps on a robust multi-frame data term
    (quadratic for the reference, Lorentzian for the neighbours) through the imaging model ``sample(blur(X))`` plus a bilateral-TV prior
    (Farsiu et al. 2004). The blur is the point-spread function of the degradation: MATLAB's
@@ -156,15 +155,15 @@ class Bilinear:
     def __init__(self, x: torch.Tensor, y: torch.Tensor, size: tuple[int, int]) -> None:
         h, w = size
         self.size = size
-        x = x.clamp(0, w - 1)
-        y = y.clamp(0, h - 1)
-        x0 = x.floor().clamp(max=w - 2 if w > 1 else 0)
-        y0 = y.floor().clamp(max=h - 2 if h > 1 else 0)
-        fx, fy = x - x0, y - y0
-        x0, y0 = x0.long(), y0.long()
-        x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
-        self.index = torch.cat([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1])
-        self.weight = torch.cat([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy])
+        x0 = x.floor().clamp(0, max(w - 2, 0))
+        y0 = y.floor().clamp(0, max(h - 2, 0))
+        fx = (x - x0).clamp(0, 1)
+        fy = (y - y0).clamp(0, 1)
+        base = (y0 * w + x0).long()
+        dx, dy = (1 if w > 1 else 0), (w if h > 1 else 0)
+        self.index = torch.cat([base, base + dx, base + dy, base + dy + dx])
+        gx, gy = 1 - fx, 1 - fy
+        self.weight = torch.cat([gx * gy, fx * gy, gx * fy, fx * fy])
         self.m = x.numel()
 
     def sample(self, image: torch.Tensor) -> torch.Tensor:
@@ -188,8 +187,6 @@ class FuseConfig:
     psf: Psf
     kr_sigma: float = 0.6
     fallback: float = 0.5
-    robust: float = 0.05
-    robust_texture: float = 0.5
     iterations: int = 10
     step: float = 2.0
     data_scale: float = 0.05
@@ -227,42 +224,6 @@ def upsample(image: torch.Tensor, scale: int, offset: float) -> torch.Tensor:
     return F.grid_sample(image[None], grid, mode="bicubic", padding_mode="border", align_corners=True)[0]
 
 
-def _box3(x: torch.Tensor) -> torch.Tensor:
-    return F.avg_pool2d(F.pad(x[:, None], (1, 1, 1, 1), mode="replicate"), 3, stride=1)[:, 0]
-
-
-def robustness(frames: torch.Tensor, pos: torch.Tensor, noise: float, texture: float) -> torch.Tensor:
-    """Agreement of each aligned sample with the reference, in [0, 1].
-
-    The local 3x3 means of a sample and of the reference at the sample's position are
-    compared; the tolerance grows with the reference's local standard deviation, since
-    aliasing makes honest samples of textured areas differ from an interpolated reference.
-
-    Args:
-        frames: ``(K, h, w)`` luma, reference first.
-        pos: ``(K, h, w, 2)`` positions ``(x, y)`` in the reference grid.
-        noise: tolerated difference on flat areas (intensity, 0..1 scale).
-        texture: multiple of the local standard deviation added to the tolerance.
-
-    Returns:
-        ``(K, h, w)``; the reference's row is all ones.
-    """
-    k, h, w = frames.shape
-    mean = _box3(frames)
-    std = (_box3(frames * frames) - mean * mean).clamp_min(0).sqrt()
-    ref_stats = torch.stack([mean[0], std[0]])[None]
-    gx = 2 * pos[..., 0] / max(w - 1, 1) - 1
-    gy = 2 * pos[..., 1] / max(h - 1, 1) - 1
-    grid = torch.stack([gx, gy], dim=-1)
-    at = F.grid_sample(ref_stats.expand(k, -1, -1, -1), grid, mode="bilinear", padding_mode="border",
-                       align_corners=True)
-    diff2 = (mean - at[:, 0]) ** 2
-    tol2 = noise * noise + (texture * at[:, 1]) ** 2
-    rob = torch.exp(-diff2 / (2 * tol2))
-    rob[0] = 1
-    return rob
-
-
 @dataclass
 class FuseResult:
     """Output of :func:`fuse`.
@@ -276,16 +237,14 @@ class FuseResult:
     evidence: torch.Tensor
 
 
-def fuse(frames: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor, cfg: FuseConfig,
-         guide: int = 0) -> FuseResult:
+def fuse(frames: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor, cfg: FuseConfig) -> FuseResult:
     """Fuse aligned low-resolution planes into one high-resolution image of the reference.
 
     Args:
         frames: ``(K, C, h, w)`` float planes of the distinct frames, reference first.
         pos: ``(K, h, w, 2)`` float positions ``(x, y)`` of each pixel in the reference grid.
-        conf: ``(K, h, w)`` alignment confidence in [0, 1].
+        conf: ``(K, h, w)`` weight of each sample in [0, 1] (flow confidence x robustness).
         cfg: numerical settings.
-        guide: channel used for the robustness test (luma).
 
     Returns:
         :class:`FuseResult`; computation in ``frames.dtype``, splat accumulation in float32.
@@ -298,8 +257,7 @@ def fuse(frames: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor, cfg: FuseC
     pos = pos.to(dev, torch.float32)
     conf = conf.to(dev, torch.float32)
 
-    weight = conf * robustness(frames[:, guide].float(), pos, cfg.robust, cfg.robust_texture)
-    weight = weight.reshape(-1)
+    weight = conf.reshape(-1)
     values = frames.float().permute(1, 0, 2, 3).reshape(c, -1)
     hx = pos[..., 0].reshape(-1) * s + psf.offset
     hy = pos[..., 1].reshape(-1) * s + psf.offset

@@ -145,12 +145,19 @@ class Misr(Method):
 
     # -- the pieces ---------------------------------------------------------------------
 
+    def flow_bank(self):
+        """A :class:`~vsr.methods.misr.flow.FlowBank` with this instance's flow parameters."""
+        from vsr.methods.misr.flow import FlowBank
+
+        p = self.params
+        return FlowBank(p.flow_preset, p.fb_sigma, robust=p.robust, robust_texture=p.robust_texture)
+
     def _fuse_config(self):
         from vsr.methods.misr.fuse import FuseConfig, make_psf
 
         p = self.params
         return FuseConfig(scale=self.scale, psf=make_psf(p.psf, self.scale, p.psf_sigma), kr_sigma=p.kr_sigma,
-                          fallback=p.fallback, robust=p.robust, robust_texture=p.robust_texture,
+                          fallback=p.fallback,
                           iterations=p.iterations, step=p.step, data_scale=p.data_scale,
                           btv_weight=p.btv_weight, btv_alpha=p.btv_alpha, btv_radius=p.btv_radius)
 
@@ -232,7 +239,15 @@ class Misr(Method):
         Returns:
             ``(3, s h, s w)`` RGB float.
         """
-        return self.fuse_ycc(self._ycc(frames.to(self.device)), pos, conf, self._fuse_config())[0]
+        import numpy as np
+
+        from vsr.methods.misr.flow import robustness
+
+        ycc = self._ycc(frames.to(self.device))
+        lumas = ((ycc[:, 0] * 255).round().clamp(0, 255) / 255).cpu().numpy().astype(np.float32)
+        pos = np.asarray(pos, np.float32)
+        weight = np.asarray(conf, np.float32) * robustness(lumas, pos, self.params.robust, self.params.robust_texture)
+        return self.fuse_ycc(ycc, pos, weight, self._fuse_config())[0]
 
     def fuse_ycc(self, planes: torch.Tensor, pos: Any, conf: Any, cfg) -> tuple[torch.Tensor, torch.Tensor]:
         """Fuse ``(K, 3, h, w)`` YCbCr planes (reference first); returns RGB ``(3, s h, s w)`` and evidence."""
@@ -284,7 +299,7 @@ class Misr(Method):
         from vsr.methods.misr.flow import FlowBank
 
         cfg = self._fuse_config()
-        bank = FlowBank(self.params.flow_preset, self.params.fb_sigma)
+        bank = self.flow_bank()
         luma_cache: dict[int, Any] = {}
         pending = None
         try:
