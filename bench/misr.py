@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import SHARED, machine, print_table  # noqa: E402
-from quality import parse_params, windows  # noqa: E402
+from common import SHARED, machine, print_table
+from quality import parse_params, windows
 
 
 def decode(clip: str, limit: int) -> list:
@@ -66,8 +66,8 @@ def _shares(method, wins: list) -> dict[str, float]:
     flow = time.perf_counter() - t
     cfg = method._fuse_config()
     t = time.perf_counter()
-    for win, fut, slots in starts:
-        method._finish(win, fut, slots, cfg)
+    for win, fut in starts:
+        method._finish(win, fut, cache, cfg)
     fuse = time.perf_counter() - t
     bank.close()
     n = len(wins)

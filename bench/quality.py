@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import SHARED, print_table  # noqa: E402
+from common import SHARED, print_table
 
 SEQUENCES = ("calendar", "city", "foliage", "walk")
 

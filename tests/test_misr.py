@@ -164,6 +164,14 @@ def test_stream_matches_single_calls_and_costs_one_flow_pair_per_frame(monkeypat
         torch.testing.assert_close(out, method(win.frames, win.ref))
 
 
+def test_windows_without_indices_are_not_mixed_up():
+    _, a, _ = clip(SHIFTS, 2, size=(16, 20), seed=1)
+    _, b, _ = clip(SHIFTS, 2, size=(16, 20), seed=2)
+    method = build(2, iterations=1)
+    outs = list(method.stream([Window(a, 2), Window(b, 2)]))
+    torch.testing.assert_close(outs[1], method(b, 2))
+
+
 def test_evidence_maps(tmp_path):
     _, frames, _ = clip(SHIFTS, 2, size=(16, 20))
     method = build(2, evidence=str(tmp_path / "ev"), iterations=1)

@@ -7,7 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vsr.quality import degrade_bd, imresize, psnr_y, rgb_to_y, ssim_y, temporal_error_change
+from vsr.quality import (
+    degrade_bd,
+    imresize,
+    psnr_y,
+    rgb_to_y,
+    ssim_y,
+    temporal_error_change,
+)
 
 VID4 = Path(__file__).resolve().parents[2] / "shared" / "data" / "vid4"
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import framemd5, make_clip, picture, run_cli
+from conftest import ffmpeg_exe, framemd5, make_clip, picture, run_cli
 
 ray = pytest.importorskip("ray")
 
@@ -259,3 +260,11 @@ def test_cuda_on_a_cluster_without_gpus_is_a_config_error(tmp_path):
     src = _clip(tmp_path / "in.mp4", frames=10)
     with pytest.raises(ConfigError, match="no GPU"):
         run_on_ray(str(src), str(tmp_path / "out.mkv"), method="nearest", device="cuda")
+
+
+def test_display_rotation_comes_through(tmp_path):
+    src = make_clip(tmp_path / "in.mp4", frames=25, size=(64, 48), rotation=90, video_options={"g": "10"})
+    out = tmp_path / "ray.mkv"
+    run_on_ray(str(src), str(out), method="nearest", encode=FFV1, segment_seconds=SEGMENT_SECONDS)
+    described = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(out)], capture_output=True, text=True).stderr
+    assert "rotation of 90.00 degrees" in described

@@ -13,6 +13,7 @@ unless a function says otherwise.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -48,7 +49,7 @@ def resize_matrix(n_in: int, n_out: int, antialias: bool = True) -> np.ndarray:
     x = np.arange(1, n_out + 1, dtype=np.float64)
     u = x / scale + 0.5 * (1 - 1 / scale)
     left = np.floor(u - width / 2)
-    taps = int(math.ceil(width)) + 2
+    taps = math.ceil(width) + 2
     idx = left[:, None] + np.arange(taps)[None, :]
     dist = u[:, None] - idx
     w = scale * _cubic(scale * dist) if shrink else _cubic(dist)
@@ -85,7 +86,7 @@ def imresize(image: np.ndarray, scale: float | None = None, size: tuple[int, int
         raise ValueError("give exactly one of scale and size")
     h, w = image.shape[:2]
     if size is None:
-        size = (int(math.ceil(h * scale)), int(math.ceil(w * scale)))
+        size = (math.ceil(h * scale), math.ceil(w * scale))
     if size[0] < 1 or size[1] < 1:
         raise ValueError(f"output size must be at least 1x1; got {size}")
     integer = image.dtype == np.uint8
@@ -194,4 +195,4 @@ def temporal_error_change(outputs: list[np.ndarray], references: list[np.ndarray
     errors = [_as_y(o) - _as_y(r) for o, r in zip(outputs, references, strict=True)]
     if len(errors) < 2:
         return 0.0
-    return float(np.mean([np.mean(np.abs(b - a)) for a, b in zip(errors, errors[1:])]))
+    return float(np.mean([np.mean(np.abs(b - a)) for a, b in itertools.pairwise(errors)]))

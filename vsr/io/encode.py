@@ -261,8 +261,6 @@ class Sink:
         cc.time_base = self.info.time_base
         cc.framerate = rate
         apply_tags(cc, self.conversion.tags)
-        if self.rotation:
-            stream.set_display_rotation(self.rotation)
         language = next((s.language for s in self.info.streams if s.index == self.info.stream_index), None)
         if language:
             stream.metadata["language"] = language
@@ -288,6 +286,12 @@ class Sink:
             self.stream_map[src.index] = out
         for message in self.dropped_streams:
             log.warning("dropping %s", message)
+
+    def set_rotation(self, degrees: int) -> None:
+        """Write a display rotation; call after :meth:`open` and before anything is written."""
+        self.rotation = degrees
+        if degrees and self.stream is not None:
+            self.stream.set_display_rotation(degrees)
 
     # -- writing ---------------------------------------------------------------------------
     def write_frame(self, rgb, pts: int | None, duration: int | None = None) -> None:

@@ -170,6 +170,10 @@ class SegmentedSink:
         """pts of the last committed frame: frames up to it are already done."""
         return self.manifest.last_pts
 
+    def set_rotation(self, degrees: int) -> None:
+        """Rotation to write on the stitched output."""
+        self.rotation = degrees
+
     def open(self, width: int, height: int) -> tuple[int, int]:
         self._size = (width, height)
         self._start_segment()

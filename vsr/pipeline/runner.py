@@ -251,6 +251,7 @@ class Pipeline:
 
     def _encode_worker(self) -> None:
         sink = self.sink
+        first = True
         while True:
             item = self._get(self.images_q)
             if item is _END:
@@ -259,14 +260,16 @@ class Pipeline:
             captured = self._captured.pop(index, None)
             if captured is not None:
                 self.stats.record_latency(time.monotonic() - captured)
-            if sink.container is None:
-                sink.rotation = self.decoder.rotation  # known once the first frame is decoded
-                sink.open(array.shape[1], array.shape[0])
-                self.stats.dropped_streams = list(sink.dropped_streams)
+            if first:
+                first = False
+                sink.set_rotation(self.decoder.rotation)  # known once the first frame is decoded
             self._drain_packets()
             sink.write_frame(array, pts, duration)
             self.stats.frames_written += 1
-        if sink.container is None and not self.skip_until:
+        if first and self._cancel.is_set():
+            sink.abort()  # stopped before the first frame: nothing worth keeping
+            return
+        if first and not self.skip_until:
             raise InputError("no video frame could be decoded from the input")
         self._drain_packets()
         sink.close()
@@ -300,6 +303,13 @@ class Pipeline:
             PipelineError: a worker failed with an unexpected exception.
             Cancelled: the run was cancelled; the output holds the frames processed.
         """
+        if self.sink.container is None:
+            try:
+                self.sink.open(*self._output_size()[::-1])
+            except BaseException:
+                self.decoder.close()
+                raise
+            self.stats.dropped_streams = list(self.sink.dropped_streams)
         self.threads = [
             self._spawn("decode", self._decode_worker),
             self._spawn("method", self._method_worker),
@@ -340,8 +350,16 @@ class Pipeline:
             raise Cancelled(f"stopped after {self.stats.frames_written} frames; the output holds them")
         return self.stats
 
+    def _output_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the frames the encoder will receive."""
+        if self.output_size is not None:
+            return self.output_size
+        roi = self.decoder.roi
+        info = self.decoder.info
+        return self.method.output_size(*((roi.h, roi.w) if roi else (info.height, info.width)))
+
     def _finish_after_abort(self) -> None:
-        if self.sink.container is not None:
+        if self.sink.container is not None and self.sink.frames:
             self._drain_packets()
             self.sink.close()
         else:

@@ -11,6 +11,7 @@ itself through the flow and its reverse is occluded or mismatched.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -180,7 +181,7 @@ class FlowBank:
         Returns:
             a future of :class:`Alignment`.
         """
-        for a, b in zip(chain, chain[1:]):
+        for a, b in itertools.pairwise(chain):
             self._pair_future(a, b)
         return self._pool.submit(self._align, chain, ref)
 

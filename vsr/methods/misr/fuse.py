@@ -213,7 +213,7 @@ def upsample(image: torch.Tensor, scale: int, offset: float) -> torch.Tensor:
 
     A centred grid (``offset == (s - 1) / 2``) is the usual half-pixel resize.
     """
-    c, h, w = image.shape
+    _, h, w = image.shape
     if abs(offset - (scale - 1) / 2) < 1e-6:
         return F.interpolate(image[None], scale_factor=scale, mode="bicubic", align_corners=False)[0]
     ys = (torch.arange(h * scale, device=image.device, dtype=image.dtype) - offset) / scale
@@ -247,9 +247,9 @@ def fuse(frames: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor, cfg: FuseC
         cfg: numerical settings.
 
     Returns:
-        :class:`FuseResult`; computation in ``frames.dtype``, splat accumulation in float32.
+        :class:`FuseResult` in ``frames.dtype``; the arithmetic is float32.
     """
-    k, c, h, w = frames.shape
+    _, c, h, w = frames.shape
     s = cfg.scale
     hs, ws = h * s, w * s
     dev, dtype = frames.device, frames.dtype
@@ -297,7 +297,7 @@ def fuse(frames: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor, cfg: FuseC
 def _btv_offsets(radius: int, alpha: float) -> list[tuple[int, int, float]]:
     """Half-plane shifts ``(dy, dx, alpha ** (|dy| + |dx|))`` of the bilateral-TV prior."""
     out = []
-    for dy in range(0, radius + 1):
+    for dy in range(radius + 1):
         for dx in range(-radius, radius + 1):
             if dy == 0 and dx <= 0:
                 continue

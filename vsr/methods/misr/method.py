@@ -46,7 +46,8 @@ class MisrParams:
         robust: tolerated intensity difference (0..1) between an aligned sample and the reference
             on flat areas before the sample is rejected (moving objects, occlusions, flow errors).
         robust_texture: multiple of the reference's local standard deviation added to ``robust``.
-        iterations: back-projection steps (0 = kernel regression only).
+        iterations: back-projection steps. 0 leaves the kernel-regression estimate, which still
+            carries the camera blur and scores below bicubic: keep at least 3.
         step: back-projection step size.
         data_scale: residual (intensity 0..1) beyond which a neighbour's sample stops pulling the
             back-projection (Lorentzian data term; the reference's own samples are quadratic).
@@ -55,7 +56,9 @@ class MisrParams:
         btv_radius: largest shift of the bilateral-TV prior, output pixels.
         chroma: ``"bicubic"`` (chroma of the reference, bicubic) or ``"fuse"`` (chroma fused like luma).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``None`` (the device the pipeline gives).
-        dtype: ``"float32"`` or ``"float16"`` (CUDA only) for the fusion arithmetic.
+        dtype: ``"float32"`` or ``"float16"``: dtype of the output frames (and of the planes
+            handed to the fusion on CUDA). The fusion itself accumulates in float32: splatting
+            thousands of weighted samples into one pixel loses too much in half precision.
         evidence: directory for per-frame evidence maps (16-bit PNG named by frame index, value =
             aligned observations x 1000), or ``None``.
     """
@@ -197,32 +200,30 @@ class Misr(Method):
             out.append(out[-1] if torch.equal(frames[i], frames[i - 1]) else out[-1] + 1)
         return tuple(out)
 
-    def _start(self, bank, window: Window, luma_cache: dict) -> tuple[Window, Future, torch.Tensor]:
+    def _start(self, bank, window: Window, cache: dict) -> tuple[Window, Future]:
+        """Convert the window's new frames (cached by index) and start their alignment."""
         import torch
 
-        frames = window.frames.to(self.device)
+        frames = window.frames
         if frames.ndim != 4 or frames.shape[1] != 3:
             raise ConfigError(f"misr needs (N, 3, H, W) RGB windows; got shape {tuple(frames.shape)}")
         indices = window.indices or self._synthetic_indices(frames)
         chain, ref_pos, slots = self._chain(indices, window.ref)
-        ycc = self._ycc(frames)
         for index, slot in zip(chain, slots, strict=True):
-            if index not in luma_cache:
-                y8 = (ycc[slot, 0] * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-                luma_cache[index] = y8
-                bank.add(index, y8)
+            if index not in cache:
+                ycc = self._ycc(frames[slot: slot + 1].to(self.device))[0]
+                cache[index] = ycc
+                bank.add(index, (ycc[0] * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy())
         future = bank.submit_alignment(chain, ref_pos)
-        return Window(ycc, window.ref, tuple(indices)), future, torch.tensor(slots)
+        return Window(frames, window.ref, tuple(indices)), future
 
-    def _finish(self, window: Window, future: Future, slots: torch.Tensor, cfg) -> torch.Tensor:
+    def _finish(self, window: Window, future: Future, cache: dict, cfg) -> torch.Tensor:
+        """Fuse a started window once its alignment is ready; ``(3, s H, s W)`` RGB."""
         import torch
 
-        from vsr.methods.misr.fuse import fuse, upsample
-
         align = future.result()
-        chain_slots = {window.indices[int(s)]: int(s) for s in slots}
-        order = [chain_slots[i] for i in align.order]
-        out, evidence = self.fuse_ycc(window.frames[order], align.pos, align.conf, cfg)
+        planes = torch.stack([cache[i] for i in align.order])
+        out, evidence = self.fuse_ycc(planes, align.pos, align.conf, cfg)
         if self.params.evidence is not None:
             self._write_evidence(evidence, window.indices[window.ref])
         return out
@@ -296,24 +297,28 @@ class Misr(Method):
         Per-frame work (luma, flow to and from the previous frame) is cached by decode index;
         the alignment of the next window runs on the flow thread while the current one is fused.
         """
-        from vsr.methods.misr.flow import FlowBank
 
         cfg = self._fuse_config()
         bank = self.flow_bank()
-        luma_cache: dict[int, Any] = {}
+        cache: dict[int, Any] = {}  # decode index -> (3, H, W) YCbCr planes on the device
         pending = None
+        bare = 0  # windows without decode indices get fresh ones, so no cache entry is reused
         try:
             for window in windows:
-                started = self._start(bank, window, luma_cache)
+                if not window.indices:
+                    synthetic = tuple(bare + i for i in self._synthetic_indices(window.frames))
+                    window = Window(window.frames, window.ref, synthetic)
+                    bare = synthetic[-1] + 1
+                started = self._start(bank, window, cache)
                 if pending is not None:
-                    yield self._finish(*pending, cfg)
+                    yield self._finish(*pending, cache, cfg)
                     keep = min(started[0].indices)
                     bank.evict(keep)
-                    for index in [i for i in luma_cache if i < keep]:
-                        del luma_cache[index]
+                    for index in [i for i in cache if i < keep]:
+                        del cache[index]
                 pending = started
             if pending is not None:
-                yield self._finish(*pending, cfg)
+                yield self._finish(*pending, cache, cfg)
         finally:
             bank.close()
 
