@@ -294,28 +294,41 @@ class Sink:
             self.stream.set_display_rotation(degrees)
 
     # -- writing ---------------------------------------------------------------------------
-    def write_frame(self, rgb, pts: int | None, duration: int | None = None) -> None:
-        """Encode one ``(H, W, 3)`` uint8 or uint16 RGB array with presentation time ``pts``.
+    def picture(self, rgb):
+        """Convert one ``(H, W, 3)`` uint8 or uint16 RGB array to a frame in the encoder's format.
 
-        ``duration`` (in the source time base) keeps the last frame's length exact.
+        Safe to call from another thread once the sink is open, so that the conversion runs
+        beside the encoder instead of before it. Arrays larger than the encoded size (odd
+        sizes) are cropped to it.
 
-        Arrays larger than the encoded size (odd sizes) are cropped to it.
+        Returns:
+            an ``av.VideoFrame`` in the output pixel format, with the colour tags set.
         """
         import av
 
-        if self.container is None:
-            self.open(rgb.shape[1], rgb.shape[0])
         w, h = self.size
         if rgb.shape[0] != h or rgb.shape[1] != w:
             rgb = rgb[:h, :w]
         fmt = "rgb24" if rgb.dtype.itemsize == 1 else "rgb48le"
-        frame = av.VideoFrame.from_ndarray(rgb, format=fmt)
-        frame = frame.reformat(
+        frame = av.VideoFrame.from_ndarray(rgb, format=fmt).reformat(
             format=self.pix_fmt,
             dst_colorspace=self.conversion.colorspace,
             dst_color_range=self.conversion.color_range,
         )
         apply_tags(frame, self.conversion.tags)
+        return frame
+
+    def write_frame(self, rgb, pts: int | None, duration: int | None = None) -> None:
+        """Encode one frame with presentation time ``pts``.
+
+        Args:
+            rgb: an ``(H, W, 3)`` uint8 or uint16 RGB array, or a frame from :meth:`picture`.
+            pts: presentation timestamp in the source time base.
+            duration: frame duration in the source time base; keeps the last frame's length exact.
+        """
+        if self.container is None:
+            self.open(rgb.shape[1], rgb.shape[0])
+        frame = rgb if hasattr(rgb, "pts") else self.picture(rgb)
         if pts is not None and self._last_pts is not None and pts <= self._last_pts:
             # Encoders and muxers need strictly increasing pts; broken sources repeat them.
             pts = self._last_pts + 1

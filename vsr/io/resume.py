@@ -160,6 +160,7 @@ class SegmentedSink:
         self.frames = 0
         self.container = None  # set to the current segment's container once open
         self._current: Sink | None = None
+        self._first: Sink | None = None
         self._first_pts: int | None = None
         self._last_pts: int | None = None
         self._count = 0
@@ -177,7 +178,12 @@ class SegmentedSink:
     def open(self, width: int, height: int) -> tuple[int, int]:
         self._size = (width, height)
         self._start_segment()
+        self._first = self._current
         return self._current.size
+
+    def picture(self, rgb):
+        """:meth:`Sink.picture`; every segment has the first one's size and format."""
+        return self._first.picture(rgb)
 
     def _segment_path(self) -> Path:
         return self.folder / f"seg-{len(self.manifest.segments):05d}.mp4"

@@ -243,7 +243,9 @@ class Pipeline:
                     from vsr.methods.interp import resize
 
                     image = resize(image, self.output_size, "lanczos")
-                self._put(self.images_q, (to_integer_hwc(image, bit_depth), ref.pts, ref.duration, ref.index))
+                # Converted to the encoder's pixel format here, beside the encoder, not before it.
+                picture = self.sink.picture(to_integer_hwc(image, bit_depth))
+                self._put(self.images_q, (picture, ref.pts, ref.duration, ref.index))
                 self.stats.frames_processed += 1
         if self.detector is not None:
             self.stats.scene_cuts = self.detector.cuts
@@ -256,7 +258,7 @@ class Pipeline:
             item = self._get(self.images_q)
             if item is _END:
                 break
-            array, pts, duration, index = item
+            picture, pts, duration, index = item
             captured = self._captured.pop(index, None)
             if captured is not None:
                 self.stats.record_latency(time.monotonic() - captured)
@@ -264,7 +266,7 @@ class Pipeline:
                 first = False
                 sink.set_rotation(self.decoder.rotation)  # known once the first frame is decoded
             self._drain_packets()
-            sink.write_frame(array, pts, duration)
+            sink.write_frame(picture, pts, duration)
             self.stats.frames_written += 1
         if first and self._cancel.is_set():
             sink.abort()  # stopped before the first frame: nothing worth keeping
