@@ -11,7 +11,7 @@ import torch
 from vsr.errors import ConfigError
 from vsr.methods.base import Window
 from vsr.methods.misr.flow import FlowBank
-from vsr.methods.misr.fuse import Bilinear, Blur, make_psf
+from vsr.methods.misr.fuse import Bilinear, Blur, Lattice, make_psf
 from vsr.methods.misr.method import build
 from vsr.methods.registry import get_method
 from vsr.quality import imresize, psnr_y
@@ -92,13 +92,23 @@ def test_blur_is_matlab_bicubic_shrink():
         np.testing.assert_allclose(ours, imresize(x[0].numpy(), 1 / s), atol=1e-12)
 
 
-def test_bilinear_splat_is_the_transpose_of_sample():
+def test_splat_is_the_transpose_of_sample():
     g = torch.Generator().manual_seed(1)
-    pts = Bilinear(torch.rand(50, generator=g) * 9, torch.rand(50, generator=g) * 7, (8, 10))
-    image = torch.rand(2, 8, 10, generator=g, dtype=torch.float64)
-    values = torch.rand(2, 50, generator=g, dtype=torch.float64)
-    pts.weight = pts.weight.double()
-    assert torch.allclose((pts.sample(image) * values).sum(), (image * pts.splat(values)).sum())
+    image = torch.rand(2, 8, 10, generator=g)
+    scattered = Bilinear(torch.rand(3, 4, 5, generator=g) * 11 - 1, torch.rand(3, 4, 5, generator=g) * 9 - 1, (8, 10))
+    lattice = Lattice(1, 2, (4, 5), (8, 10))
+    for sampler, values in ((scattered, torch.rand(2, 3, 4, 5, generator=g)), (lattice, torch.rand(2, 4, 5, generator=g))):
+        lhs = (sampler.sample(image) * values).sum()
+        rhs = (image * sampler.splat(values)).sum()
+        torch.testing.assert_close(lhs, rhs, rtol=1e-5, atol=1e-5)
+
+
+def test_bilinear_samples_where_it_is_told():
+    image = torch.arange(80, dtype=torch.float32).reshape(1, 8, 10)  # value = 10 y + x
+    x = torch.tensor([[[0.0, 2.25, 9.0, 12.0]]])
+    y = torch.tensor([[[0.0, 3.5, 7.0, -2.0]]])
+    got = Bilinear(x, y, (8, 10)).sample(image).flatten()
+    torch.testing.assert_close(got, torch.tensor([0.0, 37.25, 79.0, 9.0]))  # outside: clamped to the edge
 
 
 @pytest.mark.parametrize("scale", [2, 4])

@@ -11,6 +11,7 @@ itself through the flow and its reverse is occluded or mismatched.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -50,9 +51,13 @@ class Alignment:
     conf: np.ndarray
 
 
+@functools.lru_cache(maxsize=4)
 def _grid(h: int, w: int) -> np.ndarray:
+    """``(H, W, 2)`` float32 pixel coordinates ``(x, y)``; shared, never written to."""
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    return np.stack([xs, ys], axis=-1)
+    grid = np.stack([xs, ys], axis=-1)
+    grid.flags.writeable = False
+    return grid
 
 
 def _sample(image: np.ndarray, pos: np.ndarray, border_value: float | None) -> np.ndarray:
@@ -60,11 +65,36 @@ def _sample(image: np.ndarray, pos: np.ndarray, border_value: float | None) -> n
     import cv2
 
     mode = cv2.BORDER_REPLICATE if border_value is None else cv2.BORDER_CONSTANT
-    return cv2.remap(image, pos[..., 0], pos[..., 1], cv2.INTER_LINEAR, borderMode=mode,
+    return cv2.remap(image, pos, None, cv2.INTER_LINEAR, borderMode=mode,
                      borderValue=0.0 if border_value is None else border_value)
 
 
-def robustness(lumas: np.ndarray, pos: np.ndarray, noise: float, texture: float) -> np.ndarray:
+def _inside(pos: np.ndarray) -> np.ndarray:
+    """``(H, W)`` bool: positions ``(x, y)`` that fall on the ``(H, W)`` frame (within half a pixel)."""
+    h, w = pos.shape[:2]
+    x, y = pos[..., 0], pos[..., 1]
+    return (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
+
+
+def _gaussian_of(err2: np.ndarray, sigma: float) -> np.ndarray:
+    """``exp(-err2 / (2 sigma^2))`` in place (OpenCV's vectorised exp)."""
+    import cv2
+
+    err2 *= -1.0 / (2.0 * sigma * sigma)
+    return cv2.exp(err2, dst=err2)
+
+
+def local_stats(luma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """3x3 mean and standard deviation of a ``(H, W)`` float32 image (edges replicated)."""
+    import cv2
+
+    mean = cv2.blur(luma, (3, 3), borderType=cv2.BORDER_REPLICATE)
+    var = cv2.blur(luma * luma, (3, 3), borderType=cv2.BORDER_REPLICATE) - mean * mean
+    return mean, np.sqrt(np.maximum(var, 0, out=var), out=var)
+
+
+def robustness(stats: list[tuple[np.ndarray, np.ndarray]], pos: np.ndarray, noise: float, texture: float,
+               out: np.ndarray | None = None) -> np.ndarray:
     """Agreement of each aligned sample with the reference, in [0, 1] (Wronski et al. 2019, simplified).
 
     The local 3x3 mean around a sample is compared with the reference's local mean at the
@@ -72,26 +102,29 @@ def robustness(lumas: np.ndarray, pos: np.ndarray, noise: float, texture: float)
     because aliasing makes honest samples of textured areas differ from the reference.
 
     Args:
-        lumas: ``(K, H, W)`` float32 luma in [0, 1], reference first.
+        stats: :func:`local_stats` ``(mean, std)`` of each frame's float luma, reference first.
         pos: ``(K, H, W, 2)`` float32 positions ``(x, y)`` in the reference grid.
         noise: tolerated difference on flat areas (intensity 0..1).
         texture: multiple of the local standard deviation added to the tolerance.
+        out: ``(K, H, W)`` float32 weights to multiply in place; ``None`` starts from ones.
 
     Returns:
-        ``(K, H, W)`` float32; the reference's row is all ones.
+        ``out`` (or a new ``(K, H, W)`` float32 array); the reference's row is left as it was.
     """
-    import cv2
-
-    means = [cv2.blur(y, (3, 3), borderType=cv2.BORDER_REPLICATE) for y in lumas]
-    ref_mean = means[0]
-    ref_std = np.sqrt(np.maximum(cv2.blur(lumas[0] * lumas[0], (3, 3), borderType=cv2.BORDER_REPLICATE)
-                                 - ref_mean * ref_mean, 0))
-    out = np.ones(lumas.shape, np.float32)
-    for k in range(1, len(lumas)):
+    if out is None:
+        out = np.ones(pos.shape[:3], np.float32)
+    ref_mean, ref_std = stats[0]
+    for k in range(1, len(stats)):
         at_mean = _sample(ref_mean, pos[k], None)
         at_std = _sample(ref_std, pos[k], None)
-        tol2 = noise * noise + (texture * at_std) ** 2
-        out[k] = np.exp(-((means[k] - at_mean) ** 2) / (2 * tol2))
+        # exp(-(m_k - m_ref)^2 / (2 tol^2)) with tol^2 = noise^2 + (texture std)^2
+        diff = stats[k][0] - at_mean
+        tol2 = at_std * at_std
+        tol2 *= texture * texture
+        tol2 += noise * noise
+        diff *= diff
+        diff /= tol2
+        out[k] *= _gaussian_of(diff, 1.0)
     return out
 
 
@@ -108,11 +141,11 @@ def fb_confidence(forward: np.ndarray, backward: np.ndarray, sigma: float) -> np
     """
     h, w = forward.shape[:2]
     target = _grid(h, w) + forward
-    back = _sample(backward, target, None)
-    err2 = np.sum((forward + back) ** 2, axis=-1)
-    inside = (target[..., 0] >= -0.5) & (target[..., 0] <= w - 0.5) & (target[..., 1] >= -0.5) & (
-        target[..., 1] <= h - 0.5)
-    return (np.exp(-err2 / (2.0 * sigma * sigma)) * inside).astype(np.float32)
+    trip = _sample(backward, target, None)
+    trip += forward
+    conf = _gaussian_of(np.einsum("ijk,ijk->ij", trip, trip), sigma)
+    conf[~_inside(target)] = 0
+    return conf
 
 
 class FlowBank:
@@ -135,6 +168,7 @@ class FlowBank:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="misr-flow")
         self._luma: dict[int, np.ndarray] = {}
         self._pairs: dict[tuple[int, int], Future] = {}
+        self._stats: dict[int, Future] = {}
 
     def _dis(self):
         import cv2
@@ -147,7 +181,15 @@ class FlowBank:
 
     def add(self, index: int, luma: np.ndarray) -> None:
         """Register frame ``index`` with its ``(H, W)`` uint8 luma (ignored if already known)."""
-        self._luma.setdefault(index, np.ascontiguousarray(luma))
+        if index not in self._luma:
+            self._luma[index] = np.ascontiguousarray(luma)
+            self._stats[index] = self._pool.submit(self._frame_stats, index)
+
+    def _frame_stats(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`local_stats` of the frame's luma in [0, 1], once per frame."""
+        luma = self._luma[index].astype(np.float32)
+        luma *= 1 / 255
+        return local_stats(luma)
 
     def _compute_pair(self, a: int, b: int) -> tuple[PairFlow, PairFlow]:
         dis = self._dis()
@@ -188,31 +230,26 @@ class FlowBank:
     def _align(self, chain: tuple[int, ...], ref: int) -> Alignment:
         h, w = self._luma[chain[ref]].shape
         grid = _grid(h, w)
-        order = [chain[ref]]
-        positions = [grid]
-        confs = [np.ones((h, w), np.float32)]
+        order = [chain[ref]] + [index for k, index in enumerate(chain) if k != ref]
+        pos = np.empty((len(chain), h, w, 2), np.float32)
+        conf = np.empty((len(chain), h, w), np.float32)
+        pos[0] = grid
+        conf[0] = 1
+        row = 1
         for k in range(len(chain)):
             if k == ref:
                 continue
             step = 1 if k < ref else -1
-            pos = grid.copy()
-            conf = np.ones((h, w), np.float32)
-            for j in range(k, ref, step):
+            first = self.flow(chain[k], chain[k + step])
+            np.add(grid, first.flow, out=pos[row])
+            conf[row] = first.conf
+            for j in range(k + step, ref, step):
                 pair = self.flow(chain[j], chain[j + step])
-                if j == k:
-                    pos += pair.flow
-                    conf *= pair.conf
-                else:
-                    conf *= _sample(pair.conf, pos, 0.0)
-                    pos += _sample(pair.flow, pos, None)
-            inside = (pos[..., 0] >= -0.5) & (pos[..., 0] <= w - 0.5) & (pos[..., 1] >= -0.5) & (
-                pos[..., 1] <= h - 0.5)
-            order.append(chain[k])
-            positions.append(pos)
-            confs.append(conf * inside)
-        pos = np.stack(positions)
-        lumas = np.stack([self._luma[i] for i in order]).astype(np.float32) / 255
-        conf = np.stack(confs) * robustness(lumas, pos, self.robust, self.robust_texture)
+                conf[row] *= _sample(pair.conf, pos[row], 0.0)
+                pos[row] += _sample(pair.flow, pos[row], None)
+            conf[row][~_inside(pos[row])] = 0
+            row += 1
+        robustness([self._stats[i].result() for i in order], pos, self.robust, self.robust_texture, out=conf)
         return Alignment(tuple(order), pos, conf)
 
     def evict(self, keep_from: int) -> None:
@@ -221,6 +258,8 @@ class FlowBank:
             del self._luma[index]
         for key in [k for k in self._pairs if k[0] < keep_from]:
             del self._pairs[key]
+        for index in [i for i in self._stats if i < keep_from]:
+            del self._stats[index]
 
     def close(self) -> None:
         """Stop the flow thread (pending work is finished first)."""

@@ -9,6 +9,7 @@ chroma takes the bicubic path by default.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, fields
@@ -61,6 +62,9 @@ class MisrParams:
             thousands of weighted samples into one pixel loses too much in half precision.
         evidence: directory for per-frame evidence maps (16-bit PNG named by frame index, value =
             aligned observations x 1000), or ``None``.
+        threads: CPU threads for the fusion; ``None`` takes half the cores (at least one), leaving
+            the rest to the flow thread, the decoder and the encoder. More threads than free
+            cores is far slower, not faster: OpenMP's threads wait on each other at every step.
     """
 
     window: int = 5
@@ -83,6 +87,7 @@ class MisrParams:
     device: str | None = None
     dtype: str = "float32"
     evidence: str | None = None
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         def need(ok: bool, what: str) -> None:
@@ -110,6 +115,9 @@ class MisrParams:
              f"iterations must be a whole number from 0 to 100; got {self.iterations!r}")
         need(isinstance(self.btv_radius, int) and 1 <= self.btv_radius <= 4,
              f"btv_radius must be a whole number from 1 to 4; got {self.btv_radius!r}")
+        need(self.threads is None or (isinstance(self.threads, int) and not isinstance(self.threads, bool)
+                                      and self.threads >= 1),
+             f"threads must be a whole number >= 1; got {self.threads!r}")
         need(self.device is None or (isinstance(self.device, str) and self.device.split(":")[0] in ("cpu", "cuda")),
              f"device must be cpu or cuda[:N]; got {self.device!r}")
 
@@ -242,12 +250,13 @@ class Misr(Method):
         """
         import numpy as np
 
-        from vsr.methods.misr.flow import robustness
+        from vsr.methods.misr.flow import local_stats, robustness
 
         ycc = self._ycc(frames.to(self.device))
         lumas = ((ycc[:, 0] * 255).round().clamp(0, 255) / 255).cpu().numpy().astype(np.float32)
-        pos = np.asarray(pos, np.float32)
-        weight = np.asarray(conf, np.float32) * robustness(lumas, pos, self.params.robust, self.params.robust_texture)
+        pos = np.ascontiguousarray(pos, np.float32)
+        weight = robustness([local_stats(y) for y in lumas], pos, self.params.robust, self.params.robust_texture,
+                            out=np.array(conf, np.float32))
         return self.fuse_ycc(ycc, pos, weight, self._fuse_config())[0]
 
     def fuse_ycc(self, planes: torch.Tensor, pos: Any, conf: Any, cfg) -> tuple[torch.Tensor, torch.Tensor]:
@@ -298,11 +307,15 @@ class Misr(Method):
         the alignment of the next window runs on the flow thread while the current one is fused.
         """
 
+        import torch
+
         cfg = self._fuse_config()
         bank = self.flow_bank()
         cache: dict[int, Any] = {}  # decode index -> (3, H, W) YCbCr planes on the device
         pending = None
         bare = 0  # windows without decode indices get fresh ones, so no cache entry is reused
+        threads = torch.get_num_threads()  # with OpenMP, a setting of the calling thread only
+        torch.set_num_threads(self.params.threads or max(1, (os.cpu_count() or 2) // 2))
         try:
             for window in windows:
                 if not window.indices:
@@ -320,6 +333,7 @@ class Misr(Method):
             if pending is not None:
                 yield self._finish(*pending, cache, cfg)
         finally:
+            torch.set_num_threads(threads)
             bank.close()
 
 
