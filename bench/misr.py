@@ -1,7 +1,8 @@
-"""MISR speed: frames/s of misr x2 (window 5) on a 640x360 clip, beside bicubic on the same frames.
+"""MISR speed: frames/s of misr x2 (window 5) on a 640x360 clip, beside bicubic on the same clip.
 
-Frames are decoded with PyAV up front, so the figures are the method alone; the shares of
-flow (DIS, on its own thread) and fusion (torch) are timed separately on the same frames.
+First the whole pipeline (``vsr.upscale``: decode, method, libx264 encode, audio copied) for
+bicubic and misr; then the method alone on frames decoded up front, and the cost of each
+stage apart: decode, flow (DIS, on its own thread), fusion (torch) and encode.
 
     python bench/misr.py [--clip PATH] [--frames 40] [--scale 2] [--param key=value ...]
 """
@@ -9,13 +10,15 @@ flow (DIS, on its own thread) and fusion (torch) are timed separately on the sam
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import SHARED, machine, print_table
+from common import ROOT, machine, print_table, time_call
 from quality import parse_params, windows
 
 
@@ -74,30 +77,68 @@ def _shares(method, wins: list) -> dict[str, float]:
     return {"flow_ms": 1000 * flow / n, "fuse_ms": 1000 * fuse / n}
 
 
+def pipeline_fps(clip: str, method: str, scale: int, params: dict) -> float:
+    """Frames/s of ``vsr.upscale`` (decode, method, default libx264 encode) over the whole clip."""
+    import vsr
+
+    with tempfile.TemporaryDirectory() as tmp:
+        stats = vsr.upscale(clip, os.path.join(tmp, "out.mp4"), method, scale, params=params or None)
+    return stats.frames_written / stats.elapsed
+
+
+def decode_encode_ms(clip: str, frames: list, scale: int) -> tuple[float, float]:
+    """ms/frame to decode ``clip`` to RGB, and to encode frames of the output size (default libx264)."""
+    import cv2
+
+    from vsr.io.decode import Decoder
+    from vsr.io.encode import EncodeSettings, Sink
+
+    with Decoder(clip) as dec:
+        info = dec.info
+        t = time.perf_counter()
+        n = sum(1 for _ in dec.frames())
+        decode = (time.perf_counter() - t) / n
+    big = [cv2.resize(f, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC) for f in frames]
+    with tempfile.TemporaryDirectory() as tmp:
+        def encode() -> None:
+            sink = Sink(os.path.join(tmp, "enc.mp4"), info, EncodeSettings())
+            for i, array in enumerate(big):
+                sink.write_frame(array, i * 512)
+            sink.close()
+
+        encode_s = time_call(encode, 1) / len(big)
+    return 1000 * decode, 1000 * encode_s
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--clip", default=str(SHARED / "clips" / "chaplin.mp4"))
-    ap.add_argument("--frames", type=int, default=40)
+    ap.add_argument("--clip", default=str(ROOT / "samples" / "chaplin.mp4"))
+    ap.add_argument("--frames", type=int, default=40, help="frames for the method-alone rows")
     ap.add_argument("--scale", type=int, default=2)
     ap.add_argument("--param", action="append", default=[], help="misr parameter key=value (repeatable)")
     args = ap.parse_args()
-    import torch
 
     frames = decode(args.clip, args.frames)
     h, w = frames[0].shape[:2]
     params = parse_params(args.param)
-    rows = []
-    bic = run(frames, args.scale, {}, "bicubic")
-    rows.append(["bicubic", f"{bic['fps']:.1f}", "", ""])
     presets = [("misr defaults", {})] if not params else [("misr " + str(params), params)]
     if not params:
         presets.append(("misr fast (ultrafast flow, 3 iterations)", {"flow_preset": "ultrafast", "iterations": 3}))
+
+    rows = [["pipeline: bicubic", f"{pipeline_fps(args.clip, 'bicubic', args.scale, {}):.1f}", "", ""]]
+    for label, p in presets:
+        rows.append([f"pipeline: {label}", f"{pipeline_fps(args.clip, 'misr', args.scale, p):.2f}", "", ""])
+    rows.append(["method alone: bicubic", f"{run(frames, args.scale, {}, 'bicubic')['fps']:.1f}", "", ""])
     for label, p in presets:
         r = run(frames, args.scale, p)
-        rows.append([label, f"{r['fps']:.2f}", f"{r['flow_ms']:.0f}", f"{r['fuse_ms']:.0f}"])
-    print_table(f"{len(frames)} frames {w}x{h} -> x{args.scale}, window 5; {machine()}, "
-                f"torch threads {torch.get_num_threads()}",
-                ["method", "frames/s", "flow ms/frame (alone)", "fusion ms/frame (alone)"], rows)
+        rows.append([f"method alone: {label}", f"{r['fps']:.2f}", f"{r['flow_ms']:.0f} flow",
+                     f"{r['fuse_ms']:.0f} fusion"])
+    dec, enc = decode_encode_ms(args.clip, frames, args.scale)
+    rows.append(["decode alone (to RGB)", f"{1000 / dec:.0f}", f"{dec:.1f} decode", ""])
+    rows.append([f"encode alone ({w * args.scale}x{h * args.scale} libx264 medium)", f"{1000 / enc:.0f}",
+                 f"{enc:.1f} encode", ""])
+    print_table(f"{Path(args.clip).name} {w}x{h} -> x{args.scale}, window 5; {machine()}",
+                ["job", "frames/s", "ms/frame", "ms/frame"], rows)
 
 
 if __name__ == "__main__":

@@ -204,7 +204,7 @@ def test_describe_is_json_and_complete():
 
 @pytest.mark.parametrize("bad", [
     {"scale": 1}, {"scale": 9}, {"scale": 2.5}, {"window": 4}, {"window": 0}, {"flow_preset": "slow"},
-    {"iterations": -1}, {"btv_alpha": 0}, {"chroma": "green"}, {"robust": 0}, {"sharpness": 2},
+    {"iterations": -1}, {"momentum": 1.0}, {"btv_alpha": 0}, {"chroma": "green"}, {"robust": 0}, {"sharpness": 2},
     {"device": "tpu"}, {"causal": "yes"},
 ])
 def test_bad_parameters_raise_config_error(bad):

