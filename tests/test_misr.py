@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -223,3 +224,16 @@ def test_cuda_matches_cpu(dtype):
     gpu = build(2, device="cuda", dtype=dtype, **FAST)(frames.cuda(), 0)
     assert gpu.device.type == "cuda"
     assert abs(psnr_y(to_uint8(gpu.float().cpu()), gt) - psnr_y(to_uint8(cpu), gt)) < 0.2
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "pipelines").glob("*.toml")))
+def test_every_preset_builds_its_method_and_encoder(preset):
+    from vsr.cli import load_preset
+    from vsr.io.encode import EncodeSettings
+    from vsr.methods.registry import get_method
+
+    config = load_preset(preset)
+    method = config["method"]
+    built = get_method(method["name"], scale=method.get("scale", 2), **method.get("params", {}))
+    assert built.scale == method.get("scale", 2)
+    EncodeSettings(**config.get("encode", {})).validate()

@@ -66,7 +66,7 @@ def upscale(
     record: str | None = None,
     overwrite: bool = False,
     device: str | None = "auto",
-    queue_size: int = 8,
+    queue_size: int | None = None,
     open_options: OpenOptions | None = None,
     reconnect: int = 0,
     live: bool = False,
@@ -91,7 +91,8 @@ def upscale(
             as ``<output>.json``).
         overwrite: replace an existing output.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-        queue_size: capacity of each queue between stages.
+        queue_size: capacity of each queue between stages; ``None``: 8, or 2 with ``live``
+            (frames waiting in a live queue only add latency).
         open_options: timeout and transport for network sources.
         reconnect: times to reopen a network source that drops or stalls (-1: forever).
         live: drop the oldest waiting frame rather than fall behind the source.
@@ -143,7 +144,7 @@ def upscale(
         else:
             sink = Sink(output, info, encode, passthrough=decoder.passthrough, rotation=decoder.rotation)
         pipeline = Pipeline(decoder, built, sink, output_size=_output_size(built, in_h, in_w, size),
-                            queue_size=queue_size, live=live, skip_until=skip_until)
+                            queue_size=(2 if live else 8) if queue_size is None else queue_size, live=live, skip_until=skip_until)
     except BaseException:
         decoder.close()
         raise

@@ -106,7 +106,7 @@ def _add_run(sub) -> None:
     r = p.add_argument_group("running")
     r.add_argument("--video-stream", type=int, help="index of the video stream to upscale")
     r.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
-    r.add_argument("--queue-size", type=int, default=8, help="frames each queue between stages holds")
+    r.add_argument("--queue-size", type=int, help="frames each queue between stages holds (default 8; 2 with --live)")
     r.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a network source")
     r.add_argument("--input-format", help="force the input demuxer (e.g. mpegts, lavfi), as ffmpeg's -f before -i")
     r.add_argument("--reconnect", type=_attempts, default=3,

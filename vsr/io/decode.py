@@ -149,7 +149,8 @@ class Decoder:
         """Yield frames until the end of the input or until ``stop()`` is true.
 
         Network sources that drop or stall are reopened (up to ``reconnect`` times, with
-        backoff); timestamps after a reconnect continue one frame after the last ones.
+        backoff); timestamps after a reconnect continue one frame after the last video frame,
+        or at the end of the last audio packet if that is later, so every stream stays monotonic.
         """
         import av
 
