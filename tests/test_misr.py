@@ -13,7 +13,7 @@ from vsr.errors import ConfigError
 from vsr.methods.base import Window
 from vsr.methods.misr.flow import FlowBank
 from vsr.methods.misr.fuse import Bilinear, Blur, Lattice, make_psf
-from vsr.methods.misr.method import build
+from vsr.methods.misr.method import Misr, build
 from vsr.methods.registry import get_method
 from vsr.quality import imresize, psnr_y
 
@@ -173,6 +173,25 @@ def test_stream_matches_single_calls_and_costs_one_flow_pair_per_frame(monkeypat
     assert sorted(calls) == [(i, i + 1) for i in range(n - 1)]
     for win, out in zip(wins, streamed):
         torch.testing.assert_close(out, method(win.frames, win.ref))
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_a_long_stream_keeps_only_the_frames_it_still_needs(monkeypatch, threads):
+    _, frames, _ = clip(SHIFTS, 2, size=(16, 20))
+    method = build(2, iterations=1, causal=True, threads=threads)
+    banks = []
+    original = Misr.flow_bank
+    monkeypatch.setattr(Misr, "flow_bank", lambda self: banks.append(original(self)) or banks[-1])
+    held = []
+
+    def windows():
+        for t in range(60):  # a live stream: every window arrives only after the last was taken
+            idx = tuple(max(t + o, 0) for o in range(-4, 1))
+            yield Window(frames[[i % 5 for i in idx]], 4, idx)
+            held.append(len(banks[0]._luma))
+
+    assert len(list(method.stream(windows()))) == 60
+    assert max(held) <= 5 + threads + 1, held
 
 
 def test_windows_without_indices_are_not_mixed_up():

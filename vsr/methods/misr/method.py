@@ -323,6 +323,7 @@ class Misr(Method):
         pool = ThreadPoolExecutor(workers, thread_name_prefix="misr-fuse", initializer=torch.set_num_threads,
                                   initargs=(1,)) if workers > 1 else None
         pending: collections.deque = collections.deque()  # (window, alignment, fused future or None)
+        newest: Window | None = None  # the last window started
         bare = 0  # windows without decode indices get fresh ones, so no cache entry is reused
         threads = torch.get_num_threads()  # with OpenMP, a setting of the calling thread only
         if pool is not None:
@@ -331,12 +332,17 @@ class Misr(Method):
         def oldest() -> torch.Tensor:
             window, alignment, fused = pending.popleft()
             out = fused.result() if fused is not None else self._finish(window, alignment, cache, cfg)
-            keep = min(pending[0][0].indices) if pending else None
-            if keep is not None:
-                bank.evict(keep)
-                for index in [i for i in cache if i < keep]:
-                    del cache[index]
+            # Frames before the oldest window still to come are no longer needed.
+            keep = min(pending[0][0].indices if pending else newest.indices)
+            bank.evict(keep)
+            for index in [i for i in cache if i < keep]:
+                del cache[index]
             return out
+
+        def ready() -> bool:
+            """The oldest window can be given out: the pool is full, or it is already fused
+            (so a live stream does not wait for later frames to get it)."""
+            return bool(pending) and (len(pending) > workers or (pending[0][2] is not None and pending[0][2].done()))
 
         try:
             for window in windows:
@@ -344,10 +350,10 @@ class Misr(Method):
                     synthetic = tuple(bare + i for i in self._synthetic_indices(window.frames))
                     window = Window(window.frames, window.ref, synthetic)
                     bare = synthetic[-1] + 1
-                started, alignment = self._start(bank, window, cache)
-                fused = pool.submit(self._finish, started, alignment, cache, cfg) if pool is not None else None
-                pending.append((started, alignment, fused))
-                if len(pending) > workers:
+                newest, alignment = self._start(bank, window, cache)
+                fused = pool.submit(self._finish, newest, alignment, cache, cfg) if pool is not None else None
+                pending.append((newest, alignment, fused))
+                while ready():
                     yield oldest()
             while pending:
                 yield oldest()
