@@ -143,6 +143,16 @@ def _as_y(image: np.ndarray) -> np.ndarray:
     return rgb_to_y(image) if image.ndim == 3 else image.astype(np.float64)
 
 
+def _y_pair(output: np.ndarray, reference: np.ndarray, crop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Both images as float64 Y planes, ``crop`` pixels off each border; ValueError if shapes differ."""
+    if output.shape != reference.shape:
+        raise ValueError(f"shapes differ: {output.shape} vs {reference.shape}")
+    a, b = _as_y(output), _as_y(reference)
+    if crop:
+        a, b = a[crop:-crop, crop:-crop], b[crop:-crop, crop:-crop]
+    return a, b
+
+
 def psnr_y(output: np.ndarray, reference: np.ndarray, crop: int = 0) -> float:
     """PSNR on Y in dB (peak 255).
 
@@ -153,11 +163,7 @@ def psnr_y(output: np.ndarray, reference: np.ndarray, crop: int = 0) -> float:
     Raises:
         ValueError: shapes differ.
     """
-    if output.shape != reference.shape:
-        raise ValueError(f"shapes differ: {output.shape} vs {reference.shape}")
-    a, b = _as_y(output), _as_y(reference)
-    if crop:
-        a, b = a[crop:-crop, crop:-crop], b[crop:-crop, crop:-crop]
+    a, b = _y_pair(output, reference, crop)
     mse = float(np.mean((a - b) ** 2))
     return float("inf") if mse == 0 else 10.0 * math.log10(255.0 * 255.0 / mse)
 
@@ -175,11 +181,7 @@ def ssim_y(output: np.ndarray, reference: np.ndarray, crop: int = 0) -> float:
     import kornia
     import torch
 
-    if output.shape != reference.shape:
-        raise ValueError(f"shapes differ: {output.shape} vs {reference.shape}")
-    a, b = _as_y(output), _as_y(reference)
-    if crop:
-        a, b = a[crop:-crop, crop:-crop], b[crop:-crop, crop:-crop]
+    a, b = _y_pair(output, reference, crop)
     ta = torch.from_numpy(a)[None, None]
     tb = torch.from_numpy(b)[None, None]
     # padding="valid" matches the reference implementation, which drops a 5-pixel border.

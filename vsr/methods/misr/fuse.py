@@ -230,19 +230,19 @@ class Lattice:
 
 @dataclass(frozen=True)
 class FuseConfig:
-    """Numerical settings of :func:`fuse` (see ``MisrParams`` for their meaning)."""
+    """Numerical settings of :func:`fuse` (``MisrParams`` holds their defaults and meaning)."""
 
     scale: int
     psf: Psf
-    kr_sigma: float = 0.6
-    fallback: float = 0.5
-    iterations: int = 6
-    step: float = 2.0
-    momentum: float = 0.7
-    data_scale: float = 0.05
-    btv_weight: float = 0.001
-    btv_alpha: float = 0.7
-    btv_radius: int = 1
+    kr_sigma: float
+    fallback: float
+    iterations: int
+    step: float
+    momentum: float
+    data_scale: float
+    btv_weight: float
+    btv_alpha: float
+    btv_radius: int
 
 
 def gaussian_taps(sigma: float, device: torch.device, dtype: torch.dtype,

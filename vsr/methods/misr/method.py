@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
@@ -64,7 +63,9 @@ class MisrParams:
             thousands of weighted samples into one pixel loses too much in half precision.
         evidence: directory for per-frame evidence maps (16-bit PNG named by frame index, value =
             aligned observations x 1000), or ``None``.
-        threads: frames fused at once on the CPU, one thread each; ``None`` for one per core.
+        threads: frames fused at once on the CPU, one thread each; ``None`` for as many as torch
+            would use (one per core, unless ``OMP_NUM_THREADS`` or ``torch.set_num_threads``,
+            as in a Ray task, says otherwise).
             (Threads splitting each operation of one frame are far slower on a busy machine:
             OpenMP's threads wait on each other at every step.)
     """
@@ -319,7 +320,7 @@ class Misr(Method):
         cfg = self._fuse_config()
         bank = self.flow_bank()
         cache: dict[int, Any] = {}  # decode index -> (3, H, W) YCbCr planes on the device
-        workers = 1 if self.device.type == "cuda" else self.params.threads or os.cpu_count() or 1
+        workers = 1 if self.device.type == "cuda" else self.params.threads or torch.get_num_threads()
         pool = ThreadPoolExecutor(workers, thread_name_prefix="misr-fuse", initializer=torch.set_num_threads,
                                   initargs=(1,)) if workers > 1 else None
         pending: collections.deque = collections.deque()  # (window, alignment, fused future or None)
