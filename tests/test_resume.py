@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -53,6 +54,24 @@ def test_ctrl_c_with_resume_gives_a_playable_prefix_and_continues(tmp_path):
     assert 60 <= prefix < 241
     assert run_cli(*_args(out)).returncode == 0
     assert len(framemd5(out)) == 241
+
+
+def test_input_removed_mid_run_is_a_clear_error_and_keeps_every_segment(tmp_path):
+    src = tmp_path / "in.mp4"
+    shutil.copy(CLIP, src)
+    out = tmp_path / "out.mp4"
+    proc = start_run(["run", str(src), *_args(out)[2:]], 60)
+    src.unlink()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 2
+    lines = [line for line in err.splitlines() if not line.startswith("{")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert "input not found" in lines[0] and "kept in" in lines[0]
+    assert not out.exists()
+    segments = _manifest(out)["segments"]
+    assert sum(s["frames"] for s in segments) == 241  # every frame was upscaled before the audio copy
+    for segment in segments:
+        assert (resume_dir(str(out)) / segment["file"]).exists()
 
 
 def _limit_file_size():

@@ -19,7 +19,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from vsr.errors import OutputError
+from vsr.errors import InputError, OutputError
 from vsr.io.encode import EncodeSettings, Sink
 from vsr.io.source import mask_url
 from vsr.io.stitch import stitch
@@ -230,7 +230,11 @@ class SegmentedSink:
             self._current.abort()
             self._current = None
         segments = [self.folder / s.file for s in self.manifest.segments]
-        stitch(segments, self.source, self.target, self.passthrough, rotation=self.rotation)
+        try:
+            stitch(segments, self.source, self.target, self.passthrough, rotation=self.rotation)
+        except InputError as exc:  # the source went away before its audio was copied
+            raise InputError(f"{exc}; the upscaled video is kept in {self.folder}: put the input back, "
+                             "unchanged, and run the same command to finish") from exc
         self.container = None
 
     def finish(self) -> None:

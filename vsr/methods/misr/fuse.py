@@ -190,7 +190,7 @@ class Bilinear:
     def splat(self, values: torch.Tensor) -> torch.Tensor:
         """``(C, K, h, w)`` -> ``(C, H, W)``: the transpose of :meth:`sample`."""
         c = values.shape[0]
-        shape_only = values.new_zeros(()).expand(1, c, *self.size)
+        shape_only = values.new_empty(1, c, *self.size)  # only its shape is read
         grad = values.reshape(1, c, -1, self.shape[2]).float()
         # grid_sample's input gradient is exactly the adjoint of bilinear sampling
         # (interpolation 0 = bilinear, padding 1 = border).
