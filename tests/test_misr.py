@@ -194,6 +194,18 @@ def test_a_long_stream_keeps_only_the_frames_it_still_needs(monkeypatch, threads
     assert max(held) <= 5 + threads + 1, held
 
 
+def test_fusion_workers_follow_threads_and_free_memory(monkeypatch):
+    import os
+
+    method = build(2, threads=4)
+    assert method.fusion_workers((5, 3, 36, 64)) == 4
+    page = os.sysconf("SC_PAGE_SIZE")
+    one_frame = 40 * 5 * 360 * 640 * 4  # bytes one 640x360 x2 fusion of 5 frames needs
+    monkeypatch.setattr(os, "sysconf", lambda name: page if name == "SC_PAGE_SIZE" else 5 * one_frame // page)
+    assert method.fusion_workers((5, 3, 360, 640)) == 2  # half of what is free
+    assert method.fusion_workers((5, 3, 1080, 1920)) == 1  # never fewer than one
+
+
 def test_windows_without_indices_are_not_mixed_up():
     _, a, _ = clip(SHIFTS, 2, size=(16, 20), seed=1)
     _, b, _ = clip(SHIFTS, 2, size=(16, 20), seed=2)

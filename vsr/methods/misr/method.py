@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
@@ -306,6 +307,26 @@ class Misr(Method):
         """
         return next(self.stream([Window(frames, ref)]))
 
+    def fusion_workers(self, window_shape: tuple[int, ...]) -> int:
+        """How many windows of ``(N, C, H, W)`` frames to fuse at once.
+
+        On the CPU, ``threads`` (or torch's thread count), but no more than half the free
+        memory holds: a fusion needs about 40 bytes per output pixel per window frame (about
+        200 MB for 640x360 x2 with 5 frames, 1.6 GB for 1920x1080 x2). One on CUDA.
+        """
+        import torch
+
+        if self.device.type == "cuda":
+            return 1
+        wanted = self.params.threads or torch.get_num_threads()
+        n, _, h, w = window_shape
+        need = 40 * n * h * w * self.scale**2
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):  # not on this platform: no cap
+            return wanted
+        return max(1, min(wanted, free // 2 // need))
+
     def stream(self, windows: Iterable[Window]) -> Iterator[torch.Tensor]:
         """Upscale windows in order, one ``(3, s H, s W)`` frame each.
 
@@ -320,15 +341,12 @@ class Misr(Method):
         cfg = self._fuse_config()
         bank = self.flow_bank()
         cache: dict[int, Any] = {}  # decode index -> (3, H, W) YCbCr planes on the device
-        workers = 1 if self.device.type == "cuda" else self.params.threads or torch.get_num_threads()
-        pool = ThreadPoolExecutor(workers, thread_name_prefix="misr-fuse", initializer=torch.set_num_threads,
-                                  initargs=(1,)) if workers > 1 else None
+        workers = 0  # known at the first window, from its size
+        pool = None
         pending: collections.deque = collections.deque()  # (window, alignment, fused future or None)
         newest: Window | None = None  # the last window started
         bare = 0  # windows without decode indices get fresh ones, so no cache entry is reused
         threads = torch.get_num_threads()  # with OpenMP, a setting of the calling thread only
-        if pool is not None:
-            torch.set_num_threads(1)  # this thread only converts colours; the cores are the pool's
 
         def oldest() -> torch.Tensor:
             window, alignment, fused = pending.popleft()
@@ -351,6 +369,12 @@ class Misr(Method):
                     synthetic = tuple(bare + i for i in self._synthetic_indices(window.frames))
                     window = Window(window.frames, window.ref, synthetic)
                     bare = synthetic[-1] + 1
+                if not workers:
+                    workers = self.fusion_workers(window.frames.shape)
+                    if workers > 1:
+                        pool = ThreadPoolExecutor(workers, thread_name_prefix="misr-fuse",
+                                                  initializer=torch.set_num_threads, initargs=(1,))
+                        torch.set_num_threads(1)  # this thread only converts colours; the cores are the pool's
                 newest, alignment = self._start(bank, window, cache)
                 fused = pool.submit(self._finish, newest, alignment, cache, cfg) if pool is not None else None
                 pending.append((newest, alignment, fused))
