@@ -65,10 +65,9 @@ class MisrParams:
         evidence: directory for per-frame evidence maps (16-bit PNG named by frame index, value =
             aligned observations x 1000), or ``None``.
         threads: frames fused at once on the CPU, one thread each; ``None`` for as many as torch
-            would use (one per core, unless ``OMP_NUM_THREADS`` or ``torch.set_num_threads``,
-            as in a Ray task, says otherwise).
-            (Threads splitting each operation of one frame are far slower on a busy machine:
-            OpenMP's threads wait on each other at every step.)
+            would use (one per core, unless ``OMP_NUM_THREADS`` or ``torch.set_num_threads`` say
+            otherwise, as in a Ray task). Whole frames in parallel beat threads that split each
+            operation of one frame: on a busy machine those wait on each other at every step.
     """
 
     window: int = 5
