@@ -22,8 +22,10 @@ Stopping:
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -297,14 +299,18 @@ class Pipeline:
     def run(self, on_progress: Callable[[RunStats], None] | None = None, interval: float = 0.25) -> RunStats:
         """Run to the end of the input (or until cancelled); returns the final stats.
 
-        ``on_progress`` is called from this thread about every ``interval`` seconds.
-        A ``KeyboardInterrupt`` in this thread cancels the run (twice: aborts it).
+        ``on_progress`` is called from this thread about every ``interval`` seconds. Run from
+        the main thread, Ctrl-C (SIGINT) cancels the run (twice: aborts it).
 
         Raises:
             VsrError: the first error of any worker (others are logged).
             PipelineError: a worker failed with an unexpected exception.
             Cancelled: the run was cancelled; the output holds the frames processed.
         """
+        with _sigint_cancels(self):
+            return self._run(on_progress, interval)
+
+    def _run(self, on_progress: Callable[[RunStats], None] | None, interval: float) -> RunStats:
         if self.sink.container is None:
             try:
                 self.sink.open(*self._output_size()[::-1])
@@ -326,14 +332,11 @@ class Pipeline:
                 if time.monotonic() > abandon_at:
                     log.warning("a worker did not stop; leaving it behind")
                     break
-            try:
-                for t in self.threads:
-                    t.join(timeout=interval / len(self.threads))
-                if on_progress is not None:
-                    self._sample_queues()
-                    on_progress(self.stats)
-            except KeyboardInterrupt:
-                self.cancel()
+            for t in self.threads:
+                t.join(timeout=interval / len(self.threads))
+            if on_progress is not None:
+                self._sample_queues()
+                on_progress(self.stats)
         self.stats.finished = time.monotonic()
         self._sample_queues()
         if self._errors:
@@ -406,3 +409,18 @@ def iterate(decoder, method, output_size: tuple[int, int] | None = None,
                 yield Frame(data=image, pts=ref.pts, time_base=ref.time_base, index=index, duration=ref.duration)
     finally:
         decoder.close()
+
+
+@contextlib.contextmanager
+def _sigint_cancels(pipeline: Pipeline) -> Iterator[None]:
+    """In the main thread, make SIGINT call ``pipeline.cancel()`` instead of raising
+    ``KeyboardInterrupt``, which could land between any two statements of the run and leave
+    the output unclosed. Elsewhere (signals reach only the main thread) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pipeline.cancel())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
