@@ -142,9 +142,10 @@ def upscale(
                                  segment_frames=max(1, round(segment_seconds * rate)))
             skip_until = sink.resume_after
         else:
-            sink = Sink(output, info, encode, passthrough=decoder.passthrough, rotation=decoder.rotation)
+            sink = Sink(output, info, encode, passthrough=decoder.passthrough)
         pipeline = Pipeline(decoder, built, sink, output_size=_output_size(built, in_h, in_w, size),
-                            queue_size=(2 if live else 8) if queue_size is None else queue_size, live=live, skip_until=skip_until)
+                            queue_size=(2 if live else 8) if queue_size is None else queue_size,
+                            live=live, skip_until=skip_until)
     except BaseException:
         decoder.close()
         raise

@@ -160,10 +160,8 @@ def run_segment(job: SegmentJob, on_frames: Callable[[int], None] | None = None)
                     image = resize(image, output_size, "lanczos")
                 array = to_integer_hwc(image, info.bit_depth)
                 if sink.container is None:
-                    sink.rotation = decoder.rotation  # known once the first frame is decoded
                     sink.open(array.shape[1], array.shape[0])
-                    if hasattr(sink, "set_rotation"):  # Sinks that apply the rotation after opening
-                        sink.set_rotation(decoder.rotation)
+                    sink.set_rotation(decoder.rotation)  # known once the first frame is decoded
                 sink.write_frame(array, ref.pts, ref.duration)
                 written.append(ref.pts)
                 if on_frames is not None and time.monotonic() - reported[0] >= _REPORT_INTERVAL:

@@ -154,11 +154,10 @@ class Sink:
         info: the source video stream.
         settings: encoder settings.
         passthrough: source streams to copy (audio, subtitles), as PyAV stream objects.
-        rotation: display rotation to write (degrees counter-clockwise).
     """
 
     def __init__(self, target: str, info: VideoInfo, settings: EncodeSettings,
-                 passthrough: list | tuple = (), rotation: int = 0) -> None:
+                 passthrough: list | tuple = ()) -> None:
         settings.validate()
         self.target = target
         self.info = info
@@ -166,7 +165,7 @@ class Sink:
         self.format = container_format(target, settings.format)
         self.pix_fmt = choose_pix_fmt(settings, info.bit_depth)
         self.conversion = resolve_conversion(info.color, info.height, info.pix_fmt)
-        self.rotation = rotation
+        self.rotation = 0  # display rotation, degrees counter-clockwise: see set_rotation
         self._passthrough_sources = list(passthrough)
         # HLS writes a playlist plus segments beside it, rewritten as it goes: no temporary name.
         self.is_file = not (target == "-" or is_url(target) or self.format == "hls")
@@ -326,9 +325,11 @@ class Sink:
             pts: presentation timestamp in the source time base.
             duration: frame duration in the source time base; keeps the last frame's length exact.
         """
+        import av
+
         if self.container is None:
             self.open(rgb.shape[1], rgb.shape[0])
-        frame = rgb if hasattr(rgb, "pts") else self.picture(rgb)
+        frame = rgb if isinstance(rgb, av.VideoFrame) else self.picture(rgb)
         if pts is not None and self._last_pts is not None and pts <= self._last_pts:
             # Encoders and muxers need strictly increasing pts; broken sources repeat them.
             pts = self._last_pts + 1
