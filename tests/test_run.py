@@ -185,3 +185,30 @@ def test_probe_json_and_table():
     assert [s["kind"] for s in info["streams"]] == ["video", "audio"]
     table = run_cli("probe", str(SAMPLES / "vfr_audio.mp4")).stdout.decode()
     assert "320x180" in table and "aac" in table
+
+
+def test_audio_packets_are_remuxed_after_the_input_is_closed(clip_factory, tmp_path):
+    """The decoder closes its input when it reaches the end, while audio packets may still wait
+    for the encoder: routing them must not read the closed input's streams (that memory is gone)."""
+    from vsr.io.decode import Decoder
+    from vsr.io.encode import EncodeSettings, Sink
+
+    src = clip_factory("c.mp4", frames=5, size=(64, 48))
+    for attempt in range(5):  # freed memory is reused by chance: try a few times
+        packets: list = []
+        decoder = Decoder(str(src), on_packet=packets.append)
+        sink = Sink(str(tmp_path / f"out{attempt}.mkv"), decoder.info, EncodeSettings(codec="ffv1"),
+                    passthrough=decoder.passthrough)
+        sink.open(64, 48)  # as the pipeline does: streams copied while the input is open
+        frames = list(decoder.frames())
+        decoder.close()
+        junk = [av.open(str(src)) for _ in range(4)]  # take the freed memory back
+        for packet in packets:
+            sink.write_packet(packet)
+        for frame in frames:
+            sink.write_frame(frame.data.permute(1, 2, 0).contiguous().numpy(), frame.pts)
+        sink.close()
+        for container in junk:
+            container.close()
+        assert sink.packets == len(packets) > 0
+        assert len(framemd5(tmp_path / f"out{attempt}.mkv", "a:0", copy=True)) == len(packets)

@@ -344,7 +344,8 @@ class Sink:
 
     def write_packet(self, packet) -> None:
         """Remux one audio/subtitle packet of the source, timestamps untouched."""
-        out = self.stream_map.get(packet.stream.index)
+        # stream_index, not packet.stream: the input (and its streams) may be closed by now.
+        out = self.stream_map.get(packet.stream_index)
         if out is None:
             return
         packet.stream = out

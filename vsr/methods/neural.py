@@ -4,8 +4,11 @@ Every frame goes through one network. On CUDA the network runs in half precision
 (``fp16``, or ``bf16`` with ``half="bf16"``; ``fp32=True`` turns it off) in channels-last
 layout, consecutive small frames are batched, and host-to-device copies, compute and
 device-to-host copies run on their own CUDA streams with events between them, so a copy
-of frame ``t + 1`` overlaps the compute of frame ``t``. On the CPU the same code runs in
-float32. Frames too large for the device's free memory are cut into overlapping tiles
+of frame ``t + 1`` overlaps the compute of frame ``t``. The decoder's 8- or 16-bit frames
+cross the bus as they are, from page-locked buffers, and come back quantized to the same
+type on the device, in the (H, W, C) layout the encoder's converter reads: a quarter (or
+half) of the bytes of float32 each way, and no conversion left for the host. On the CPU
+the same code runs in float32. Frames too large for the device's free memory are cut into overlapping tiles
 (cut from the host copy when the frame lives on the host), so only one tile is on the
 device at a time; the overlap covers the network's receptive field where it is small,
 which makes seams exact.
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from vsr.errors import ConfigError
 from vsr.methods.base import Method, Window
+from vsr.pipeline.window import from_unit_float, to_unit_float
 
 if TYPE_CHECKING:
     import torch
@@ -56,11 +60,13 @@ class NeuralSR(Method):
         name: registry name.
 
     Shape:
-        windows of ``(1, 3, H, W)`` float in [0, 1] -> ``(3, H_out, W_out)`` float, see
-        :meth:`output_size`.
+        windows of ``(1, 3, H, W)`` float in [0, 1] -> ``(3, H_out, W_out)`` float, or
+        uint8/uint16 frames (0..peak) -> the same integer type, as a view of ``(H_out, W_out, 3)``
+        memory; see :meth:`output_size`.
     """
 
     radius = 0
+    integer_io = True
 
     def __init__(self, model: LoadedModel, scale: int, *, tile: int = 0, tile_pad: int | None = None,
                  fp32: bool = False, half: str = "fp16", outscale: float | None = None,
@@ -123,33 +129,47 @@ class NeuralSR(Method):
     # -- the simple path -----------------------------------------------------------------------
 
     def __call__(self, frames: torch.Tensor, ref: int) -> torch.Tensor:
-        """Upscale ``frames[ref]``; ``(N, C, H, W)`` in [0, 1] -> ``(C, H_out, W_out)`` on ``frames``' device."""
+        """Upscale ``frames[ref]``: ``(N, C, H, W)`` -> ``(C, H_out, W_out)`` on ``frames``' device.
+
+        Float frames in [0, 1] give float; uint8/uint16 frames give the same integer type.
+        """
         import torch
 
         with torch.inference_mode():
             return self._upscale(frames[ref : ref + 1])[0]
 
     def _upscale(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W)`` on any device -> ``(B, C, H_out, W_out)`` float32 on ``x``'s device."""
+        """``(B, C, H, W)`` on any device -> ``(B, C, H_out, W_out)`` on ``x``'s device, of ``x``'s kind.
+
+        Float in [0, 1] gives float32; integer frames give the same integer type (see
+        :meth:`_deliver`).
+        """
         tile = self._tile_for(x.shape[-2], x.shape[-1], x.shape[0])
         if tile is None:
-            return self._resize_output(self._forward(x.to(self.device, non_blocking=True)).to(x.device))
+            return self._deliver(self._resize_output(self._forward(x)), x).to(x.device)
         out_device = x.device
         if x.device.type != "cpu":
             out_bytes = 4 * x[0].numel() * self.native_scale**2
             if out_bytes > _free_bytes(x.device) // 4:
                 out_device = _device("cpu")  # a huge output is assembled on the host, tile by tile
-        return _cat([self._resize_output(self._forward_tiled(img[None], tile, out_device)) for img in x])
+        return _cat([self._deliver(self._resize_output(self._forward_tiled(img[None], tile, out_device)), x)
+                     for img in x])
+
+    @staticmethod
+    def _deliver(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Float output in [0, 1] -> the kind of the input ``like``: float as it is, integers quantized."""
+        return y if like.is_floating_point() else from_unit_float(y, like.dtype)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the network on a batch on the device: ``(B, C, H, W)`` -> ``(B, C, sH, sW)`` float32."""
+        """Run the network on a batch: ``(B, C, H, W)`` float in [0, 1] or integer, on any device ->
+        ``(B, C, sH, sW)`` float32 on the device."""
         import torch
         import torch.nn.functional as F
 
         h, w = x.shape[-2:]
         multiple = self.model.size_multiple
         pad_h, pad_w = (-h) % multiple, (-w) % multiple
-        x = x.to(self._compute_dtype or torch.float32)
+        x = to_unit_float(x, self.device, self._compute_dtype or torch.float32)
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
         y = self._runner(x.contiguous(memory_format=torch.channels_last))
@@ -173,14 +193,14 @@ class NeuralSR(Method):
                 y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
                 py0, px0 = max(y0 - pad, 0), max(x0 - pad, 0)
                 py1, px1 = min(y1 + pad, h), min(x1 + pad, w)
-                piece = x[..., py0:py1, px0:px1].to(self.device, non_blocking=True)
-                result = self._run_with_oom_retry(piece)
+                result = self._run_with_oom_retry(x[..., py0:py1, px0:px1])
                 oy, ox = (y0 - py0) * s, (x0 - px0) * s
                 out[..., y0 * s : y1 * s, x0 * s : x1 * s] = result[
                     ..., oy : oy + (y1 - y0) * s, ox : ox + (x1 - x0) * s].to(out_device)
         return out
 
     def _run_with_oom_retry(self, piece: torch.Tensor) -> torch.Tensor:
+        """:meth:`_forward` of one tile; on running out of device memory, again in smaller tiles."""
         import torch
 
         try:
@@ -276,14 +296,14 @@ class NeuralSR(Method):
                 compute.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(compute):
                 x.record_stream(compute)
-                y = self._resize_output(self._forward(x))
+                y = self._deliver(self._resize_output(self._forward(x)), frames)
                 computed = torch.cuda.Event()
                 computed.record(compute)
             if on_host:
                 with torch.cuda.stream(download):
                     download.wait_event(computed)
                     y.record_stream(download)
-                    out = torch.empty(y.shape, dtype=y.dtype, pin_memory=True)
+                    out = _pinned_like(y)
                     out.copy_(y, non_blocking=True)
                     done = torch.cuda.Event()
                     done.record(download)
@@ -316,16 +336,14 @@ class _PinnedRing:
         for i, (buf, event) in enumerate(self.buffers):
             if buf.shape == frames.shape and buf.dtype == frames.dtype and (event is None or event.query()):
                 del self.buffers[i]
-                buf.copy_(frames)
-                return buf
+                return buf.copy_(frames)
         if len(self.buffers) >= self.slots:
             buf, event = self.buffers.popleft()
             if event is not None:
                 event.synchronize()
             if buf.shape == frames.shape and buf.dtype == frames.dtype:
                 return buf.copy_(frames)
-        buf = torch.empty(frames.shape, dtype=frames.dtype, pin_memory=True)
-        return buf.copy_(frames)
+        return _pinned_like(frames).copy_(frames)
 
     def release(self, buf: torch.Tensor, event) -> None:
         self.buffers.append((buf, event))
@@ -350,6 +368,20 @@ def _batches(windows: Iterable[Window], batch_for) -> Iterator[torch.Tensor]:
             group = []
     if group:
         yield torch.cat(group)
+
+
+def _pinned_like(t: torch.Tensor) -> torch.Tensor:
+    """An empty page-locked host tensor of ``t``'s shape and dtype, channels-last for 4-D shapes.
+
+    Decoded frames and quantized outputs are ``(B, C, H, W)`` views of ``(B, H, W, C)``
+    memory; a buffer of the same layout makes the copy to or from it one contiguous transfer.
+    """
+    import torch
+
+    if t.dim() != 4:
+        return torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+    b, c, h, w = t.shape
+    return torch.empty((b, h, w, c), dtype=t.dtype, pin_memory=True).permute(0, 3, 1, 2)
 
 
 def _device(name: str) -> torch.device:

@@ -138,6 +138,21 @@ def to_unit_float(data: torch.Tensor, device, dtype) -> torch.Tensor:
     return moved.to(dtype).mul_(1.0 / peak)
 
 
+def from_unit_float(image: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Float ``(..., C, H, W)`` in [0, 1] to integers of ``dtype`` (uint8 0..255, uint16 0..65535).
+
+    The inverse of :func:`to_unit_float`: values are clipped and rounded to nearest, on the
+    tensor's device. The result is a ``(..., C, H, W)`` view of channels-last memory, so
+    that viewing it as ``(..., H, W, C)`` and copying it to the host moves each byte once.
+    """
+    import torch
+
+    peak = 255 if dtype == torch.uint8 else 65535
+    # float32 whatever the input: 65535 overflows float16, and bfloat16 cannot hold 255 levels.
+    hwc = image.movedim(-3, -1).float().mul(peak).add_(0.5).clamp_(0, peak)
+    return hwc.to(dtype).contiguous().movedim(-1, -3)
+
+
 def to_integer_hwc(image: torch.Tensor, bit_depth: int):
     """Float ``(C, H, W)`` in [0, 1] to a numpy ``(H, W, C)`` uint8 (8-bit) or uint16 array.
 
@@ -152,11 +167,8 @@ def to_integer_hwc(image: torch.Tensor, bit_depth: int):
     if image.dtype in (torch.uint8, torch.uint16):
         return (hwc if hwc.is_contiguous() else hwc.contiguous()).cpu().numpy()
     if image.device.type != "cpu":
-        peak = 255 if bit_depth <= 8 else 65535
-        scaled = hwc.float().mul(peak).add_(0.5).clamp_(0, peak)
-        out = scaled.to(torch.uint8) if bit_depth <= 8 else scaled.to(torch.int32)
-        array = out.cpu().numpy()
-        return array if bit_depth <= 8 else array.astype(np.uint16)
+        integer = from_unit_float(image, torch.uint8 if bit_depth <= 8 else torch.uint16)
+        return integer.permute(1, 2, 0).cpu().numpy()
     if not hwc.is_contiguous():
         hwc = hwc.contiguous()
     array = hwc.float().numpy() if hwc.dtype != torch.float32 else hwc.numpy()
