@@ -240,6 +240,104 @@ def test_pipeline_writes_what_the_network_computes_and_copies_the_audio(clip_fac
     for e, w in zip(expected, written):
         assert w.shape == (3, 48, 64)
         error = (e * 255 - w.float()).abs()
-        assert error.max() <= (0.5 + 1e-3 if device == "cpu" else 3)
+        if device == "cpu":
+            assert error.max() <= 0.5 + 1e-3  # rounding, nothing more
+        else:  # float16: integer and float inputs take slightly different roundings
+            assert error.mean() < 0.5 and error.max() <= 8
     payloads = [row[2:] for row in framemd5(out, "a:0", copy=True)]
     assert payloads and payloads == [row[2:] for row in framemd5(src, "a:0", copy=True)]
+
+
+@pytest.mark.parametrize("args,size,name", [
+    ((), (128, 96), "in_realesr-videox4.mp4"),  # the network's own x4 when no scale is given
+    (("--scale", "2"), (64, 48), "in_realesr-videox2.mp4"),
+    (("--outscale", "1.5"), (48, 36), "in_realesr-videox4.mp4"),
+])
+def test_cli_scale_defaults_to_the_networks_own(clip_factory, args, size, name):
+    from conftest import run_cli
+
+    src = clip_factory("in.mp4", frames=3, size=(32, 24))
+    result = run_cli("run", str(src), "--method", "realesr-video", "--device", "cpu", "-q", *args)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    import av
+
+    with av.open(str(src.with_name(name))) as container:
+        cc = container.streams.video[0].codec_context
+        assert (cc.width, cc.height) == size
+
+
+def test_cli_user_model_keeps_the_files_scale(clip_factory, tmp_path):
+    from conftest import run_cli
+    from safetensors.torch import save_file
+
+    from vsr.models.loader import load
+
+    weights = tmp_path / "mine.safetensors"
+    save_file(load("realesr-animevideov3-x4").module.state_dict(), str(weights))
+    src = clip_factory("in.mp4", frames=2, size=(32, 24))
+    out = tmp_path / "out.mp4"
+    result = run_cli("run", str(src), "--method", "model", "--model", str(weights), "--device", "cpu", "-q",
+                     "-o", str(out))
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    import av
+
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].codec_context.width == 128
+
+
+def test_method_parameters_for_another_method_are_refused(clip_factory):
+    from conftest import run_cli
+
+    src = clip_factory("in.mp4", frames=2, size=(32, 24))
+    result = run_cli("run", str(src), "--method", "bicubic", "--outscale", "1.5", "-q")
+    assert result.returncode == 2 and b"Traceback" not in result.stderr
+    assert b"outscale" in result.stderr and len(result.stderr.decode().strip().splitlines()) == 1
+
+
+def test_overlapped_cuda_path_bookkeeping_with_stand_in_streams(monkeypatch):
+    """The CUDA path's own logic (batches, the pinned ring, order, integer layouts), run on the CPU
+    with streams and events that do nothing: real streams only add asynchrony, which the CUDA
+    tests cover where a device is present."""
+    import contextlib
+
+    class Event:
+        def record(self, stream=None):
+            pass
+
+        def synchronize(self):
+            pass
+
+        def query(self):
+            return True
+
+    class Stream:
+        def wait_event(self, event):
+            pass
+
+        def wait_stream(self, stream):
+            pass
+
+        def synchronize(self):
+            pass
+
+    real_empty = torch.empty
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: Stream())
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: Stream())
+    monkeypatch.setattr(torch.Tensor, "record_stream", lambda self, stream: None)
+    monkeypatch.setattr(torch, "empty", lambda *a, pin_memory=False, **k: real_empty(*a, **k))
+
+    m = get_method("realesr-video", scale=2, batch=2).to("cpu")
+    frames = _frames(3, 12, 16) + _frames(2, 8, 12, seed=1)  # a size change mid-stream
+    decoded = [_decoded(f, torch.uint8) for f in frames]
+    outs = list(m._stream_cuda(Window(d, 0, (i,)) for i, d in enumerate(decoded)))
+    assert len(outs) == 5
+    for d, out in zip(decoded, outs):
+        expected = m(d, 0)
+        assert out.dtype == torch.uint8 and out.shape == expected.shape
+        assert out.permute(1, 2, 0).is_contiguous()
+        assert (out.int() - expected.int()).abs().max() <= 1
+    floats = list(m._stream_cuda(Window(f, 0, (i,)) for i, f in enumerate(frames)))
+    for f, out in zip(frames, floats):
+        assert out.dtype == torch.float32 and torch.allclose(out, m(f, 0), atol=1e-4)

@@ -32,7 +32,7 @@ def resolve_device(device: str | None) -> str:
     return device
 
 
-def build_method(method: str | Method, scale: int, params: dict[str, Any] | None, device: str | None,
+def build_method(method: str | Method, scale: int | None, params: dict[str, Any] | None, device: str | None,
                  size: tuple[int, int] | None = None) -> Method:
     """A ready method: from the registry (or as given), on its device, honouring ``size`` ``(W, H)``."""
     if isinstance(method, Method):
@@ -56,7 +56,7 @@ def upscale(
     source: str,
     output: str,
     method: str | Method = "misr",
-    scale: int = 2,
+    scale: int | None = None,
     *,
     size: tuple[int, int] | None = None,
     params: dict[str, Any] | None = None,
@@ -81,7 +81,8 @@ def upscale(
         source: path, ``"-"`` (standard input) or URL.
         output: path (container from the extension), ``"-"`` or a URL.
         method: registered name (``vsr methods``) or a :class:`Method` instance.
-        scale: upscaling factor of the method (2, 3, 4...).
+        scale: upscaling factor of the method (2, 3, 4...); ``None``: the method's default
+            (:func:`vsr.methods.registry.default_scale`: 2, or the network's own).
         size: exact output ``(width, height)``; the method's output is resampled to it.
         params: method parameters (e.g. ``{"window": 7}`` for misr).
         encode: encoder settings; defaults to libx264 crf 18.
@@ -163,7 +164,7 @@ def upscale(
 def frames(
     source: str,
     method: str | Method = "misr",
-    scale: int = 2,
+    scale: int | None = None,
     *,
     size: tuple[int, int] | None = None,
     params: dict[str, Any] | None = None,

@@ -83,7 +83,8 @@ def _add_run(sub) -> None:
     p.add_argument("-o", "--output", help="output file (.mp4, .mkv, .mov), '-' or a URL; "
                                           "default: INPUT_METHODxSCALE.mp4 beside the input")
     p.add_argument("-m", "--method", help="upscaling method (see `vsr methods`); default misr")
-    p.add_argument("-s", "--scale", type=int, help="scale factor 2, 3 or 4 (up to 8 for some methods)")
+    p.add_argument("-s", "--scale", type=int, help="scale factor 2, 3 or 4 (up to 8 for some methods); default 2, "
+                                                   "4 for the Real-ESRGAN methods, a --model file's own")
     p.add_argument("--size", type=_size, help="exact output size WIDTHxHEIGHT")
     p.add_argument("-p", "--pipeline", help="a preset from pipelines/ (name or .toml path); flags override it")
     g = p.add_argument_group("method parameters")
@@ -92,6 +93,11 @@ def _add_run(sub) -> None:
     g.add_argument("--model", help="model name or file for neural methods")
     g.add_argument("--tile", type=int, help="tile size in pixels for neural methods (0: automatic)")
     g.add_argument("--fp32", action="store_true", default=None, help="no half precision on CUDA")
+    g.add_argument("--half", choices=("fp16", "bf16"), help="the half precision neural methods use on CUDA (default fp16)")
+    g.add_argument("--outscale", type=float,
+                   help="any output factor for neural methods (e.g. 1.5): the network's output, resized")
+    g.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the network (neural methods; slow start, faster frames)")
     g.add_argument("--evidence", help="directory for per-frame evidence maps (misr)")
     g.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
                    help="any other method parameter (repeatable)")
@@ -134,21 +140,22 @@ def _default_output(source: str, method: str, scale: int | None) -> str:
         raise ConfigError("give an output with -o when reading from a stream or standard input")
     src = Path(source)
     suffix = src.suffix.lower() if src.suffix.lower() in (".mp4", ".mkv", ".mov") else ".mkv"
-    return str(src.with_name(f"{src.stem}_{method}x{scale or 2}{suffix}"))
+    return str(src.with_name(f"{src.stem}_{method}{f'x{scale}' if scale else ''}{suffix}"))
 
 
 def _run(args: argparse.Namespace) -> int:
     from vsr import api
     from vsr.io.encode import EncodeSettings
     from vsr.io.source import OpenOptions, mask_url
+    from vsr.methods.registry import default_scale
 
     preset = load_preset(args.pipeline) if args.pipeline else {}
     method_cfg = dict(preset.get("method", {}))
     encode_cfg = dict(preset.get("encode", {}))
     method = args.method or method_cfg.get("name", "misr")
-    scale = args.scale or method_cfg.get("scale", 2)
+    scale = args.scale or method_cfg.get("scale") or default_scale(method)
     params: dict[str, Any] = dict(method_cfg.get("params", {})) if method == method_cfg.get("name", method) else {}
-    for key in ("window", "causal", "model", "tile", "fp32", "evidence"):
+    for key in ("window", "causal", "model", "tile", "fp32", "half", "outscale", "compile", "evidence"):
         value = getattr(args, key)
         if value is not None:
             params[key] = value
@@ -171,7 +178,7 @@ def _run(args: argparse.Namespace) -> int:
     elif not args.quiet and sys.stderr.isatty():
         from vsr.progress import RichProgress
 
-        display = RichProgress(f"{method} x{scale}")
+        display = RichProgress(f"{method} x{scale}" if scale else method)
 
     terminated = []
 

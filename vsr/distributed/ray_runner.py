@@ -105,7 +105,7 @@ def run_on_ray(
     source: str,
     output: str,
     method: str | Method = "misr",
-    scale: int = 2,
+    scale: int | None = None,
     *,
     address: str = "auto",
     segment_seconds: float = 10.0,

@@ -46,7 +46,7 @@ class SegmentJob:
     segment: Segment
     path: str
     method: Any
-    scale: int = 2
+    scale: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
     size: tuple[int, int] | None = None
     encode: EncodeSettings = field(default_factory=EncodeSettings)

@@ -29,6 +29,7 @@ class MethodEntry:
     name: str
     target: str  # "package.module:factory"
     summary: str
+    default_scale: int = 2  # when none is asked for; 0: the model's own
 
     def load(self):
         module_name, _, attr = self.target.partition(":")
@@ -41,11 +42,11 @@ _ENTRIES = (
     MethodEntry("bicubic", "vsr.methods.interp:bicubic", "bicubic interpolation (a = -0.75 on CPU, as OpenCV)"),
     MethodEntry("lanczos", "vsr.methods.interp:lanczos", "Lanczos interpolation (a = 4, 8x8 taps), the sharpest baseline"),
     MethodEntry("misr", "vsr.methods.misr.method:build", "multi-frame SR: optical-flow alignment + robust fusion"),
-    MethodEntry("realesrgan", "vsr.methods.neural:realesrgan", "Real-ESRGAN x4plus (RRDBNet), photos and video"),
-    MethodEntry("realesrgan-anime", "vsr.methods.neural:realesrgan_anime", "Real-ESRGAN x4plus anime (6 blocks)"),
-    MethodEntry("realesr-video", "vsr.methods.neural:realesr_video", "Real-ESRGAN compact video model x2/x3/x4, fast"),
+    MethodEntry("realesrgan", "vsr.methods.neural:realesrgan", "Real-ESRGAN x4plus (RRDBNet), photos and video", 4),
+    MethodEntry("realesrgan-anime", "vsr.methods.neural:realesrgan_anime", "Real-ESRGAN x4plus anime (6 blocks)", 4),
+    MethodEntry("realesr-video", "vsr.methods.neural:realesr_video", "Real-ESRGAN compact video model x2/x3/x4, fast", 4),
     MethodEntry("waifu2x-photo", "vsr.methods.neural:waifu2x_photo", "waifu2x upconv_7 photo x2"),
-    MethodEntry("model", "vsr.methods.neural:user_model", "a model file you bring (--model PATH), via spandrel"),
+    MethodEntry("model", "vsr.methods.neural:user_model", "a model file you bring (--model PATH), via spandrel", 0),
 )
 
 METHODS: dict[str, MethodEntry] = {}
@@ -60,18 +61,34 @@ def method_names() -> list[str]:
     return list(METHODS)
 
 
-def get_method(name: str, scale: int = 2, **params: Any) -> Method:
+def _entry(name: str) -> MethodEntry:
+    entry = METHODS.get(name)
+    if entry is None:
+        raise ConfigError(f"unknown method {name!r}; choose one of: {', '.join(METHODS)}")
+    return entry
+
+
+def default_scale(name: str) -> int:
+    """The scale ``name`` upscales by when none is given: 2, the network's own 4 for the
+    Real-ESRGAN family, 0 (the file's own) for user models.
+
+    Raises:
+        ConfigError: unknown name.
+    """
+    return _entry(name).default_scale
+
+
+def get_method(name: str, scale: int | None = None, **params: Any) -> Method:
     """Build the method registered as ``name``.
 
     Args:
         name: a registered name (see :func:`method_names`).
-        scale: output scale factor, 1 to 8 (methods may accept fewer).
+        scale: output scale factor, 1 to 8 (methods may accept fewer); ``None``: the
+            method's :func:`default_scale`.
         **params: method-specific parameters.
 
     Raises:
         ConfigError: unknown name, unsupported scale or unknown parameter.
     """
-    entry = METHODS.get(name)
-    if entry is None:
-        raise ConfigError(f"unknown method {name!r}; choose one of: {', '.join(METHODS)}")
-    return entry.load()(scale=scale, **params)
+    entry = _entry(name)
+    return entry.load()(scale=entry.default_scale if scale is None else scale, **params)

@@ -135,6 +135,8 @@ def to_unit_float(data: torch.Tensor, device, dtype) -> torch.Tensor:
     moved = data.to(device, non_blocking=True)
     if moved.dtype == torch.uint16:
         moved = moved.to(torch.int32)
+    if dtype in (torch.float16, torch.bfloat16):  # scaled in float32, rounded once
+        return moved.to(torch.float32).mul_(1.0 / peak).to(dtype)
     return moved.to(dtype).mul_(1.0 / peak)
 
 

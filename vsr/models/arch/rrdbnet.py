@@ -34,8 +34,8 @@ class DenseBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = [x]
         for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
-            features.append(F.leaky_relu(conv(torch.cat(features, 1)), _SLOPE))
-        return self.conv5(torch.cat(features, 1)) * _RESIDUAL + x
+            features.append(F.leaky_relu(conv(torch.cat(features, 1)), _SLOPE, inplace=True))
+        return torch.add(x, self.conv5(torch.cat(features, 1)), alpha=_RESIDUAL)
 
 
 class RRDB(nn.Module):
@@ -48,7 +48,7 @@ class RRDB(nn.Module):
         self.rdb3 = DenseBlock(feats, growth)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.rdb3(self.rdb2(self.rdb1(x))) * _RESIDUAL + x
+        return torch.add(x, self.rdb3(self.rdb2(self.rdb1(x))), alpha=_RESIDUAL)
 
 
 class RRDBNet(nn.Module):
@@ -79,6 +79,6 @@ class RRDBNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.conv_first(x)
         feat = feat + self.conv_body(self.body(feat))
-        feat = F.leaky_relu(self.conv_up1(F.interpolate(feat, scale_factor=2, mode="nearest")), _SLOPE)
-        feat = F.leaky_relu(self.conv_up2(F.interpolate(feat, scale_factor=2, mode="nearest")), _SLOPE)
-        return self.conv_last(F.leaky_relu(self.conv_hr(feat), _SLOPE))
+        feat = F.leaky_relu(self.conv_up1(F.interpolate(feat, scale_factor=2, mode="nearest")), _SLOPE, inplace=True)
+        feat = F.leaky_relu(self.conv_up2(F.interpolate(feat, scale_factor=2, mode="nearest")), _SLOPE, inplace=True)
+        return self.conv_last(F.leaky_relu(self.conv_hr(feat), _SLOPE, inplace=True))

@@ -46,5 +46,5 @@ class UpConv7(nn.Module):
         if self.pad_input:
             x = F.pad(x, (self.margin,) * 4, mode="replicate")
         for conv in self.convs:
-            x = F.leaky_relu(conv(x), _SLOPE)
+            x = F.leaky_relu(conv(x), _SLOPE, inplace=True)
         return self.up(x)
