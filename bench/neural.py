@@ -252,13 +252,13 @@ def machine(device: str) -> str:
     return f"{cpu}, {os.cpu_count()} cores (CPU), torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
-def write_results(markdown: str) -> None:
-    """Replace (or add) the "Neural SR" section of bench/RESULTS.md, leaving other sections alone."""
+def write_results(markdown: str, heading: str) -> None:
+    """Replace (or add) the section under ``heading`` in bench/RESULTS.md, leaving the others alone."""
     path = ROOT / "bench" / "RESULTS.md"
     text = path.read_text() if path.exists() else "# Benchmark results\n"
-    heading = "## Neural SR"
-    if heading in text:
-        start = text.index(heading)
+    line = f"\n{heading}\n"  # the whole heading line: "## Neural SR" is a prefix of others
+    if line in text:
+        start = text.index(line) + 1
         end = text.find("\n## ", start + len(heading))
         text = text[:start] + markdown.rstrip() + "\n" + (text[end:] if end != -1 else "")
     else:
@@ -316,8 +316,9 @@ def main() -> int:
     header = ["model", "frame", "frames", "GFLOP/frame", "naive fps", "vsr fps", "speed-up",
               f"peak {'GPU' if args.device != 'cpu' else 'RSS'} MiB naive / vsr", "vsr precision",
               "of reference naive / vsr"]
+    heading = "## Neural SR" if args.device == "cpu" else "## Neural SR on CUDA"
     lines = [
-        "## Neural SR", "",
+        heading, "",
         f"`python bench/neural.py{' --device ' + args.device if args.device != 'cpu' else ''}` on {machine(args.device)}; "
         f"measured matmul rate {peak / 1e9:.0f} GFLOP/s ({'float32' if args.device == 'cpu' else 'float16'}). "
         + (f"Reference: the device's dense float16 peak, {spec / 1e12:.0f} TFLOP/s. " if spec else
@@ -334,7 +335,7 @@ def main() -> int:
     markdown = "\n".join(lines) + "\n"
     print(markdown)
     if args.write:
-        write_results(markdown)
+        write_results(markdown, heading)
     return 0
 
 
