@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 from neural_fixtures import needs_package, vsr_weights  # noqa: F401
@@ -341,3 +343,14 @@ def test_overlapped_cuda_path_bookkeeping_with_stand_in_streams(monkeypatch):
     floats = list(m._stream_cuda(Window(f, 0, (i,)) for i, f in enumerate(frames)))
     for f, out in zip(frames, floats):
         assert out.dtype == torch.float32 and torch.allclose(out, m(f, 0), atol=1e-4)
+
+
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("c++", "g++", "clang++")),
+                    reason="torch.compile on the CPU needs a C++ compiler")
+def test_compiled_network_agrees_with_eager():
+    frames = _frames(2, 24, 32) + _frames(1, 16, 20, seed=1)  # a second shape: no failure, same result
+    eager = get_method("realesr-video", scale=4).to("cpu")
+    compiled = get_method("realesr-video", scale=4, compile=True).to("cpu")
+    assert compiled.describe()["compile"] is True
+    for f in frames:
+        assert torch.allclose(compiled(f, 0), eager(f, 0), atol=1e-4)

@@ -115,7 +115,9 @@ class NeuralSR(Method):
             self._compute_dtype = torch.float32
         # channels-last pays on both: cuDNN tensor cores on CUDA, oneDNN's blocked convs on the CPU.
         self.net.to(device=self.device, dtype=self._compute_dtype, memory_format=torch.channels_last)
-        self._runner = torch.compile(self.net, dynamic=False) if self.compile else self.net
+        # Default dynamism: a second input shape (the last, smaller batch; edge tiles) compiles
+        # one shape-generic graph instead of one graph per shape.
+        self._runner = torch.compile(self.net) if self.compile else self.net
         return self
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
