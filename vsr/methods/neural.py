@@ -8,10 +8,10 @@ of frame ``t + 1`` overlaps the compute of frame ``t``. The decoder's 8- or 16-b
 cross the bus as they are, from page-locked buffers, and come back quantized to the same
 type on the device, in the (H, W, C) layout the encoder's converter reads: a quarter (or
 half) of the bytes of float32 each way, and no conversion left for the host. On the CPU
-the same code runs in float32. Frames too large for the device's free memory are cut into overlapping tiles
-(cut from the host copy when the frame lives on the host), so only one tile is on the
-device at a time; the overlap covers the network's receptive field where it is small,
-which makes seams exact.
+the same code runs in float32. Frames too large for the device's free memory are cut into
+overlapping tiles (cut from the host copy when the frame lives on the host), so only one
+tile is on the device at a time; the overlap covers the network's receptive field where it
+is small, which makes seams exact.
 
 When the requested scale differs from the network's (``--scale 2`` with an x4 model), the
 network output is resized with an antialiased bicubic filter to the requested size.

@@ -52,19 +52,24 @@ def _list() -> int:
 
     from vsr.models.loader import is_installed, load_manifest, package_dir, weights_dir
 
+    console = Console()
     table = Table(title=f"models (weights in {weights_dir()})")
     for column in ("name", "arch", "scale", "ready", "licence"):
         table.add_column(column, no_wrap=True)
-    table.add_column("note", overflow="fold")
-    for spec in load_manifest().values():
+    specs = list(load_manifest().values())
+    for spec in specs:
         if is_installed(spec):
             ready = "yes"
         elif package_dir(spec.package) is not None:
             ready = "on first use"
         else:
             ready = f"needs {spec.package}"
-        table.add_row(spec.name, spec.arch, f"x{spec.scale}", ready, spec.licence, spec.note)
-    Console().print(table)
+        table.add_row(spec.name, spec.arch, f"x{spec.scale}", ready, spec.licence)
+    console.print(table)
+    # The notes are sentences: below the table, where they wrap at the terminal's width
+    # instead of squeezing the table into one-letter columns.
+    for spec in specs:
+        console.print(f"[bold]{spec.name}[/bold]: {spec.note}", highlight=False)
     return 0
 
 
