@@ -303,6 +303,9 @@ def test_overlapped_cuda_path_bookkeeping_with_stand_in_streams(monkeypatch):
     import contextlib
 
     class Event:
+        def __init__(self, **flags):
+            pass
+
         def record(self, stream=None):
             pass
 
@@ -354,3 +357,23 @@ def test_compiled_network_agrees_with_eager():
     assert compiled.describe()["compile"] is True
     for f in frames:
         assert torch.allclose(compiled(f, 0), eager(f, 0), atol=1e-4)
+
+
+def test_out_of_memory_falls_back_to_tiles(monkeypatch):
+    """When the free-memory estimate is wrong and a whole frame does not fit, the frame is tiled
+    (and so are the next ones) instead of the run failing."""
+    frames = _frames(2, 64, 128)
+    whole = [get_method("realesr-video", scale=2).to("cpu")(f, 0) for f in frames]
+    m = get_method("realesr-video", scale=2).to("cpu")
+    forward = m._forward
+
+    def small_inputs_only(x):
+        if x.shape[-2] * x.shape[-1] >= 64 * 128:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return forward(x)
+
+    monkeypatch.setattr(m, "_forward", small_inputs_only)
+    outs = list(m.stream(Window(f, 0, (i,)) for i, f in enumerate(frames)))
+    assert m.tile == 64
+    for a, b in zip(whole, outs):
+        assert torch.allclose(a, b, atol=1e-4)

@@ -149,9 +149,18 @@ class NeuralSR(Method):
         Float in [0, 1] gives float32; integer frames give the same integer type (see
         :meth:`_deliver`).
         """
+        import torch
+
         tile = self._tile_for(x.shape[-2], x.shape[-1], x.shape[0])
         if tile is None:
-            return self._deliver(self._resize_output(self._forward(x)), x).to(x.device)
+            try:
+                return self._deliver(self._resize_output(self._forward(x)), x).to(x.device)
+            except torch.cuda.OutOfMemoryError:
+                if max(x.shape[-2:]) <= _MIN_TILE:
+                    raise
+                torch.cuda.empty_cache()
+                self.tile = max(_MIN_TILE, max(x.shape[-2:]) // 2)  # the estimate was wrong: tile from now on
+                return self._upscale(x)
         out_device = x.device
         if x.device.type != "cpu":
             out_bytes = 4 * x[0].numel() * self.native_scale**2
@@ -225,7 +234,8 @@ class NeuralSR(Method):
         out_h, out_w = self.output_size(y.shape[-2] // self.native_scale, y.shape[-1] // self.native_scale)
         if (out_h, out_w) != tuple(y.shape[-2:]):
             y = F.interpolate(y, size=(out_h, out_w), mode="bicubic", align_corners=False, antialias=True)
-        return y.clamp_(0.0, 1.0)
+        # clamp keeps NaN (a float16 overflow inside the network), and NaN has no integer value.
+        return y.nan_to_num_(nan=0.0).clamp_(0.0, 1.0)
 
     # -- sizing --------------------------------------------------------------------------------
 
@@ -276,6 +286,9 @@ class NeuralSR(Method):
         import torch
 
         upload, compute, download = (torch.cuda.Stream(self.device) for _ in range(3))
+        # The weights were moved (and reordered to channels-last) on the default stream; the
+        # new streams do not wait for it by themselves.
+        compute.wait_stream(torch.cuda.current_stream(self.device))
         staging = _PinnedRing()
         pending: deque[tuple[torch.cuda.Event, torch.Tensor]] = deque()
         for frames in _batches(windows, self._batch_for):
@@ -285,32 +298,42 @@ class NeuralSR(Method):
                     event, out = pending.popleft()
                     event.synchronize()
                     yield from out
-                torch.cuda.current_stream(self.device).synchronize()
                 yield from self._upscale(frames)
                 continue
             if on_host:
                 host = staging.take(frames)
                 with torch.cuda.stream(upload):
                     x = host.to(self.device, non_blocking=True)
-                    uploaded = torch.cuda.Event()
+                    uploaded = _event()
                     uploaded.record(upload)
                 staging.release(host, uploaded)
                 compute.wait_event(uploaded)
             else:
                 x = frames
                 compute.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(compute):
-                x.record_stream(compute)
-                y = self._deliver(self._resize_output(self._forward(x)), frames)
-                computed = torch.cuda.Event()
-                computed.record(compute)
+            try:
+                with torch.cuda.stream(compute):
+                    x.record_stream(compute)
+                    y = self._deliver(self._resize_output(self._forward(x)), frames)
+                    computed = _event()
+                    computed.record(compute)
+            except torch.cuda.OutOfMemoryError:
+                # The free-memory estimate was wrong: tile this size from now on.
+                torch.cuda.empty_cache()
+                self.tile = max(_MIN_TILE, max(frames.shape[-2:]) // 2)
+                while pending:
+                    event, out = pending.popleft()
+                    event.synchronize()
+                    yield from out
+                yield from self._upscale(frames)
+                continue
             if on_host:
                 with torch.cuda.stream(download):
                     download.wait_event(computed)
                     y.record_stream(download)
                     out = _pinned_like(y)
                     out.copy_(y, non_blocking=True)
-                    done = torch.cuda.Event()
+                    done = _event()
                     done.record(download)
             else:
                 torch.cuda.current_stream(self.device).wait_event(computed)
@@ -339,7 +362,8 @@ class _PinnedRing:
         import torch
 
         def fits(buf: torch.Tensor) -> bool:
-            return buf.shape == frames.shape and buf.dtype == frames.dtype and buf.stride() == frames.stride()
+            return (buf.shape == frames.shape and buf.dtype == frames.dtype
+                    and _channels_innermost(buf) == _channels_innermost(frames))
 
         for i, (buf, event) in enumerate(self.buffers):
             if fits(buf) and (event is None or event.query()):
@@ -358,24 +382,50 @@ class _PinnedRing:
 
 
 def _batches(windows: Iterable[Window], batch_for) -> Iterator[torch.Tensor]:
-    """Group consecutive reference frames of the same size into ``(B, C, H, W)`` batches."""
-    import torch
+    """Group consecutive reference frames of the same size into ``(B, C, H, W)`` batches.
 
+    A single frame is passed on as it is (no copy); frames laid out as ``(H, W, C)`` memory,
+    as decoded frames are, are stacked into ``(B, H, W, C)`` memory.
+    """
     group: list[torch.Tensor] = []
     limit = 1
     for window in windows:
         frame = window.frames[window.ref : window.ref + 1]
-        if group and (frame.shape != group[0].shape or frame.device != group[0].device):
-            yield torch.cat(group)
+        if group and (frame.shape != group[0].shape or frame.device != group[0].device
+                      or frame.dtype != group[0].dtype):
+            yield _stack(group)
             group = []
         if not group:
             limit = batch_for(frame.shape[-2], frame.shape[-1])
         group.append(frame)
         if len(group) >= limit:
-            yield torch.cat(group)
+            yield _stack(group)
             group = []
     if group:
-        yield torch.cat(group)
+        yield _stack(group)
+
+
+def _stack(group: list[torch.Tensor]) -> torch.Tensor:
+    import torch
+
+    if len(group) == 1:
+        return group[0]
+    if _channels_innermost(group[0]):
+        return torch.cat([f.permute(0, 2, 3, 1) for f in group]).permute(0, 3, 1, 2)
+    return torch.cat(group)
+
+
+def _channels_innermost(t: torch.Tensor) -> bool:
+    """True for ``(B, C, H, W)`` views of ``(..., H, W, C)`` memory (decoded frames, quantized outputs)."""
+    return t.dim() == 4 and t.shape[1] > 1 and t.stride(1) == 1
+
+
+def _event():
+    """A CUDA event whose ``synchronize`` sleeps instead of spinning: the decoder and encoder
+    threads need the CPU while the method worker waits for the GPU."""
+    import torch
+
+    return torch.cuda.Event(blocking=True)
 
 
 def _pinned_like(t: torch.Tensor) -> torch.Tensor:
@@ -386,7 +436,7 @@ def _pinned_like(t: torch.Tensor) -> torch.Tensor:
     """
     import torch
 
-    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+    if _channels_innermost(t):
         b, c, h, w = t.shape
         return torch.empty((b, h, w, c), dtype=t.dtype, pin_memory=True).permute(0, 3, 1, 2)
     return torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
@@ -410,7 +460,8 @@ def _free_bytes(device: torch.device) -> int:
 
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
+        # Memory torch's allocator holds but does not use is free to us too.
+        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
     try:  # MemAvailable counts reclaimable page cache, which "free" pages do not
         for line in open("/proc/meminfo"):
             if line.startswith("MemAvailable:"):

@@ -133,8 +133,6 @@ def to_unit_float(data: torch.Tensor, device, dtype) -> torch.Tensor:
         return data.to(device=device, dtype=dtype)
     peak = 255.0 if data.dtype == torch.uint8 else 65535.0
     moved = data.to(device, non_blocking=True)
-    if moved.dtype == torch.uint16:
-        moved = moved.to(torch.int32)
     if dtype in (torch.float16, torch.bfloat16):  # scaled in float32, rounded once
         return moved.to(torch.float32).mul_(1.0 / peak).to(dtype)
     return moved.to(dtype).mul_(1.0 / peak)
