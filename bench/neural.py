@@ -166,7 +166,7 @@ def run_naive(method, clip: Path, out_path: Path, device: str) -> int:
         for frame in source.decode(video):
             array = frame.to_ndarray(format="rgb24")
             x = torch.from_numpy(array).permute(2, 0, 1).float().div(255).unsqueeze(0).to(device)
-            y = method._resize_output(net(x))[0]
+            y = method._resize_output(net(x))[0].clamp(0, 1)
             rgb = y.mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
             for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 container.mux(packet)

@@ -195,13 +195,12 @@ def test_a_long_stream_keeps_only_the_frames_it_still_needs(monkeypatch, threads
 
 
 def test_fusion_workers_follow_threads_and_free_memory(monkeypatch):
-    import os
+    import vsr.methods.misr.method as misr_method
 
     method = build(2, threads=4)
     assert method.fusion_workers((5, 3, 36, 64)) == 4
-    page = os.sysconf("SC_PAGE_SIZE")
     one_frame = 40 * 5 * 360 * 640 * 4  # bytes one 640x360 x2 fusion of 5 frames needs
-    monkeypatch.setattr(os, "sysconf", lambda name: page if name == "SC_PAGE_SIZE" else 5 * one_frame // page)
+    monkeypatch.setattr(misr_method, "available_bytes", lambda device: 5 * one_frame)
     assert method.fusion_workers((5, 3, 360, 640)) == 2  # half of what is free
     assert method.fusion_workers((5, 3, 1080, 1920)) == 1  # never fewer than one
 

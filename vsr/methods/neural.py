@@ -20,13 +20,13 @@ network output is resized with an antialiased bicubic filter to the requested si
 from __future__ import annotations
 
 import math
-import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from vsr.errors import ConfigError
 from vsr.methods.base import Method, Window
+from vsr.methods.memory import available_bytes
 from vsr.pipeline.window import from_unit_float, to_unit_float
 
 if TYPE_CHECKING:
@@ -156,23 +156,24 @@ class NeuralSR(Method):
             try:
                 return self._deliver(self._resize_output(self._forward(x)), x).to(x.device)
             except torch.cuda.OutOfMemoryError:
-                if max(x.shape[-2:]) <= _MIN_TILE:
+                if not self._tile_after_oom(*x.shape[-2:]):
                     raise
-                torch.cuda.empty_cache()
-                self.tile = max(_MIN_TILE, max(x.shape[-2:]) // 2)  # the estimate was wrong: tile from now on
                 return self._upscale(x)
         out_device = x.device
         if x.device.type != "cpu":
             out_bytes = 4 * x[0].numel() * self.native_scale**2
-            if out_bytes > _free_bytes(x.device) // 4:
+            if out_bytes > available_bytes(x.device) // 4:
                 out_device = _device("cpu")  # a huge output is assembled on the host, tile by tile
         return _cat([self._deliver(self._resize_output(self._forward_tiled(img[None], tile, out_device)), x)
                      for img in x])
 
     @staticmethod
     def _deliver(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """Float output in [0, 1] -> the kind of the input ``like``: float as it is, integers quantized."""
-        return y if like.is_floating_point() else from_unit_float(y, like.dtype)
+        """Network output -> the kind of the input ``like``: float clipped to [0, 1], or integers
+        (:func:`from_unit_float` clips and rounds). NaN (a float16 overflow) becomes 0 either way."""
+        if like.is_floating_point():
+            return y.nan_to_num_(nan=0.0).clamp_(0.0, 1.0)
+        return from_unit_float(y, like.dtype)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """Run the network on a batch: ``(B, C, H, W)`` float in [0, 1] or integer, on any device ->
@@ -220,22 +221,30 @@ class NeuralSR(Method):
         try:
             return self._forward(piece)
         except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            smaller = max(_MIN_TILE, max(piece.shape[-2:]) // 2)
-            if smaller >= max(piece.shape[-2:]):
+            if not self._tile_after_oom(*piece.shape[-2:]):
                 raise
-            self.tile = smaller  # remember for the next frames
-            return self._forward_tiled(piece, smaller)
+            return self._forward_tiled(piece, self.tile)
+
+    def _tile_after_oom(self, h: int, w: int) -> bool:
+        """The device ran out of memory on an ``h`` x ``w`` input, so the free-memory estimate was
+        wrong: tile at half that size from now on. False when the input is already a smallest tile."""
+        import torch
+
+        torch.cuda.empty_cache()
+        smaller = max(_MIN_TILE, max(h, w) // 2)
+        if smaller >= max(h, w):
+            return False
+        self.tile = smaller
+        return True
 
     def _resize_output(self, y: torch.Tensor) -> torch.Tensor:
-        """Network output ``(B, C, sH, sW)`` -> requested size (antialiased bicubic), clamped to [0, 1]."""
+        """Network output ``(B, C, sH, sW)`` -> the requested size (antialiased bicubic), not clipped."""
         import torch.nn.functional as F
 
         out_h, out_w = self.output_size(y.shape[-2] // self.native_scale, y.shape[-1] // self.native_scale)
         if (out_h, out_w) != tuple(y.shape[-2:]):
             y = F.interpolate(y, size=(out_h, out_w), mode="bicubic", align_corners=False, antialias=True)
-        # clamp keeps NaN (a float16 overflow inside the network), and NaN has no integer value.
-        return y.nan_to_num_(nan=0.0).clamp_(0.0, 1.0)
+        return y
 
     # -- sizing --------------------------------------------------------------------------------
 
@@ -245,7 +254,7 @@ class NeuralSR(Method):
             return None
         if self.tile > 0:
             return self.tile if max(h, w) > self.tile else None
-        budget = _free_bytes(self.device) // 2
+        budget = available_bytes(self.device) // 2
         need = self._bytes_per_pixel() * h * w * batch
         if need <= budget:
             return None
@@ -265,7 +274,7 @@ class NeuralSR(Method):
         if self._tile_for(h, w) is not None:
             return 1
         if self.device.type == "cuda":
-            fit = _free_bytes(self.device) // 2 // max(1, self._bytes_per_pixel() * h * w)
+            fit = available_bytes(self.device) // 2 // max(1, self._bytes_per_pixel() * h * w)
             return int(max(1, min(8, fit)))
         return int(max(1, min(8, _CPU_BATCH_PIXELS // (h * w))))
 
@@ -318,9 +327,8 @@ class NeuralSR(Method):
                     computed = _event()
                     computed.record(compute)
             except torch.cuda.OutOfMemoryError:
-                # The free-memory estimate was wrong: tile this size from now on.
-                torch.cuda.empty_cache()
-                self.tile = max(_MIN_TILE, max(frames.shape[-2:]) // 2)
+                if not self._tile_after_oom(*frames.shape[-2:]):
+                    raise
                 while pending:
                     event, out = pending.popleft()
                     event.synchronize()
@@ -452,26 +460,6 @@ def _cat(tensors: list[torch.Tensor]) -> torch.Tensor:
     import torch
 
     return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
-
-
-def _free_bytes(device: torch.device) -> int:
-    """Free memory of ``device``: CUDA's own count, or the host's available RAM."""
-    import torch
-
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        # Memory torch's allocator holds but does not use is free to us too.
-        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
-    try:  # MemAvailable counts reclaimable page cache, which "free" pages do not
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 4 << 30
 
 
 # -- factories (the registry points here) ------------------------------------------------------

@@ -141,15 +141,15 @@ def to_unit_float(data: torch.Tensor, device, dtype) -> torch.Tensor:
 def from_unit_float(image: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Float ``(..., C, H, W)`` in [0, 1] to integers of ``dtype`` (uint8 0..255, uint16 0..65535).
 
-    The inverse of :func:`to_unit_float`: values are clipped and rounded to nearest, on the
-    tensor's device. The result is a ``(..., C, H, W)`` view of channels-last memory, so
+    The inverse of :func:`to_unit_float`: values are clipped and rounded to nearest (NaN
+    becomes 0), on the tensor's device. The result is a ``(..., C, H, W)`` view of channels-last memory, so
     that viewing it as ``(..., H, W, C)`` and copying it to the host moves each byte once.
     """
     import torch
 
     peak = 255 if dtype == torch.uint8 else 65535
     # float32 whatever the input: 65535 overflows float16, and bfloat16 cannot hold 255 levels.
-    hwc = image.movedim(-3, -1).float().mul(peak).add_(0.5).clamp_(0, peak)
+    hwc = image.movedim(-3, -1).float().mul(peak).add_(0.5).nan_to_num_(nan=0.0).clamp_(0, peak)
     return hwc.to(dtype).contiguous().movedim(-1, -3)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from vsr.errors import ConfigError
 from vsr.methods.base import Method, Window
+from vsr.methods.memory import available_bytes
 from vsr.methods.misr.flow import PRESETS
 
 if TYPE_CHECKING:
@@ -320,11 +320,7 @@ class Misr(Method):
         wanted = self.params.threads or torch.get_num_threads()
         n, _, h, w = window_shape
         need = 40 * n * h * w * self.scale**2
-        try:
-            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (AttributeError, ValueError, OSError):  # not on this platform: no cap
-            return wanted
-        return max(1, min(wanted, free // 2 // need))
+        return max(1, min(wanted, available_bytes(self.device) // 2 // need))
 
     def stream(self, windows: Iterable[Window]) -> Iterator[torch.Tensor]:
         """Upscale windows in order, one ``(3, s H, s W)`` frame each.
