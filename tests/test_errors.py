@@ -11,7 +11,6 @@ import pytest
 from conftest import SAMPLES, framemd5, make_clip, run_cli, start_run
 
 import vsr
-from vsr.methods.base import Method
 
 
 def _assert_clean_failure(result, tmp_path, needle: str) -> None:
@@ -92,30 +91,6 @@ def test_bad_options(tmp_path, args, needle):
 def test_unwritable_output_folder(tmp_path):
     result = run_cli("run", str(SAMPLES / "vfr_audio.mp4"), "-o", str(tmp_path / "missing" / "out.mp4"))
     assert result.returncode != 0 and b"does not exist" in result.stderr
-
-
-class _Exploding(Method):
-    """Raises on the fifth window: a stand-in for a method that fails mid-run."""
-
-    name, scale, radius = "exploding", 2, 0
-
-    def __init__(self):
-        super().__init__()
-        self.calls = 0
-
-    def __call__(self, frames, ref):
-        self.calls += 1
-        if self.calls == 5:
-            raise RuntimeError("boom at frame five")
-        return frames[ref].repeat_interleave(2, -1).repeat_interleave(2, -2)
-
-
-def test_a_failing_worker_stops_all_and_leaves_nothing(tmp_path):
-    out = tmp_path / "out.mp4"
-    with pytest.raises(vsr.PipelineError, match="boom at frame five"):
-        vsr.upscale(str(SAMPLES / "chaplin.mp4"), str(out), method=_Exploding(), queue_size=2)
-    assert not [t for t in threading.enumerate() if t.name.startswith("vsr-")]
-    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

@@ -268,3 +268,96 @@ def test_display_rotation_comes_through(tmp_path):
     run_on_ray(str(src), str(out), method="nearest", encode=FFV1, segment_seconds=SEGMENT_SECONDS)
     described = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(out)], capture_output=True, text=True).stderr
     assert "rotation of 90.00 degrees" in described
+
+
+class RaiseOnce(Method):
+    """Nearest x2 whose first call anywhere in the cluster raises a Python exception."""
+
+    name = "raise-once"
+    scale = 2
+
+    def __init__(self, marker: str) -> None:
+        super().__init__()
+        self.marker = marker
+
+    def __call__(self, frames, ref):
+        try:
+            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return _nearest(frames[ref], self.scale)
+        os.close(fd)
+        raise RuntimeError("a transient failure")
+
+
+class BadInput(Method):
+    """Logs each call, then fails as a bad input would: a rerun would fail the same way."""
+
+    name = "bad-input"
+    scale = 2
+
+    def __init__(self, log: str) -> None:
+        super().__init__()
+        self.log = log
+
+    def __call__(self, frames, ref):
+        from vsr.errors import InputError
+
+        with open(self.log, "a") as f:
+            f.write("x\n")
+        raise InputError("this input cannot be upscaled")
+
+
+def test_a_python_exception_in_a_task_is_retried(tmp_path):
+    src = _clip(tmp_path / "in.mp4")
+    marker = tmp_path / "raised"
+    single, distributed = tmp_path / "single.mkv", tmp_path / "ray.mkv"
+    vsr.upscale(str(src), str(single), method="nearest", scale=2, encode=FFV1)
+    stats = run_on_ray(str(src), str(distributed), method=RaiseOnce(str(marker)), encode=FFV1,
+                       segment_seconds=SEGMENT_SECONDS, max_retries=2)
+    assert marker.exists()  # a task did raise
+    assert stats.frames_written == 45
+    assert framemd5(distributed) == framemd5(single)
+
+
+def test_an_error_a_rerun_would_repeat_is_not_retried(tmp_path):
+    src = _clip(tmp_path / "in.mp4", frames=10)
+    log = tmp_path / "calls.log"
+    with pytest.raises(vsr.InputError, match="cannot be upscaled"):
+        run_on_ray(str(src), str(tmp_path / "ray.mkv"), method=BadInput(str(log)), encode=FFV1,
+                   segment_seconds=100, max_retries=3)
+    assert len(log.read_text().splitlines()) == 1
+
+
+class _Cluster:
+    def __init__(self, gpus: int) -> None:
+        self.gpus = gpus
+
+    def cluster_resources(self) -> dict:
+        return {"CPU": 8, "GPU": self.gpus}
+
+
+@pytest.mark.parametrize("method,device,gpus,wanted", [
+    ("bicubic", "auto", 2, 0),  # interpolation never reserves a GPU on its own
+    ("misr", "auto", 2, 1),
+    ("misr", "auto", 0, 0),
+    ("misr", "cpu", 2, 0),
+    ("bicubic", "cuda", 2, 1),  # a named device is honoured
+])
+def test_tasks_ask_for_a_gpu_only_when_the_method_uses_one(method, device, gpus, wanted):
+    from vsr.api import build_method
+    from vsr.distributed.ray_runner import gpus_per_task
+
+    built = build_method(method, 2, {}, "cpu")
+    assert gpus_per_task(_Cluster(gpus), device, built.wants_gpu) == wanted
+
+
+def test_roi_on_ray_writes_a_record(tmp_path):
+    src = _clip(tmp_path / "in.mp4")
+    out = tmp_path / "plate.mkv"
+    result = run_cli("run", str(src), "-o", str(out), "-m", "nearest", "--codec", "ffv1", "--roi", "8,8,32,24",
+                     "--ray", ray.get_runtime_context().gcs_address, "--segment-seconds", str(SEGMENT_SECONDS))
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    record = json.loads((tmp_path / "plate.mkv.json").read_text())
+    assert record["roi"] == {"x": 8, "y": 8, "w": 32, "h": 24}
+    assert record["frames"]["written"] == 45
+    assert record["output"]["sha256"] and record["input"]["sha256"]

@@ -10,15 +10,15 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from vsr.errors import ConfigError
+from vsr.errors import Cancelled, ConfigError, InputError, VsrError
 from vsr.io.decode import Decoder, Roi
 from vsr.io.encode import EncodeSettings, Sink, check_output
 from vsr.io.resume import SegmentedSink, job_key, resume_dir
 from vsr.io.source import OpenOptions, is_url, mask_url
 from vsr.methods.base import Method
 from vsr.methods.registry import get_method
-from vsr.pipeline.runner import Pipeline, RunStats, iterate
-from vsr.types import Frame
+from vsr.pipeline.runner import Pipeline, RunStats, iterate, partial_path
+from vsr.types import Frame, VideoInfo
 
 
 def resolve_device(device: str | None) -> str:
@@ -111,6 +111,10 @@ def upscale(
     Raises:
         InputError, OutputError, ConfigError, CodecError, ModelError: as the message says.
         Cancelled: the run was cancelled; ``output`` holds the frames processed.
+
+    A run that fails part way keeps the frames done in ``out.partial.mp4`` beside ``out.mp4``
+    (:func:`~vsr.pipeline.runner.partial_path`), or, with ``resume``, in its committed segments;
+    the error's message says where.
     """
     if isinstance(roi, str):
         try:
@@ -144,20 +148,29 @@ def upscale(
             skip_until = sink.resume_after
         else:
             sink = Sink(output, info, encode, passthrough=decoder.passthrough)
+        keep = None if resume or output == "-" or is_url(output) else partial_path(output)
         pipeline = Pipeline(decoder, built, sink, output_size=_output_size(built, in_h, in_w, size),
                             queue_size=(2 if live else 8) if queue_size is None else queue_size,
-                            live=live, skip_until=skip_until)
+                            live=live, skip_until=skip_until, partial=keep)
     except BaseException:
         decoder.close()
         raise
     if on_start is not None:
         on_start(pipeline)
-    stats = pipeline.run(on_progress=on_progress)
+    try:
+        stats = pipeline.run(on_progress=on_progress)
+    except (Cancelled, InputError):
+        raise
+    except VsrError as exc:
+        if not resume:
+            raise
+        done = sink.manifest.frames
+        raise type(exc)(f"{exc}; the {done} frames done are kept in {sink.folder}: run the same command "
+                        "to continue") from exc
     if resume:
         sink.finish()
     if roi is not None or record is not None:
-        write_record(record or f"{output}.json", source, output, built, roi, encode, stats,
-                     decoder)
+        write_record(record or f"{output}.json", source, output, built, roi, encode, stats, decoder.info)
     return stats
 
 
@@ -195,11 +208,10 @@ def _sha256(path: str) -> str | None:
 
 
 def write_record(path: str, source: str, output: str, method: Method, roi: Roi | None,
-                 encode: EncodeSettings, stats: RunStats, decoder: Decoder) -> None:
+                 encode: EncodeSettings, stats: RunStats, info: VideoInfo) -> None:
     """Write the JSON record of a run: input (with sha256), region, method parameters, frames."""
     from vsr import __version__
 
-    info = decoder.info
     record = {
         "vsr_version": __version__,
         "input": {"source": mask_url(source), "sha256": _sha256(source), "width": info.width,

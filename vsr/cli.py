@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import tomllib
@@ -188,6 +189,7 @@ def _run(args: argparse.Namespace) -> int:
             pipeline.cancel()
 
         signal.signal(signal.SIGTERM, on_term)
+        pipeline.on_notice = _say
 
     try:
         if args.ray:
@@ -234,11 +236,10 @@ def _run_on_ray(args: argparse.Namespace, output: str, method: str, scale: int, 
 
     if args.live:
         raise ConfigError("--live and --ray do not go together: --ray splits a file, a live stream cannot be split")
-    if args.record:
-        raise ConfigError("--record is not available with --ray yet; run without --ray to get a record")
     return run_on_ray(args.input, output, method=method, scale=scale, address=args.ray,
                       segment_seconds=args.segment_seconds, size=args.size, params=params, encode=encode,
-                      video_stream=args.video_stream, roi=args.roi, overwrite=args.overwrite, device=args.device,
+                      video_stream=args.video_stream, roi=args.roi, record=args.record, overwrite=args.overwrite,
+                      device=args.device,
                       open_options=OpenOptions(timeout=args.timeout), on_progress=display)
 
 
@@ -328,8 +329,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _say(message: str) -> None:
+    """One line on standard error; a reader that has gone away silences it instead of failing."""
+    try:
+        print(f"vsr: {message}", file=sys.stderr, flush=True)
+    except (BrokenPipeError, ValueError):
+        from vsr.progress import silence
+
+        silence(sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``vsr`` command; returns the exit code."""
+    """Entry point of the ``vsr`` command; returns the exit code.
+
+    When a forced stop left a worker inside a native call (a long model step), the process
+    ends here with ``os._exit``: a normal exit would tear the library down under it and abort.
+    """
+    code = _main(argv)
+    if "vsr.pipeline.runner" in sys.modules and sys.modules["vsr.pipeline.runner"].busy_workers():
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import TextIO
 
@@ -36,14 +37,38 @@ def snapshot(stats: RunStats) -> dict[str, object]:
 
 
 class JsonProgress:
-    """Writes one JSON object per update to ``stream`` (standard error by default)."""
+    """Writes one JSON object per update to ``stream`` (standard error by default).
+
+    A reader that goes away (a closed pipe) ends the updates, not the run: the stream is
+    pointed at ``/dev/null`` so that nothing written to it later fails either.
+    """
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
+        self.gone = False
 
     def __call__(self, stats: RunStats) -> None:
-        self.stream.write(json.dumps(snapshot(stats)) + "\n")
-        self.stream.flush()
+        if self.gone:
+            return
+        try:
+            self.stream.write(json.dumps(snapshot(stats)) + "\n")
+            self.stream.flush()
+        except (BrokenPipeError, ValueError):  # ValueError: the stream was closed
+            self.gone = True
+            silence(self.stream)
+
+    def close(self) -> None:
+        pass
+
+
+def silence(stream: TextIO) -> None:
+    """Point ``stream``'s file descriptor at ``/dev/null`` (its reader has gone)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
     def close(self) -> None:
         pass

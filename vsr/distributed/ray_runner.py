@@ -17,7 +17,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from vsr.distributed.manifest import Manifest, job_digest
 from vsr.distributed.segments import plan_segments, scan_stream
 from vsr.distributed.stitch import stitch
 from vsr.distributed.task import SegmentJob, SegmentResult, run_segment
-from vsr.errors import Cancelled, ConfigError, PipelineError, VsrError
+from vsr.errors import Cancelled, CodecError, ConfigError, InputError, ModelError, PipelineError, VsrError
 from vsr.io.decode import Roi
 from vsr.io.encode import EncodeSettings, check_output, container_format
 from vsr.io.source import OpenOptions, is_url
@@ -89,14 +89,25 @@ class ProgressBoard:
         return dict(self.frames)
 
 
-def _remote_segment(job: SegmentJob, board) -> SegmentResult:
-    return run_segment(job, on_frames=lambda n: board.report.remote(job.segment.id, n))
+#: Errors a rerun would only repeat (bad input, options, codec or model, an input that cannot
+#: be split): a task hands them back as its result, so Ray does not retry them. Any other
+#: exception (a full or flaky disk, out of memory, a lost file server) is raised and retried.
+FINAL_ERRORS = (InputError, ConfigError, CodecError, ModelError, PipelineError)
 
 
-def _gpus_per_task(ray, device: str) -> float:
+def _remote_segment(job: SegmentJob, board) -> SegmentResult | VsrError:
+    try:
+        return run_segment(job, on_frames=lambda n: board.report.remote(job.segment.id, n))
+    except FINAL_ERRORS as exc:
+        return exc
+
+
+def gpus_per_task(ray, device: str, wants_gpu: bool) -> int:
+    """GPUs each task asks Ray for: one for a named CUDA device, or with ``"auto"`` for a method
+    that gains from a GPU on a cluster that has one; otherwise none (the task runs on the CPU)."""
     if device.startswith("cuda"):
         return 1
-    if device in ("auto", "") and ray.cluster_resources().get("GPU", 0) > 0:
+    if device in ("auto", "") and wants_gpu and ray.cluster_resources().get("GPU", 0) > 0:
         return 1
     return 0
 
@@ -115,6 +126,7 @@ def run_on_ray(
     video_stream: int | None = None,
     roi: Roi | str | None = None,
     overwrite: bool = False,
+    record: str | None = None,
     device: str | None = "auto",
     max_retries: int = 3,
     open_options: OpenOptions | None = None,
@@ -128,13 +140,15 @@ def run_on_ray(
         output: output file (not ``-`` or a URL); its folder holds the work directory.
         method: registered name, built inside each task, or a :class:`Method` instance
             (pickled to the workers).
-        scale, size, params, encode, video_stream, roi, overwrite, open_options: as
-            :func:`vsr.api.upscale`.
+        scale, size, params, encode, video_stream, roi, record, overwrite, open_options: as
+            :func:`vsr.api.upscale` (a region writes its JSON record, as there).
         address: Ray cluster to use (:func:`connect`).
         segment_seconds: target segment duration; segments start at keyframes.
-        device: ``"auto"`` (each task uses a GPU when the cluster has GPUs), ``"cpu"`` or
-            ``"cuda"`` (each task asks Ray for one GPU).
-        max_retries: times Ray reruns a segment whose worker died.
+        device: ``"auto"`` (each task of a method that gains from a GPU asks for one when the
+            cluster has GPUs; others run on the CPU), ``"cpu"`` or ``"cuda"`` (each task asks
+            Ray for one GPU).
+        max_retries: times Ray reruns a segment whose worker died or raised an error that a
+            rerun may not repeat (see :data:`FINAL_ERRORS` for those it does not retry).
         on_progress: called about every ``interval`` seconds with the running stats;
             ``queues["segments"]`` holds ``(done, total)``.
 
@@ -144,7 +158,7 @@ def run_on_ray(
     Raises:
         ConfigError: Ray missing, no cluster, bad options, or an input that cannot be split.
         InputError, OutputError, CodecError, ModelError: as for a plain run.
-        PipelineError: a segment failed (after Ray's retries for dead workers).
+        PipelineError: a segment failed (after Ray's retries).
         Cancelled: interrupted; finished segments stay in the work directory and the same
             command resumes from them.
     """
@@ -168,6 +182,7 @@ def run_on_ray(
     device = device or "auto"
 
     probe_method = build_method(method, scale, params, "cpu", size)
+    wants_gpu = probe_method.wants_gpu
     radius = probe_method.radius
     before, after = (2 * radius, 0) if probe_method.causal else (radius, radius)
     scan = scan_stream(source, video_stream, open_options)
@@ -207,8 +222,8 @@ def run_on_ray(
         log.info("resuming: %d of %d segments already done", len(done), len(segments))
 
     if jobs:
-        _run_tasks(jobs, manifest, folder, stats, len(segments), address, device, max_retries, on_progress,
-                   interval, resumed)
+        _run_tasks(jobs, manifest, folder, stats, len(segments), address, device, wants_gpu, max_retries,
+                   on_progress, interval, resumed)
     paths = [manifest.segments[s.id].path for s in segments]
     result = stitch(paths, source, output, format=encode.format, video_stream=video_stream,
                     open_options=open_options)
@@ -218,13 +233,20 @@ def run_on_ray(
     stats.frames_processed = stats.frames_written
     stats.finished = time.monotonic()
     shutil.rmtree(folder, ignore_errors=True)
+    if roi is not None or record is not None:
+        from vsr.api import write_record
+        from vsr.io.source import probe
+
+        write_record(record or f"{output}.json", source, output, probe_method,
+                     roi, encode, stats, probe(source, video_stream, open_options))
     if on_progress is not None:
         on_progress(stats)
     return stats
 
 
 def _run_tasks(jobs: dict[int, SegmentJob], manifest: Manifest, folder: Path, stats: RunStats, total: int,
-               address: str, device: str, max_retries: int, on_progress, interval: float, resumed: int) -> None:
+               address: str, device: str, wants_gpu: bool, max_retries: int, on_progress, interval: float,
+               resumed: int) -> None:
     """Submit ``jobs`` to Ray and wait for them, recording each finished segment in the manifest.
 
     ``stats.frames_written`` counts the frames of finished segments plus those the running
@@ -234,11 +256,13 @@ def _run_tasks(jobs: dict[int, SegmentJob], manifest: Manifest, folder: Path, st
     started_here = connect(address)
     board = None
     try:
-        gpus = _gpus_per_task(ray, device)
+        gpus = gpus_per_task(ray, device, wants_gpu)
         if gpus and not ray.cluster_resources().get("GPU", 0):
             raise ConfigError(f"--device {device} asked for, but the Ray cluster has no GPU; use --device auto or cpu")
+        if not gpus:  # no GPU reserved: a task must not use one it shares with others
+            jobs = {i: replace(job, device="cpu") for i, job in jobs.items()}
         board = ray.remote(num_cpus=0)(ProgressBoard).remote()
-        task = ray.remote(_remote_segment).options(num_gpus=gpus, max_retries=max_retries, retry_exceptions=False)
+        task = ray.remote(_remote_segment).options(num_gpus=gpus, max_retries=max_retries, retry_exceptions=True)
         pending = {task.remote(job, board): job.segment.id for job in jobs.values()}
         finished = resumed
         try:
@@ -290,7 +314,7 @@ def _running_frames(ray, board, running: set[int], timeout: float) -> int | None
 
 def _get(ray, ref) -> SegmentResult:
     try:
-        return ray.get(ref)
+        result = ray.get(ref)
     except ray.exceptions.RayTaskError as exc:
         cause = getattr(exc, "cause", None)
         if isinstance(cause, VsrError):
@@ -298,5 +322,6 @@ def _get(ray, ref) -> SegmentResult:
         raise PipelineError(f"a segment failed: {type(cause).__name__ if cause else 'error'}: {cause or exc}") from exc
     except ray.exceptions.RayError as exc:
         raise PipelineError(f"a segment failed after {type(exc).__name__}: {exc}") from exc
-
-
+    if isinstance(result, BaseException):
+        raise result
+    return result

@@ -56,7 +56,8 @@ def _video_packets(containers: Sequence) -> Iterator:
                 # needs it increasing, and it may move as long as it stays <= pts.
                 if packet.pts is None or last_dts + 1 > packet.pts:
                     raise OutputError(f"cannot join segments: decode timestamps overlap at dts {packet.dts}; "
-                                      "use a codec without B-frames (e.g. --param bframes=0) or run without --ray")
+                                      "encode without B-frames (--codec ffv1, or a --pipeline preset whose "
+                                      "[encode.options] sets bf = 0) or run without --ray")
                 packet.dts = last_dts + 1
             if packet.dts is not None:
                 last_dts = packet.dts

@@ -364,8 +364,8 @@ class Sink:
             raise OutputError(f"writing {mask_url(self.target)} failed: {exc.strerror or exc}") from exc
 
     # -- closing ---------------------------------------------------------------------------
-    def close(self) -> None:
-        """Flush the encoder, finish the container and move it to its final name."""
+    def close(self, target: str | Path | None = None) -> None:
+        """Flush the encoder, finish the container and move it to its final name (or to ``target``)."""
         if self.container is None:
             return
         try:
@@ -376,7 +376,7 @@ class Sink:
             raise
         self.container = None
         if self.temp is not None:
-            os.replace(self.temp, self.target)
+            os.replace(self.temp, target or self.target)
 
     def abort(self) -> None:
         """Close without finishing and delete the temporary file."""

@@ -59,6 +59,9 @@ class Method:
     #: True when the method can take the decoder's integer frames (uint8/uint16, 0..peak)
     #: as they are and return integers of the same type: no float conversion either way.
     integer_io: bool = False
+    #: True when a GPU speeds the method up enough to reserve one for it: a distributed task
+    #: asks its cluster for a GPU only for such methods, unless a CUDA device is named.
+    wants_gpu: bool = True
 
     def __init__(self) -> None:
         import torch

@@ -12,11 +12,18 @@ and stops when the frame queue is full, so the packets waiting in it never span
 more than the frames in flight.
 
 Stopping:
-- an exception in any worker stops every worker; the output is deleted and the
-  first error is raised once;
+- an exception in the decoder or the method stops decoding; the frames already past
+  the failed stage are still written, and the output is closed under
+  :func:`partial_path` (``out.partial.mp4``) so the frames done stay playable; the
+  first error is raised once, saying where they are. An encoder failure stops every
+  worker at once;
 - :meth:`Pipeline.cancel` (Ctrl-C, SIGTERM) stops decoding, lets the frames in
-  flight finish and closes the output properly, so what was processed plays;
-- a second :meth:`Pipeline.cancel` drops the frames in flight too.
+  flight finish (for at most ``grace`` seconds) and closes the output properly, so
+  what was processed plays;
+- a second :meth:`Pipeline.cancel` drops the frames in flight too; a method stuck in
+  one long call is left behind (:func:`busy_workers`) rather than waited for;
+- the output is closed by the thread that runs the pipeline, once the encoder has
+  stopped, never while a worker still writes to it.
 """
 
 from __future__ import annotations
@@ -30,8 +37,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from vsr.errors import Cancelled, InputError, PipelineError, VsrError
+from vsr.io.source import mask_url
 from vsr.pipeline.scenecut import SceneCutDetector
 from vsr.pipeline.window import WindowAssembler, frame_windows, to_integer_hwc
 
@@ -39,6 +48,7 @@ log = logging.getLogger(__name__)
 
 _END = object()
 _POLL = 0.05
+_ABANDON_AFTER = 5.0  # seconds a stopped worker gets before it is left behind
 
 
 class _Abort(Exception):
@@ -119,11 +129,21 @@ class Pipeline:
             Without it nothing is ever dropped.
         skip_until: frames with pts up to this are decoded (they may be neighbours of later
             frames) but not processed or written: they were committed by an earlier run.
+        partial: where the frames written so far are kept when a worker fails (a file output
+            closed under this name, see :func:`partial_path`); ``None`` deletes them.
+        grace: seconds the frames in flight get to finish after a first :meth:`cancel`
+            before the run stops as after a second one.
+
+    Attributes:
+        on_notice: called with a one-line message when a cancel starts to take effect (what
+            is being finished); set it before :meth:`run`.
+        abandoned: names of the workers still busy when :meth:`run` returned (a method
+            stuck in one long call after a forced stop); empty after a normal run.
     """
 
     def __init__(self, decoder, method, sink, output_size: tuple[int, int] | None = None,
                  queue_size: int = 8, scene_cuts: bool = True, live: bool = False,
-                 skip_until: int | None = None) -> None:
+                 skip_until: int | None = None, partial: Path | None = None, grace: float = 15.0) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1; got {queue_size}")
         self.decoder = decoder
@@ -142,29 +162,61 @@ class Pipeline:
         self.stats = RunStats(frame_count=info.frame_count or estimate)
         self.live = live
         self.skip_until = skip_until
+        self.partial = partial
+        self.grace = grace
+        self.on_notice: Callable[[str], None] | None = None
+        self.abandoned: list[str] = []
         self._captured: dict[int, float] = {}  # frame index -> monotonic time it left the decoder
-        self._cancel = threading.Event()  # stop decoding, finish what is in flight
+        self._cancel = threading.Event()  # the user asked to stop: finish what is in flight
+        self._stop_input = threading.Event()  # stop decoding (a cancel, or a failure downstream)
         self._abort = threading.Event()  # stop everything now
+        self._cancelled_at: float | None = None
+        self._input_ended = False  # the decoder reached the end of the input
+        self._encoded_all = False  # the encoder took every frame the method produced
         self._errors: list[tuple[str, BaseException]] = []
         self._lock = threading.Lock()
+        self._done = {"decode": threading.Event(), "method": threading.Event(), "encode": threading.Event()}
+        self._consumer = {id(self.frames_q): self._done["method"], id(self.images_q): self._done["encode"]}
         self.threads: list[threading.Thread] = []
 
     # -- control ---------------------------------------------------------------------------
     def cancel(self) -> None:
-        """First call: finish the frames in flight and close the output. Second: drop them too."""
+        """First call: finish the frames in flight and close the output. Second: drop them too.
+
+        Safe to call from a signal handler; says what it does through :attr:`on_notice`.
+        """
+        target = mask_url(str(self.sink.target))
         if self._cancel.is_set():
-            self._abort.set()
+            if not self._abort.is_set():
+                self._abort.set()
+                self._notice(f"stopping now: closing {target} with the {self.stats.frames_written} frames written")
+            return
         self._cancel.set()
+        self._stop_input.set()
+        self._cancelled_at = time.monotonic()
         self.stats.cancelled = True
+        s = self.stats
+        in_flight = max(0, s.frames_decoded - s.frames_written - s.frames_dropped)
+        self._notice(f"stopping: finishing the {in_flight} frames in flight (at most {self.grace:g} s), then "
+                     f"closing {target}; interrupt again to stop at once")
+
+    def _notice(self, message: str) -> None:
+        if self.on_notice is not None:
+            self.on_notice(message)
 
     def _fail(self, stage: str, exc: BaseException) -> None:
+        """Record a worker's failure. Decoding stops; stages after the failed one finish the
+        frames they hold, so the output keeps every frame done (an encoder failure stops all)."""
         with self._lock:
             self._errors.append((stage, exc))
-        self._abort.set()
+        self._stop_input.set()
+        if stage not in ("decode", "method"):
+            self._abort.set()
 
     def _put(self, q: queue.Queue, item) -> None:
+        consumer_done = self._consumer[id(q)]
         while True:
-            if self._abort.is_set():
+            if self._abort.is_set() or consumer_done.is_set():
                 raise _Abort
             try:
                 q.put(item, timeout=_POLL)
@@ -183,8 +235,16 @@ class Pipeline:
 
     # -- workers ---------------------------------------------------------------------------
     def _decode_worker(self) -> None:
+        stopped = []
+
+        def stop() -> bool:
+            if self._stop_input.is_set():
+                stopped.append(True)
+                return True
+            return False
+
         try:
-            for frame in self.decoder.frames(stop=self._cancel.is_set):
+            for frame in self.decoder.frames(stop=stop):
                 self._captured[frame.index] = time.monotonic()
                 if self.live:
                     self._put_dropping_oldest(frame)
@@ -192,6 +252,7 @@ class Pipeline:
                     self._put(self.frames_q, frame)
                 self.stats.frames_decoded += 1
                 self.stats.reconnects = self.decoder.stats.reconnects
+            self._input_ended = not stopped
             self._put(self.frames_q, _END)
         finally:
             self.stats.corrupt_packets = self.decoder.stats.corrupt_packets
@@ -201,6 +262,8 @@ class Pipeline:
 
     def _put_dropping_oldest(self, frame) -> None:
         while True:
+            if self._abort.is_set() or self._done["method"].is_set():
+                raise _Abort
             try:
                 self.frames_q.put_nowait(frame)
                 return
@@ -270,19 +333,13 @@ class Pipeline:
             self._drain_packets()
             sink.write_frame(picture, pts, duration)
             self.stats.frames_written += 1
-        if first and self._cancel.is_set():
-            sink.abort()  # stopped before the first frame: nothing worth keeping
-            return
-        if first and not self.skip_until:
-            raise InputError("no video frame could be decoded from the input")
-        self._drain_packets()
-        sink.close()
+        self._encoded_all = True
 
     def _drain_packets(self) -> None:
         while self.packets:
             self.sink.write_packet(self.packets.popleft())
 
-    def _spawn(self, name: str, target: Callable[[], None]) -> threading.Thread:
+    def _spawn(self, name: str, target: Callable[[], None], downstream: queue.Queue | None) -> threading.Thread:
         def run() -> None:
             try:
                 target()
@@ -290,6 +347,11 @@ class Pipeline:
                 pass
             except BaseException as exc:  # noqa: BLE001 - reported once by run()
                 self._fail(name, exc)
+                if downstream is not None:
+                    with contextlib.suppress(_Abort):
+                        self._put(downstream, _END)  # the next stage finishes what it holds
+            finally:
+                self._done[name].set()
 
         thread = threading.Thread(target=run, name=f"vsr-{name}", daemon=True)
         thread.start()
@@ -300,12 +362,16 @@ class Pipeline:
         """Run to the end of the input (or until cancelled); returns the final stats.
 
         ``on_progress`` is called from this thread about every ``interval`` seconds. Run from
-        the main thread, Ctrl-C (SIGINT) cancels the run (twice: aborts it).
+        the main thread, Ctrl-C (SIGINT) cancels the run (twice: stops it at once). The output
+        is closed here, once the encoder has stopped, never while a worker uses it.
 
         Raises:
-            VsrError: the first error of any worker (others are logged).
+            VsrError: the first error of any worker (others are logged); with ``partial``
+                the frames done are kept there and the message says so.
             PipelineError: a worker failed with an unexpected exception.
-            Cancelled: the run was cancelled; the output holds the frames processed.
+            Cancelled: the run was cancelled before the end of the input; the output holds
+                the frames processed. A cancel that comes once every frame was decoded
+                finishes them and returns normally.
         """
         with _sigint_cancels(self):
             return self._run(on_progress, interval)
@@ -319,41 +385,98 @@ class Pipeline:
                 raise
             self.stats.dropped_streams = list(self.sink.dropped_streams)
         self.threads = [
-            self._spawn("decode", self._decode_worker),
-            self._spawn("method", self._method_worker),
-            self._spawn("encode", self._encode_worker),
+            self._spawn("decode", self._decode_worker, self.frames_q),
+            self._spawn("method", self._method_worker, self.images_q),
+            self._spawn("encode", self._encode_worker, None),
         ]
-        abandon_at = None
-        while any(t.is_alive() for t in self.threads):
-            if self._abort.is_set():
-                # A worker stuck in a blocking read (a silent pipe) cannot be interrupted: give it
-                # a few seconds, then leave it (the threads are daemons) rather than hang.
-                abandon_at = abandon_at or time.monotonic() + 5.0
-                if time.monotonic() > abandon_at:
-                    log.warning("a worker did not stop; leaving it behind")
-                    break
-            for t in self.threads:
-                t.join(timeout=interval / len(self.threads))
-            if on_progress is not None:
-                self._sample_queues()
-                on_progress(self.stats)
+        self._wait(on_progress, interval)
         self.stats.finished = time.monotonic()
         self._sample_queues()
-        if self._errors:
-            self.sink.abort()
-            stage, exc = self._errors[0]
-            for other_stage, other in self._errors[1:]:
-                log.debug("also failed in %s: %r", other_stage, other)
-            if isinstance(exc, VsrError):
-                raise exc
-            raise PipelineError(f"{stage} failed: {type(exc).__name__}: {exc}") from exc
-        if self._abort.is_set():  # aborted by a second cancel: close what was written
-            self._finish_after_abort()
-        if on_progress is not None:
-            on_progress(self.stats)
+        self.abandoned = [t.name for t in self.threads if t.is_alive()]
+        if self.abandoned:
+            log.warning("%s did not stop; leaving %s behind", ", ".join(self.abandoned),
+                        "it" if len(self.abandoned) == 1 else "them")
+        self._finish_output()
+        self._report(on_progress)
         if self.stats.cancelled:
             raise Cancelled(f"stopped after {self.stats.frames_written} frames; the output holds them")
         return self.stats
+
+    def _wait(self, on_progress: Callable[[RunStats], None] | None, interval: float) -> None:
+        """Wait for the workers, calling ``on_progress``; bound the wait once stopping."""
+        encoder = self.threads[2]
+        abandon_at = None
+        while any(t.is_alive() for t in self.threads):
+            now = time.monotonic()
+            if self._cancelled_at is not None and not self._abort.is_set() and now > self._cancelled_at + self.grace:
+                self._notice(f"the frames in flight did not finish within {self.grace:g} s: stopping now")
+                self._abort.set()
+            if self._abort.is_set():
+                # A method in one long call, or a worker in a blocking read, cannot be interrupted:
+                # give it a few seconds, then leave it (the threads are daemons). The output only
+                # needs the encoder to have stopped.
+                abandon_at = abandon_at or now + _ABANDON_AFTER
+                if now > abandon_at and not encoder.is_alive():
+                    break
+                if now > abandon_at + _ABANDON_AFTER:
+                    break
+            for t in self.threads:
+                t.join(timeout=interval / len(self.threads))
+            self._sample_queues()
+            self._report(on_progress)
+
+    def _report(self, on_progress: Callable[[RunStats], None] | None) -> None:
+        if on_progress is None:
+            return
+        try:
+            on_progress(self.stats)
+        except KeyboardInterrupt:
+            self.cancel()
+        except Exception as exc:  # noqa: BLE001 - a broken display stops the run like a worker
+            self._fail("progress", exc)
+
+    def _finish_output(self) -> None:
+        """Close the output once the encoder has stopped: complete, a prefix, or kept apart on failure."""
+        if self.threads[2].is_alive():  # stuck in a write: the sink cannot be touched
+            if self._errors:
+                self._raise_first(None)
+            return
+        if self._errors:
+            self._raise_first(self._keep_partial())
+        if not self.sink.frames and self.skip_until is None:
+            self.sink.abort()
+            if self.stats.cancelled:
+                raise Cancelled("stopped before any frame was written; nothing was kept")
+            raise InputError("no video frame could be decoded from the input")
+        self._drain_packets()
+        self.sink.close()
+        if self._input_ended and self._encoded_all:
+            self.stats.cancelled = False  # stopped after the last frame: the output is complete
+
+    def _keep_partial(self) -> Path | None:
+        """After a failure: close what was written under :attr:`partial`; returns it, or ``None``."""
+        sink = self.sink
+        if self.partial is None or not sink.frames or sink.container is None:
+            sink.abort()
+            return None
+        try:
+            self._drain_packets()
+            sink.close(self.partial)
+        except Exception as exc:  # noqa: BLE001 - the failure being reported matters more
+            log.debug("could not keep the frames done: %r", exc)
+            sink.abort()
+            return None
+        return self.partial
+
+    def _raise_first(self, kept: Path | None) -> None:
+        stage, exc = self._errors[0]
+        for other_stage, other in self._errors[1:]:
+            log.debug("also failed in %s: %r", other_stage, other)
+        message = str(exc) if isinstance(exc, VsrError) else f"{stage} failed: {type(exc).__name__}: {exc}"
+        if kept is not None:
+            message += f"; the {self.sink.frames} frames done are kept in {kept}"
+        error = type(exc)(message) if isinstance(exc, VsrError) else PipelineError(message)
+        raise error from exc
 
     def _output_size(self) -> tuple[int, int]:
         """``(H, W)`` of the frames the encoder will receive."""
@@ -363,18 +486,26 @@ class Pipeline:
         info = self.decoder.info
         return self.method.output_size(*((roi.h, roi.w) if roi else (info.height, info.width)))
 
-    def _finish_after_abort(self) -> None:
-        if self.sink.container is not None and self.sink.frames:
-            self._drain_packets()
-            self.sink.close()
-        else:
-            self.sink.abort()
-
     def _sample_queues(self) -> None:
         self.stats.queues = {
             "decode": (self.frames_q.qsize(), self.frames_q.maxsize),
             "method": (self.images_q.qsize(), self.images_q.maxsize),
         }
+
+
+def partial_path(target: str | Path) -> Path:
+    """Where a failed run keeps the frames it wrote: ``out.mp4`` → ``out.partial.mp4``."""
+    path = Path(target)
+    return path.with_name(f"{path.stem}.partial{path.suffix}")
+
+
+def busy_workers() -> list[str]:
+    """Names of pipeline workers still running in this process (left behind by a forced stop).
+
+    A process must not exit normally while one of them is inside a native library call:
+    the library's teardown would abort it. Exit with ``os._exit`` instead.
+    """
+    return [t.name for t in threading.enumerate() if t.name.startswith("vsr-") and t.is_alive()]
 
 
 def iterate(decoder, method, output_size: tuple[int, int] | None = None,
