@@ -128,7 +128,7 @@ def restart_once(server: RtspServer, out: str, frames: int, gap: float, timeout:
 
     import vsr
     from vsr.io.source import OpenOptions
-    from vsr.pipeline.runner import Pipeline
+    from vsr.engine.queues import Pipeline
 
     pipelines: list[Pipeline] = []
     server.start()

@@ -21,8 +21,8 @@ ray = pytest.importorskip("ray")
 
 import vsr  # noqa: E402
 from vsr.distributed import run_on_ray, work_dir_for  # noqa: E402
-from vsr.distributed.manifest import MANIFEST_NAME, Manifest  # noqa: E402
-from vsr.distributed.segments import plan_segments, scan_stream  # noqa: E402
+from vsr.engine.manifest import MANIFEST_NAME, Manifest  # noqa: E402
+from vsr.engine.segments import plan_segments, scan_stream  # noqa: E402
 from vsr.errors import Cancelled, ConfigError  # noqa: E402
 from vsr.methods.base import Method  # noqa: E402
 

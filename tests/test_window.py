@@ -7,8 +7,8 @@ from fractions import Fraction
 import pytest
 import torch
 
-from vsr.pipeline.scenecut import SceneCutDetector
-from vsr.pipeline.window import WindowAssembler, frame_windows, to_integer_hwc, to_unit_float
+from vsr.engine.scenecut import SceneCutDetector
+from vsr.engine.window import WindowAssembler, frame_windows, to_integer_hwc, to_unit_float
 from vsr.types import Frame
 
 

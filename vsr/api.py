@@ -17,7 +17,7 @@ from vsr.io.resume import SegmentedSink, job_key, resume_dir
 from vsr.io.source import OpenOptions, is_url, mask_url
 from vsr.methods.base import Method
 from vsr.methods.registry import get_method
-from vsr.pipeline.runner import Pipeline, RunStats, iterate, partial_path
+from vsr.engine.queues import Pipeline, RunStats, iterate, partial_path
 from vsr.types import Frame, VideoInfo
 
 
@@ -113,7 +113,7 @@ def upscale(
         Cancelled: the run was cancelled; ``output`` holds the frames processed.
 
     A run that fails part way keeps the frames done in ``out.partial.mp4`` beside ``out.mp4``
-    (:func:`~vsr.pipeline.runner.partial_path`), or, with ``resume``, in its committed segments;
+    (:func:`~vsr.engine.queues.partial_path`), or, with ``resume``, in its committed segments;
     the error's message says where.
     """
     if isinstance(roi, str):

@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     ends here with ``os._exit``: a normal exit would tear the library down under it and abort.
     """
     code = _main(argv)
-    if "vsr.pipeline.runner" in sys.modules and sys.modules["vsr.pipeline.runner"].busy_workers():
+    if "vsr.engine.queues" in sys.modules and sys.modules["vsr.engine.queues"].busy_workers():
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

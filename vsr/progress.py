@@ -7,7 +7,7 @@ import os
 import sys
 from typing import TextIO
 
-from vsr.pipeline.runner import RunStats
+from vsr.engine.queues import RunStats
 
 
 def _eta(stats: RunStats) -> float | None:

@@ -21,16 +21,16 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from vsr.distributed.manifest import Manifest, job_digest
-from vsr.distributed.segments import plan_segments, scan_stream
+from vsr.engine.manifest import Manifest, job_digest
+from vsr.engine.segments import plan_segments, scan_stream
 from vsr.distributed.stitch import stitch
-from vsr.distributed.task import SegmentJob, SegmentResult, run_segment
+from vsr.engine.task import SegmentJob, SegmentResult, run_segment
 from vsr.errors import Cancelled, CodecError, ConfigError, InputError, ModelError, PipelineError, VsrError
 from vsr.io.decode import Roi
 from vsr.io.encode import EncodeSettings, check_output, container_format
 from vsr.io.source import OpenOptions, is_url
 from vsr.methods.base import Method
-from vsr.pipeline.runner import RunStats
+from vsr.engine.queues import RunStats
 
 log = logging.getLogger(__name__)
 

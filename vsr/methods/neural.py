@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from vsr.errors import ConfigError
 from vsr.methods.base import Method, Window
 from vsr.methods.memory import available_bytes
-from vsr.pipeline.window import from_unit_float, to_unit_float
+from vsr.engine.window import from_unit_float, to_unit_float
 
 if TYPE_CHECKING:
     import torch

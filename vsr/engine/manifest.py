@@ -12,7 +12,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from vsr.distributed.task import SegmentResult, sha256_file
+from vsr.engine.task import SegmentResult, sha256_file
 
 MANIFEST_NAME = "manifest.json"
 

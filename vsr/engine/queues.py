@@ -41,8 +41,8 @@ from pathlib import Path
 
 from vsr.errors import Cancelled, InputError, PipelineError, VsrError
 from vsr.io.source import mask_url
-from vsr.pipeline.scenecut import SceneCutDetector
-from vsr.pipeline.window import WindowAssembler, frame_windows, to_integer_hwc
+from vsr.engine.scenecut import SceneCutDetector
+from vsr.engine.window import WindowAssembler, frame_windows, to_integer_hwc
 
 log = logging.getLogger(__name__)
 

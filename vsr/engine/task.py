@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vsr.distributed.segments import Segment, decode_segment
+from vsr.engine.segments import Segment, decode_segment
 from vsr.errors import PipelineError
 from vsr.io.decode import Decoder, Roi
 from vsr.io.encode import EncodeSettings, Sink
 from vsr.io.source import OpenOptions
-from vsr.pipeline.scenecut import SceneCutDetector
-from vsr.pipeline.window import WindowAssembler, frame_windows, to_integer_hwc
+from vsr.engine.scenecut import SceneCutDetector
+from vsr.engine.window import WindowAssembler, frame_windows, to_integer_hwc
 
 _REPORT_INTERVAL = 0.5
 
