@@ -3,12 +3,14 @@
 ``python tests/stopping_methods.py run ...`` is the real ``vsr`` command with two more
 methods registered, so tests can inject a failure or a slow step into a real process:
 
-- ``explode``: nearest x2 that raises ``RuntimeError`` at frame ``at`` (``--param at=N``);
+- ``explode``: nearest x2 that raises ``RuntimeError`` at frame ``at`` (``--param at=N``, or
+  ``$EXPLODE_AT``);
 - ``crawl``: nearest x2 after about ``seconds`` of native torch work per frame.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -60,7 +62,8 @@ class Crawl(Method):
 
 
 def explode(scale: int = 2, at: int = 5) -> Explode:
-    return Explode(at)
+    # $EXPLODE_AT moves the failure without changing the job's parameters (and so its key).
+    return Explode(int(os.environ.get("EXPLODE_AT", at)))
 
 
 def crawl(scale: int = 2, seconds: float = 0.5) -> Crawl:

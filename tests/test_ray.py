@@ -20,8 +20,8 @@ from conftest import ffmpeg_exe, framemd5, make_clip, picture, run_cli
 ray = pytest.importorskip("ray")
 
 import vsr  # noqa: E402
-from vsr.distributed import run_on_ray, work_dir_for  # noqa: E402
-from vsr.engine.manifest import MANIFEST_NAME, Manifest  # noqa: E402
+from vsr.distributed import run_on_ray  # noqa: E402
+from vsr.engine.manifest import MANIFEST_NAME, Manifest, work_dir  # noqa: E402
 from vsr.engine.segments import plan_segments, scan_stream  # noqa: E402
 from vsr.errors import Cancelled, ConfigError  # noqa: E402
 from vsr.methods.base import Method  # noqa: E402
@@ -60,14 +60,16 @@ class WeightedWindow(Method):
 
 
 class CrashOnce(Method):
-    """Nearest x2 whose first call anywhere in the cluster kills its worker process."""
+    """Nearest x2 whose first call anywhere in the cluster kills its worker process, or
+    with ``raises`` raises a Python exception."""
 
     name = "crash-once"
     scale = 2
 
-    def __init__(self, marker: str) -> None:
+    def __init__(self, marker: str, raises: bool = False) -> None:
         super().__init__()
         self.marker = marker
+        self.raises = raises
 
     def __call__(self, frames, ref):
         try:
@@ -75,6 +77,8 @@ class CrashOnce(Method):
         except FileExistsError:
             return _nearest(frames[ref], self.scale)
         os.close(fd)
+        if self.raises:
+            raise RuntimeError("a transient failure")
         os._exit(1)
 
 
@@ -132,7 +136,7 @@ def test_bicubic_on_ray_equals_single_process(tmp_path):
     assert stats.frames_written == 45
     assert framemd5(distributed) == framemd5(single)  # pts, durations and pixels of every frame
     assert framemd5(distributed, "a:0", copy=True) == framemd5(single, "a:0", copy=True)
-    assert not work_dir_for(distributed).exists()
+    assert not work_dir(distributed).exists()
 
 
 def test_windowed_method_sees_the_same_neighbours_and_cuts_as_single_process(tmp_path):
@@ -194,7 +198,7 @@ def test_rerun_resumes_from_the_segments_already_done(tmp_path):
     with pytest.raises(Cancelled):
         run_on_ray(str(src), str(distributed), method=Logged(str(log)), encode=FFV1,
                    segment_seconds=SEGMENT_SECONDS, on_progress=stop_after_two)
-    folder = work_dir_for(distributed)
+    folder = work_dir(distributed)
     assert (folder / MANIFEST_NAME).exists() and not distributed.exists()
     job = json.loads((folder / MANIFEST_NAME).read_text())["job"]
     done = Manifest.load(folder, job).segments
@@ -270,40 +274,15 @@ def test_display_rotation_comes_through(tmp_path):
     assert "rotation of 90.00 degrees" in described
 
 
-class RaiseOnce(Method):
-    """Nearest x2 whose first call anywhere in the cluster raises a Python exception."""
-
-    name = "raise-once"
-    scale = 2
-
-    def __init__(self, marker: str) -> None:
-        super().__init__()
-        self.marker = marker
-
-    def __call__(self, frames, ref):
-        try:
-            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            return _nearest(frames[ref], self.scale)
-        os.close(fd)
-        raise RuntimeError("a transient failure")
-
-
-class BadInput(Method):
+class BadInput(Logged):
     """Logs each call, then fails as a bad input would: a rerun would fail the same way."""
 
     name = "bad-input"
-    scale = 2
-
-    def __init__(self, log: str) -> None:
-        super().__init__()
-        self.log = log
 
     def __call__(self, frames, ref):
         from vsr.errors import InputError
 
-        with open(self.log, "a") as f:
-            f.write("x\n")
+        super().__call__(frames, ref)
         raise InputError("this input cannot be upscaled")
 
 
@@ -312,7 +291,7 @@ def test_a_python_exception_in_a_task_is_retried(tmp_path):
     marker = tmp_path / "raised"
     single, distributed = tmp_path / "single.mkv", tmp_path / "ray.mkv"
     vsr.upscale(str(src), str(single), method="nearest", scale=2, encode=FFV1)
-    stats = run_on_ray(str(src), str(distributed), method=RaiseOnce(str(marker)), encode=FFV1,
+    stats = run_on_ray(str(src), str(distributed), method=CrashOnce(str(marker), raises=True), encode=FFV1,
                        segment_seconds=SEGMENT_SECONDS, max_retries=2)
     assert marker.exists()  # a task did raise
     assert stats.frames_written == 45
@@ -344,7 +323,7 @@ class _Cluster:
     ("bicubic", "cuda", 2, 1),  # a named device is honoured
 ])
 def test_tasks_ask_for_a_gpu_only_when_the_method_uses_one(method, device, gpus, wanted):
-    from vsr.api import build_method
+    from vsr.methods.build import build_method
     from vsr.distributed.ray_runner import gpus_per_task
 
     built = build_method(method, 2, {}, "cpu")

@@ -7,6 +7,7 @@ methods of ``stopping_methods.py``; signals are real signals to a real process.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -16,7 +17,7 @@ from conftest import SAMPLES, framemd5, make_clip
 from stopping_methods import COMMAND, Crawl, Explode
 
 import vsr
-from vsr.io.resume import resume_dir
+from vsr.engine.manifest import work_dir
 
 CLIP = SAMPLES / "chaplin.mp4"
 
@@ -70,12 +71,12 @@ def test_failure_with_resume_keeps_the_segments_and_the_rerun_finishes(tmp_path)
     out = tmp_path / "out.mp4"
     common = ["run", str(CLIP), "-o", str(out), "-m", "explode", "--preset", "ultrafast", "--resume",
               "--segment-seconds", "1"]
-    proc = _vsr(*common, "--param", "at=80")
+    proc = _vsr(*common, env={**os.environ, "EXPLODE_AT": "80"})
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 1
-    assert len(err.strip().splitlines()) == 1 and "kept in" in err and resume_dir(str(out)).name in err, err
+    assert len(err.strip().splitlines()) == 1 and "kept in" in err and work_dir(str(out)).name in err, err
     assert not out.exists()
-    proc = _vsr(*common, "--param", "at=100000")
+    proc = _vsr(*common, env={**os.environ, "EXPLODE_AT": "100000"})
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert [f[0] for f in framemd5(out)] == [f[0] for f in framemd5(CLIP)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -10,39 +9,18 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from vsr.errors import Cancelled, ConfigError, InputError, VsrError
+from vsr.digest import sha256_file
+from vsr.engine.job import plan_job
+from vsr.engine.local import LocalExecutor
+from vsr.engine.manifest import work_dir
+from vsr.engine.queues import Pipeline, RunStats, iterate, partial_path
+from vsr.errors import ConfigError
 from vsr.io.decode import Decoder, Roi
 from vsr.io.encode import EncodeSettings, Sink, check_output
-from vsr.io.resume import SegmentedSink, job_key, resume_dir
 from vsr.io.source import OpenOptions, is_url, mask_url
 from vsr.methods.base import Method
-from vsr.methods.registry import get_method
-from vsr.engine.queues import Pipeline, RunStats, iterate, partial_path
+from vsr.methods.build import build_method
 from vsr.types import Frame, VideoInfo
-
-
-def resolve_device(device: str | None) -> str:
-    """``"auto"``/``None`` → ``"cuda"`` when a CUDA device is usable, else ``"cpu"``."""
-    import torch
-
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
-    return device
-
-
-def build_method(method: str | Method, scale: int | None, params: dict[str, Any] | None, device: str | None,
-                 size: tuple[int, int] | None = None) -> Method:
-    """A ready method: from the registry (or as given), on its device, honouring ``size`` ``(W, H)``."""
-    if isinstance(method, Method):
-        built = method
-    else:
-        built = get_method(method, scale=scale, **(params or {}))
-    built.to(resolve_device(device))
-    if size is not None:
-        built.target_size = (size[1], size[0])
-    return built
 
 
 def _output_size(method: Method, height: int, width: int, size: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -97,13 +75,14 @@ def upscale(
         open_options: timeout and transport for network sources.
         reconnect: times to reopen a network source that drops or stalls (-1: forever).
         live: drop the oldest waiting frame rather than fall behind the source.
-        resume: write the video in committed segments beside the output; a later call with
-            the same arguments continues after the last committed frame (see
-            :mod:`vsr.io.resume`).
-        segment_seconds: length of those segments.
+        resume: cut the job into segments at keyframes, committed one by one in a work
+            directory beside the output; a later call with the same arguments seeks to the
+            first unfinished segment (see :mod:`vsr.engine.local`). Needs an input file.
+        segment_seconds: target length of those segments.
         on_progress: called about four times a second with the running :class:`RunStats`.
-        on_start: called with the :class:`Pipeline` before it runs (to cancel it from a
-            signal handler, for instance).
+        on_start: called with the :class:`Pipeline` before it runs (with ``resume``, the
+            :class:`~vsr.engine.local.LocalExecutor`), to cancel it from a signal handler, for
+            instance.
 
     Returns:
         The final :class:`RunStats`.
@@ -132,46 +111,45 @@ def upscale(
         if isinstance(exc, ConfigError) or type(exc) is ValueError:
             raise ConfigError(str(exc)) from exc
         raise
-    try:
-        if resume and (output == "-" or is_url(output)):
-            raise ConfigError("--resume needs a file output (it keeps segments beside it)")
-        check_output(source, output, overwrite or (resume and resume_dir(output).is_dir()))
-        info = decoder.info
-        in_h, in_w = (roi.h, roi.w) if roi else (info.height, info.width)
-        skip_until = None
-        if resume:
-            job = job_key(source, {"method": built.describe(), "size": size, "roi": roi, "encode": asdict(encode),
-                                   "video_stream": video_stream})
-            rate = float(info.average_rate) if info.average_rate else 25.0
-            sink = SegmentedSink(output, source, info, encode, passthrough=decoder.passthrough, job=job,
-                                 segment_frames=max(1, round(segment_seconds * rate)))
-            skip_until = sink.resume_after
-        else:
-            sink = Sink(output, info, encode, passthrough=decoder.passthrough)
-        keep = None if resume or output == "-" or is_url(output) else partial_path(output)
-        pipeline = Pipeline(decoder, built, sink, output_size=_output_size(built, in_h, in_w, size),
-                            queue_size=(2 if live else 8) if queue_size is None else queue_size,
-                            live=live, skip_until=skip_until, partial=keep)
-    except BaseException:
-        decoder.close()
-        raise
-    if on_start is not None:
-        on_start(pipeline)
-    try:
-        stats = pipeline.run(on_progress=on_progress)
-    except (Cancelled, InputError):
-        raise
-    except VsrError as exc:
-        if not resume:
-            raise
-        done = sink.manifest.frames
-        raise type(exc)(f"{exc}; the {done} frames done are kept in {sink.folder}: run the same command "
-                        "to continue") from exc
     if resume:
-        sink.finish()
+        decoder.close()  # it has checked the input and the region; each segment opens its own
+        stats = _resume(source, output, method, built, scale=scale, params=params, size=size, encode=encode,
+                        video_stream=video_stream, roi=roi, overwrite=overwrite, open_options=open_options,
+                        device=device, segment_seconds=segment_seconds, on_progress=on_progress, on_start=on_start)
+    else:
+        try:
+            check_output(source, output, overwrite)
+            info = decoder.info
+            in_h, in_w = (roi.h, roi.w) if roi else (info.height, info.width)
+            sink = Sink(output, info, encode, passthrough=decoder.passthrough)
+            pipeline = Pipeline(decoder, built, sink, output_size=_output_size(built, in_h, in_w, size),
+                                queue_size=(2 if live else 8) if queue_size is None else queue_size, live=live,
+                                partial=None if output == "-" or is_url(output) else partial_path(output))
+        except BaseException:
+            decoder.close()
+            raise
+        if on_start is not None:
+            on_start(pipeline)
+        stats = pipeline.run(on_progress=on_progress)
     if roi is not None or record is not None:
         write_record(record or f"{output}.json", source, output, built, roi, encode, stats, decoder.info)
     return stats
+
+
+def _resume(source: str, output: str, method: str | Method, built: Method, *, overwrite: bool,
+            segment_seconds: float, on_progress: Callable[[RunStats], None] | None,
+            on_start: Callable[[LocalExecutor], None] | None, **settings: Any) -> RunStats:
+    """``upscale(..., resume=True)``: the job cut into segments, run by the local executor."""
+    if source == "-" or is_url(source):
+        raise ConfigError("--resume needs an input file: it seeks to the first unfinished segment of it")
+    if output == "-" or is_url(output):
+        raise ConfigError("--resume needs a file output (it keeps segments beside it)")
+    check_output(source, output, overwrite or work_dir(output).is_dir())
+    plan = plan_job(source, output, method, built, segment_seconds=segment_seconds, at_keyframes=False, **settings)
+    executor = LocalExecutor(plan, built)
+    if on_start is not None:
+        on_start(executor)
+    return executor.run(on_progress)
 
 
 def frames(
@@ -198,13 +176,10 @@ def frames(
 
 
 def _sha256(path: str) -> str | None:
+    """sha256 of a file; ``None`` for standard input/output and URLs."""
     if path == "-" or is_url(path) or not os.path.isfile(path):
         return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def write_record(path: str, source: str, output: str, method: Method, roi: Roi | None,

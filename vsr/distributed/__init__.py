@@ -3,6 +3,6 @@
 Ray is optional (``pip install 'vsr[ray]'``) and imported only when a job runs.
 """
 
-from vsr.distributed.ray_runner import run_on_ray, work_dir_for
+from vsr.distributed.ray_runner import run_on_ray
 
-__all__ = ["run_on_ray", "work_dir_for"]
+__all__ = ["run_on_ray"]

@@ -13,24 +13,24 @@ of the cluster (a shared filesystem), as on a single machine.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from vsr.engine.manifest import Manifest, job_digest
-from vsr.engine.segments import plan_segments, scan_stream
-from vsr.distributed.stitch import stitch
+from vsr.engine.job import plan_job
+from vsr.engine.manifest import Manifest, locked
+from vsr.engine.queues import RunStats
 from vsr.engine.task import SegmentJob, SegmentResult, run_segment
 from vsr.errors import Cancelled, CodecError, ConfigError, InputError, ModelError, PipelineError, VsrError
 from vsr.io.decode import Roi
 from vsr.io.encode import EncodeSettings, check_output, container_format
 from vsr.io.source import OpenOptions, is_url
+from vsr.io.stitch import stitch
 from vsr.methods.base import Method
-from vsr.engine.queues import RunStats
+from vsr.methods.build import build_method
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,6 @@ def import_ray():
     except ImportError as exc:
         raise ConfigError(f"--ray needs Ray, which is not installed: {INSTALL_HINT}") from exc
     return ray
-
-
-def work_dir_for(output: str | Path) -> Path:
-    """The work directory beside ``output`` that holds segment files and the manifest."""
-    out = Path(output)
-    return out.with_name(f".{out.name}.vsr-segments")
 
 
 def connect(address: str) -> bool:
@@ -89,15 +83,15 @@ class ProgressBoard:
         return dict(self.frames)
 
 
-#: Errors a rerun would only repeat (bad input, options, codec or model, an input that cannot
-#: be split): a task hands them back as its result, so Ray does not retry them. Any other
-#: exception (a full or flaky disk, out of memory, a lost file server) is raised and retried.
-FINAL_ERRORS = (InputError, ConfigError, CodecError, ModelError, PipelineError)
+#: Errors a rerun would only repeat (bad input, options, codec or model): a task hands them
+#: back as its result, so Ray does not retry them. Any other exception (a method's error, a
+#: full or flaky disk, out of memory, a lost file server) is raised and retried.
+FINAL_ERRORS = (InputError, ConfigError, CodecError, ModelError)
 
 
 def _remote_segment(job: SegmentJob, board) -> SegmentResult | VsrError:
     try:
-        return run_segment(job, on_frames=lambda n: board.report.remote(job.segment.id, n))
+        return run_segment(job, on_progress=lambda s: board.report.remote(job.segment.id, s.frames_written))
     except FINAL_ERRORS as exc:
         return exc
 
@@ -162,8 +156,6 @@ def run_on_ray(
         Cancelled: interrupted; finished segments stay in the work directory and the same
             command resumes from them.
     """
-    from vsr.api import build_method
-
     if source == "-" or is_url(source):
         raise ConfigError("--ray needs an input file that every worker can open, not a stream")
     if output == "-" or is_url(output):
@@ -182,57 +174,31 @@ def run_on_ray(
     device = device or "auto"
 
     probe_method = build_method(method, scale, params, "cpu", size)
-    wants_gpu = probe_method.wants_gpu
-    radius = probe_method.radius
-    before, after = (2 * radius, 0) if probe_method.causal else (radius, radius)
-    scan = scan_stream(source, video_stream, open_options)
-    segments = plan_segments(scan, segment_seconds, before, after)
-
-    folder = work_dir_for(output)
-    folder.mkdir(exist_ok=True)
-    stat = os.stat(source)
-    digest = job_digest({
-        "source": str(Path(source).resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-        "method": method if isinstance(method, str) else probe_method.describe(), "scale": scale,
-        "params": params, "size": size, "encode": asdict(encode), "video_stream": video_stream,
-        "roi": asdict(roi) if roi else None, "segments": [asdict(s) for s in segments],
-        "suffix": Path(output).suffix,
-    })
-    manifest = Manifest.load(folder, digest)
-    suffix = Path(output).suffix
-    jobs: dict[int, SegmentJob] = {}
-    stats = RunStats(frame_count=len(scan.pts))
-    done: dict[int, SegmentResult] = {}
-    for segment in segments:
-        kept = manifest.verified(segment.id, segment.frames, segment.first_pts, segment.last_pts)
-        if kept is not None:
-            done[segment.id] = kept
-            continue
-        manifest.segments.pop(segment.id, None)
-        jobs[segment.id] = SegmentJob(
-            source=source, segment=segment, path=str(folder / f"segment-{segment.id:05d}{suffix}"),
-            method=method, scale=scale, params=params, size=size, encode=encode, device=device,
-            video_stream=video_stream, roi=roi, open_options=open_options)
-    manifest.segments = dict(done)
-    manifest.save(folder)
-    stats.frames_written = sum(r.frames for r in done.values())
-    stats.queues = {"segments": (len(done), len(segments))}
-    resumed = stats.frames_written
-    if done:
-        log.info("resuming: %d of %d segments already done", len(done), len(segments))
-
-    if jobs:
-        _run_tasks(jobs, manifest, folder, stats, len(segments), address, device, wants_gpu, max_retries,
-                   on_progress, interval, resumed)
-    paths = [manifest.segments[s.id].path for s in segments]
-    result = stitch(paths, source, output, format=encode.format, video_stream=video_stream,
-                    open_options=open_options)
-    stats.packets_passed = result.passthrough_packets
-    stats.dropped_streams = list(result.dropped_streams)
-    stats.scene_cuts = sum(r.scene_cuts for r in manifest.segments.values())
-    stats.frames_processed = stats.frames_written
-    stats.finished = time.monotonic()
-    shutil.rmtree(folder, ignore_errors=True)
+    plan = plan_job(source, output, method, probe_method, scale=scale, params=params, size=size, encode=encode,
+                    video_stream=video_stream, roi=roi, open_options=open_options, device=device,
+                    segment_seconds=segment_seconds)
+    folder = plan.folder
+    with locked(folder):
+        manifest = Manifest.load(folder, plan.key)
+        done, todo = plan.take_stock(manifest)
+        stats = RunStats(frame_count=plan.frames)
+        stats.frames_written = manifest.frames
+        stats.queues = {"segments": (len(done), len(plan.segments))}
+        resumed = stats.frames_written
+        if done:
+            log.info("resuming: %d of %d segments already done", len(done), len(plan.segments))
+        if todo:
+            _run_tasks({job.segment.id: job for job in todo}, manifest, folder, stats, len(plan.segments), address,
+                       device, probe_method.wants_gpu, max_retries, on_progress, interval, resumed)
+        paths = [folder / Path(manifest.segments[s.id].path).name for s in plan.segments]
+        result = stitch(paths, source, output, format=encode.format, video_stream=video_stream,
+                        open_options=open_options)
+        stats.packets_passed = result.passthrough_packets
+        stats.dropped_streams = list(result.dropped_streams)
+        stats.scene_cuts = sum(r.scene_cuts for r in manifest.segments.values())
+        stats.frames_processed = stats.frames_written
+        stats.finished = time.monotonic()
+        shutil.rmtree(folder, ignore_errors=True)
     if roi is not None or record is not None:
         from vsr.api import write_record
         from vsr.io.source import probe
@@ -260,7 +226,7 @@ def _run_tasks(jobs: dict[int, SegmentJob], manifest: Manifest, folder: Path, st
         if gpus and not ray.cluster_resources().get("GPU", 0):
             raise ConfigError(f"--device {device} asked for, but the Ray cluster has no GPU; use --device auto or cpu")
         if not gpus:  # no GPU reserved: a task must not use one it shares with others
-            jobs = {i: replace(job, device="cpu") for i, job in jobs.items()}
+            jobs = {i: replace(job, recipe=replace(job.recipe, device="cpu")) for i, job in jobs.items()}
         board = ray.remote(num_cpus=0)(ProgressBoard).remote()
         task = ray.remote(_remote_segment).options(num_gpus=gpus, max_retries=max_retries, retry_exceptions=True)
         pending = {task.remote(job, board): job.segment.id for job in jobs.values()}

@@ -5,7 +5,10 @@
     decode ──frames──► method ──images──► encode ──► sink
        └──────────── audio / subtitle packets ─────────┘
 
-Each worker is a thread (PyAV, OpenCV and torch release the GIL while they work).
+The method worker runs :func:`upscale_frames`, the one frame loop (windows, method,
+output size) that :func:`iterate` and segment runs (``--resume``, Ray tasks, through
+:mod:`vsr.engine.task`) share. Each worker is a thread (PyAV, OpenCV and torch release
+the GIL while they work).
 A full queue blocks its producer, so memory stays bounded by the queue sizes. The
 audio/subtitle channel has no bound of its own: the demuxer reads in file order
 and stops when the frame queue is full, so the packets waiting in it never span
@@ -35,14 +38,23 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
+from vsr.engine.scenecut import SceneCutDetector
+from vsr.engine.window import WindowAssembler, frame_windows, to_integer_hwc, to_unit_float
 from vsr.errors import Cancelled, InputError, PipelineError, VsrError
 from vsr.io.source import mask_url
-from vsr.engine.scenecut import SceneCutDetector
-from vsr.engine.window import WindowAssembler, frame_windows, to_integer_hwc
+from vsr.types import Frame
+
+if TYPE_CHECKING:
+    import torch
+
+    from vsr.engine.local import LocalExecutor
+    from vsr.methods.base import Method, Window
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +83,7 @@ class RunStats:
         scene_cuts: shot boundaries found (windowed methods only).
         cancelled: the run was stopped early and the output holds a prefix.
         dropped_streams: streams of the source the output container could not take.
+        first_pts, last_pts: pts of the first and last frame written.
     """
 
     frames_decoded: int = 0
@@ -87,6 +100,8 @@ class RunStats:
     dropped_streams: list[str] = field(default_factory=list)
     frames_dropped: int = 0
     reconnects: int = 0
+    first_pts: int | None = None
+    last_pts: int | None = None
     latency: float | None = None
     latency_max: float = 0.0
     _latency_sum: float = 0.0
@@ -127,8 +142,12 @@ class Pipeline:
         live: never fall behind the source: when the method's input queue is full the
             oldest waiting frame is dropped (and counted) instead of blocking the decoder.
             Without it nothing is ever dropped.
-        skip_until: frames with pts up to this are decoded (they may be neighbours of later
-            frames) but not processed or written: they were committed by an earlier run.
+        frames: the range of the source to run, as ``frames(stop)`` giving the decoded frames
+            in order until ``stop()`` is true (e.g. one segment, see
+            :func:`~vsr.engine.segments.decode_segment`); ``None``: the whole source.
+        keep: which of those frames to upscale and write (the others are only neighbours in
+            the windows); ``None``: all.
+        passthrough: copy the source's audio and subtitle packets into the sink.
         partial: where the frames written so far are kept when a worker fails (a file output
             closed under this name, see :func:`partial_path`); ``None`` deletes them.
         grace: seconds the frames in flight get to finish after a first :meth:`cancel`
@@ -143,7 +162,9 @@ class Pipeline:
 
     def __init__(self, decoder, method, sink, output_size: tuple[int, int] | None = None,
                  queue_size: int = 8, scene_cuts: bool = True, live: bool = False,
-                 skip_until: int | None = None, partial: Path | None = None, grace: float = 15.0) -> None:
+                 frames: Callable[[Callable[[], bool]], Iterable[Frame]] | None = None,
+                 keep: Callable[[Frame], bool] | None = None, passthrough: bool = True,
+                 partial: Path | None = None, grace: float = 15.0) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1; got {queue_size}")
         self.decoder = decoder
@@ -153,7 +174,9 @@ class Pipeline:
         self.frames_q: queue.Queue = queue.Queue(queue_size)
         self.images_q: queue.Queue = queue.Queue(queue_size)
         self.packets: collections.deque = collections.deque()
-        self.decoder.on_packet = self.packets.append
+        self.decoder.on_packet = self.packets.append if passthrough else None
+        self.frames = frames or decoder.frames
+        self.keep = keep
         self.detector = SceneCutDetector() if scene_cuts and method.radius > 0 else None
         info = decoder.info
         estimate = None
@@ -161,7 +184,6 @@ class Pipeline:
             estimate = round(info.duration * info.average_rate)  # for the ETA of containers that do not count
         self.stats = RunStats(frame_count=info.frame_count or estimate)
         self.live = live
-        self.skip_until = skip_until
         self.partial = partial
         self.grace = grace
         self.on_notice: Callable[[str], None] | None = None
@@ -199,6 +221,11 @@ class Pipeline:
         in_flight = max(0, s.frames_decoded - s.frames_written - s.frames_dropped)
         self._notice(f"stopping: finishing the {in_flight} frames in flight (at most {self.grace:g} s), then "
                      f"closing {target}; interrupt again to stop at once")
+
+    @property
+    def cancel_requested(self) -> bool:
+        """:meth:`cancel` was called (even if the run then completed)."""
+        return self._cancel.is_set()
 
     def _notice(self, message: str) -> None:
         if self.on_notice is not None:
@@ -244,7 +271,7 @@ class Pipeline:
             return False
 
         try:
-            for frame in self.decoder.frames(stop=stop):
+            for frame in self.frames(stop):
                 self._captured[frame.index] = time.monotonic()
                 if self.live:
                     self._put_dropping_oldest(frame)
@@ -283,37 +310,19 @@ class Pipeline:
             yield item
 
     def _method_worker(self) -> None:
-        import torch
-
-        method = self.method
-        assembler = WindowAssembler(method.device, method.dtype, integer=method.integer_io)
-        references: collections.deque = collections.deque()
-        is_cut = self.detector.is_cut if self.detector is not None else None
-        windows = frame_windows(self._incoming_frames(), method.radius, method.causal, is_cut)
-
-        def feed():
-            for ref, slots in windows:
-                if self.skip_until is not None and ref.pts is not None and ref.pts <= self.skip_until:
-                    self._captured.pop(ref.index, None)
-                    continue
-                references.append(ref)
-                ref_slot = len(slots) - 1 if method.causal else len(slots) // 2
-                yield assembler.assemble(slots, ref_slot)
+        def keep(frame: Frame) -> bool:
+            if self.keep is None or self.keep(frame):
+                return True
+            self._captured.pop(frame.index, None)
+            return False
 
         bit_depth = self.decoder.info.bit_depth
-        with torch.inference_mode():
-            for image in method.stream(feed()):
-                ref = references.popleft()
-                if self.output_size is not None and tuple(image.shape[-2:]) != self.output_size:
-                    from vsr.methods.interp import resize
-
-                    image = resize(image, self.output_size, "lanczos")
-                # Converted to the encoder's pixel format here, beside the encoder, not before it.
-                picture = self.sink.picture(to_integer_hwc(image, bit_depth))
-                self._put(self.images_q, (picture, ref.pts, ref.duration, ref.index))
-                self.stats.frames_processed += 1
-        if self.detector is not None:
-            self.stats.scene_cuts = self.detector.cuts
+        for ref, image in upscale_frames(self._incoming_frames(), self.method, self.output_size,
+                                         self.detector, keep, self.stats):
+            # Converted to the encoder's pixel format here, beside the encoder, not before it.
+            picture = self.sink.picture(to_integer_hwc(image, bit_depth))
+            self._put(self.images_q, (picture, ref.pts, ref.duration, ref.index))
+            self.stats.frames_processed += 1
         self._put(self.images_q, _END)
 
     def _encode_worker(self) -> None:
@@ -333,6 +342,9 @@ class Pipeline:
             self._drain_packets()
             sink.write_frame(picture, pts, duration)
             self.stats.frames_written += 1
+            if self.stats.first_pts is None:
+                self.stats.first_pts = pts
+            self.stats.last_pts = pts
         self._encoded_all = True
 
     def _drain_packets(self) -> None:
@@ -373,7 +385,7 @@ class Pipeline:
                 the frames processed. A cancel that comes once every frame was decoded
                 finishes them and returns normally.
         """
-        with _sigint_cancels(self):
+        with sigint_cancels(self):
             return self._run(on_progress, interval)
 
     def _run(self, on_progress: Callable[[RunStats], None] | None, interval: float) -> RunStats:
@@ -443,7 +455,7 @@ class Pipeline:
             return
         if self._errors:
             self._raise_first(self._keep_partial())
-        if not self.sink.frames and self.skip_until is None:
+        if not self.sink.frames:
             self.sink.abort()
             if self.stats.cancelled:
                 raise Cancelled("stopped before any frame was written; nothing was kept")
@@ -508,42 +520,77 @@ def busy_workers() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("vsr-") and t.is_alive()]
 
 
-def iterate(decoder, method, output_size: tuple[int, int] | None = None,
-            scene_cuts: bool = True) -> Iterator:
+def upscale_frames(frames: Iterable[Frame], method: Method, output_size: tuple[int, int] | None = None,
+                   detector: SceneCutDetector | None = None, keep: Callable[[Frame], bool] | None = None,
+                   stats: RunStats | None = None) -> Iterator[tuple[Frame, torch.Tensor]]:
+    """The frame loop every run goes through: frames → windows → method → output size.
+
+    Args:
+        frames: decoded frames in presentation order (a whole source or one segment with
+            its neighbours).
+        method: the method, on its device; it sees only windows.
+        output_size: ``(H, W)`` to resample the method's output to (lanczos), or ``None``.
+        detector: finds shot boundaries, so that no window spans one; ``None``: no detection.
+        keep: which frames to upscale; the others only serve as neighbours in windows.
+            ``None``: every frame.
+        stats: where to count ``scene_cuts`` (cuts at kept frames only, so that segments
+            overlapping by their neighbours count each cut once).
+
+    Yields:
+        ``(reference frame, image)`` per kept frame, in order; ``image`` is ``(C, H, W)`` on
+        the method's device: float, nominally in [0, 1], or the input's integer type for a
+        method with ``integer_io``.
+    """
+    import torch
+
+    assembler = WindowAssembler(method.device, method.dtype, integer=method.integer_io)
+    references: collections.deque = collections.deque()
+    is_cut = None
+    if detector is not None:
+        def is_cut(frame: Frame) -> bool:
+            cut = detector.is_cut(frame)
+            if cut and stats is not None and (keep is None or keep(frame)):
+                stats.scene_cuts += 1
+            return cut
+
+    def feed() -> Iterator[Window]:
+        for ref, slots in frame_windows(frames, method.radius, method.causal, is_cut):
+            if keep is not None and not keep(ref):
+                continue
+            references.append(ref)
+            yield assembler.assemble(slots, len(slots) - 1 if method.causal else len(slots) // 2)
+
+    with torch.inference_mode():
+        for image in method.stream(feed()):
+            if output_size is not None and tuple(image.shape[-2:]) != output_size:
+                from vsr.methods.interp import resize
+
+                image = resize(image, output_size, "lanczos")
+            yield references.popleft(), image
+
+
+def iterate(decoder, method: Method, output_size: tuple[int, int] | None = None,
+            scene_cuts: bool = True) -> Iterator[Frame]:
     """Upscale in the calling thread, yielding output :class:`~vsr.types.Frame` objects.
 
     The frames hold float ``(C, H, W)`` tensors in [0, 1] on the method's device, with the
     pts and time_base of their source frame. For driving vsr from your own loop.
     """
-    import torch
-
-    from vsr.types import Frame
-
-    assembler = WindowAssembler(method.device, method.dtype)
     detector = SceneCutDetector() if scene_cuts and method.radius > 0 else None
-    references: collections.deque = collections.deque()
-
-    def feed():
-        for ref, slots in frame_windows(decoder.frames(), method.radius, method.causal,
-                                        detector.is_cut if detector else None):
-            references.append(ref)
-            yield assembler.assemble(slots, len(slots) - 1 if method.causal else len(slots) // 2)
-
     try:
-        with torch.inference_mode():
-            for index, image in enumerate(method.stream(feed())):
-                ref = references.popleft()
-                if output_size is not None and tuple(image.shape[-2:]) != output_size:
-                    from vsr.methods.interp import resize
-
-                    image = resize(image, output_size, "lanczos")
-                yield Frame(data=image, pts=ref.pts, time_base=ref.time_base, index=index, duration=ref.duration)
+        loop = upscale_frames(decoder.frames(), method, output_size, detector)
+        for index, (ref, image) in enumerate(loop):
+            if image.is_floating_point():
+                image = image.clamp(0.0, 1.0)
+            else:
+                image = to_unit_float(image, image.device, method.dtype)
+            yield Frame(data=image, pts=ref.pts, time_base=ref.time_base, index=index, duration=ref.duration)
     finally:
         decoder.close()
 
 
 @contextlib.contextmanager
-def _sigint_cancels(pipeline: Pipeline) -> Iterator[None]:
+def sigint_cancels(pipeline: Pipeline | LocalExecutor) -> Iterator[None]:
     """In the main thread, make SIGINT call ``pipeline.cancel()`` instead of raising
     ``KeyboardInterrupt``, which could land between any two statements of the run and leave
     the output unclosed. Elsewhere (signals reach only the main thread) it does nothing."""

@@ -11,7 +11,7 @@ costs one read of the file and no decoding.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -94,12 +94,17 @@ def scan_stream(source: str, video_stream: int | None = None, options: OpenOptio
         container.close()
 
 
-def plan_segments(scan: StreamScan, segment_seconds: float, before: int, after: int) -> list[Segment]:
-    """Split the stream at keyframes into segments of at least ``segment_seconds`` each.
+def plan_segments(scan: StreamScan, segment_seconds: float, before: int, after: int,
+                  at_keyframes: bool = True) -> list[Segment]:
+    """Split the stream into segments of at least ``segment_seconds`` each.
 
-    Every segment but the first starts at a keyframe; a segment ends just before the
-    first keyframe at least ``segment_seconds`` after its start (so sparse keyframes
-    make segments longer, never shorter). The last segment takes what is left.
+    With ``at_keyframes`` every segment but the first starts at a keyframe, and a segment
+    ends just before the first keyframe at least ``segment_seconds`` after its start (so
+    sparse keyframes make segments longer, never shorter): each segment is reached by a
+    seek with no frame decoded in vain, for workers that run segments apart. Without it a
+    segment starts at the first frame ``segment_seconds`` after the last one began, whatever
+    the keyframes (for one process running the segments in a row, which seeks once). The last
+    segment takes what is left.
 
     Args:
         scan: the stream's timestamps (:func:`scan_stream`).
@@ -107,6 +112,7 @@ def plan_segments(scan: StreamScan, segment_seconds: float, before: int, after: 
         before, after: frames each segment decodes before its first and after its last
             frame as neighbours (``>= 0``): the method's radius on each side, or twice the
             radius before and none after for causal windows.
+        at_keyframes: start segments at keyframes only.
 
     Raises:
         ConfigError: ``segment_seconds <= 0`` or negative context.
@@ -119,10 +125,15 @@ def plan_segments(scan: StreamScan, segment_seconds: float, before: int, after: 
     index_of = {p: i for i, p in enumerate(pts)}
     span = Fraction(segment_seconds).limit_denominator(1_000_000) / scan.time_base
     starts = [0]
-    for key in scan.keyframes:
-        i = index_of.get(key)
-        if i is not None and i > starts[-1] and key - pts[starts[-1]] >= span:
-            starts.append(i)
+    if at_keyframes:
+        for key in scan.keyframes:
+            i = index_of.get(key)
+            if i is not None and i > starts[-1] and key - pts[starts[-1]] >= span:
+                starts.append(i)
+    else:
+        for i, stamp in enumerate(pts):
+            if stamp - pts[starts[-1]] >= span:
+                starts.append(i)
     bounds = list(zip(starts, starts[1:] + [len(pts)]))
     segments = []
     for number, (lo, hi) in enumerate(bounds):
@@ -137,13 +148,16 @@ def plan_segments(scan: StreamScan, segment_seconds: float, before: int, after: 
     return segments
 
 
-def decode_segment(decoder: Decoder, segment: Segment) -> Iterator[Frame]:
+def decode_segment(decoder: Decoder, segment: Segment, stop: Callable[[], bool] = lambda: False) -> Iterator[Frame]:
     """Decode the frames of ``segment`` and its context, in presentation order.
+
+    Seeks to the segment's keyframe first, so nothing before it is decoded.
 
     Args:
         decoder: a fresh :class:`~vsr.io.decode.Decoder` of the source, not yet iterated;
             the caller closes it.
         segment: what to decode.
+        stop: checked between packets; decoding ends early once it is true.
 
     Yields:
         Frames ``(3, H, W)`` uint8/uint16 RGB, exactly as the decoder gives them in a plain
@@ -157,14 +171,14 @@ def decode_segment(decoder: Decoder, segment: Segment) -> Iterator[Frame]:
     if segment.seek_pts is not None:
         decoder.container.seek(segment.seek_pts, stream=decoder.stream, backward=True, any_frame=False)
     index = 0
-    for frame in decoder.frames():
+    for frame in decoder.frames(stop):
         if frame.pts < segment.context_first_pts:
             continue
         if index == 0 and frame.pts != segment.context_first_pts:
             raise InputError(
                 f"segment {segment.id}: decoding from the keyframe at pts {segment.seek_pts} began at "
                 f"pts {frame.pts}, not {segment.context_first_pts}: this container cannot be seeked "
-                "precisely; remux it to .mp4 or .mkv, or run without --ray")
+                "precisely; remux it to .mp4 or .mkv, or run without --ray or --resume")
         if frame.pts > segment.context_last_pts:
             break
         yield Frame(data=frame.data, pts=frame.pts, time_base=frame.time_base, index=index,
@@ -172,5 +186,5 @@ def decode_segment(decoder: Decoder, segment: Segment) -> Iterator[Frame]:
         index += 1
         if frame.pts == segment.context_last_pts:
             break
-    if index == 0:
+    if index == 0 and not stop():
         raise PipelineError(f"segment {segment.id}: no frame decoded from pts {segment.context_first_pts}")

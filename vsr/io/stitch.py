@@ -1,124 +1,169 @@
-"""Joining separately encoded video segments into one file without re-encoding.
+"""Joining encoded segments into the output without re-encoding.
 
-Video packets are copied from each segment in order; audio and subtitle packets
-are copied once from the source, so their timing is the source's own. Both
-sequences are merged by decode time so the output is properly interleaved.
+The video packets of each segment are copied in order with their own pts and dts
+(the pts are the source's, so nothing is offset); the display rotation and colour
+tags come with the first segment's stream. Audio and subtitle packets are copied
+once from the source with their own timestamps, so their sync is exactly that of a
+plain run. Both are interleaved by decode time as they are written.
 """
 
 from __future__ import annotations
 
 import heapq
+import logging
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 from vsr.errors import OutputError
+from vsr.io.decode import PASSTHROUGH_KINDS
 from vsr.io.encode import container_format, temporary_path
-from vsr.io.source import OpenOptions, open_input
+from vsr.io.source import OpenOptions, open_input, select_video_stream
+
+log = logging.getLogger(__name__)
 
 
-def _video_packets(segments: Sequence[Path]) -> Iterator[tuple[Fraction, int, object]]:
-    """Video packets of every segment in order, with decode timestamps kept strictly increasing.
+@dataclass
+class StitchStats:
+    """What :func:`stitch` wrote.
 
-    Each segment's encoder started afresh, so its first packets may carry decode times at
-    or before the previous segment's last; those are nudged forward (never past their pts).
+    Attributes:
+        video_packets: video packets copied from the segments.
+        passthrough_packets: audio/subtitle packets copied from the source.
+        dropped_streams: source streams the output container could not take.
     """
-    import av
 
-    last_dts: Fraction | None = None
-    for order, segment in enumerate(segments):
-        with av.open(str(segment)) as container:
-            stream = container.streams.video[0]
-            tb = stream.time_base
-            for packet in container.demux(stream):
-                if not packet.size:
-                    continue
-                if packet.dts is not None and last_dts is not None and packet.dts * tb <= last_dts:
-                    bumped = int(last_dts / tb) + 1
-                    if packet.pts is not None and bumped > packet.pts:
-                        raise OutputError(f"segment {segment.name} overlaps the one before it; delete the "
-                                          "resume folder and run again")
-                    packet.dts = bumped
-                if packet.dts is not None:
-                    last_dts = packet.dts * tb
-                yield (packet.dts if packet.dts is not None else packet.pts or 0) * tb, order, packet
+    video_packets: int = 0
+    passthrough_packets: int = 0
+    dropped_streams: list[str] = field(default_factory=list)
 
 
-def _source_packets(source: str, indices: set[int], options: OpenOptions | None):
-    container = open_input(source, options)
-
-    def packets() -> Iterator[tuple[Fraction, int, object]]:
-        try:
-            streams = [s for s in container.streams if s.index in indices]
-            if not streams:
-                return
-            for packet in container.demux(streams):
-                if packet.size:
-                    time = (packet.dts if packet.dts is not None else packet.pts or 0) * packet.stream.time_base
-                    yield time, -1, packet
-        finally:
-            container.close()
-
-    return container, packets()
+def _time(packet) -> Fraction:
+    stamp = packet.dts if packet.dts is not None else packet.pts
+    return Fraction(stamp or 0) * Fraction(packet.time_base)
 
 
-def stitch(segments: Sequence[Path], source: str, target: str, passthrough: Sequence[int] = (),
-           options: OpenOptions | None = None, rotation: int = 0) -> None:
-    """Write ``target`` from video ``segments`` plus streams ``passthrough`` of ``source``.
+def _video_packets(containers: Sequence) -> Iterator:
+    last_dts: int | None = None
+    for container in containers:
+        stream = container.streams.video[0]
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            if packet.dts is not None and last_dts is not None and packet.dts <= last_dts:
+                # Segment boundaries of variable-rate x264 output can repeat a dts; the muxer
+                # needs it increasing, and it may move as long as it stays <= pts.
+                if packet.pts is None or last_dts + 1 > packet.pts:
+                    raise OutputError(f"cannot join segments: decode timestamps overlap at dts {packet.dts}; "
+                                      "encode without B-frames (--codec ffv1, or a --pipeline preset whose "
+                                      "[encode.options] sets bf = 0) or run without --ray")
+                packet.dts = last_dts + 1
+            if packet.dts is not None:
+                last_dts = packet.dts
+            yield packet
+
+
+def _passthrough_packets(source_container, streams: Sequence) -> Iterator:
+    if not streams:
+        return
+    for packet in source_container.demux(list(streams)):
+        if packet.size:
+            yield packet
+
+
+def stitch(segments: Sequence[str | Path], source: str, target: str | Path, *, format: str | None = None,
+           video_stream: int | None = None, open_options: OpenOptions | None = None) -> StitchStats:
+    """Write ``target`` from the video of ``segments`` (in order) and the audio/subtitles of ``source``.
 
     Args:
-        segments: files holding one video stream each, in presentation order, encoded with
-            identical settings.
-        source: the original input, read again for its audio and subtitle packets.
-        target: the final output path; written under a temporary name and renamed.
-        passthrough: indices of the source streams to copy.
-        rotation: display rotation to write on the video stream.
+        segments: segment files, each holding one video stream, in presentation order.
+        source: the input the segments were made from.
+        target: output file; written under a temporary name and renamed when complete.
+        format: container format; ``None`` chooses from ``target``'s extension.
+        video_stream: index of the source's upscaled video stream (never copied).
+        open_options: how to open ``source``.
 
     Raises:
-        OutputError: no segments, mismatched segments, or the output cannot be written.
+        OutputError: no segments, segments encoded with other settings, the output cannot
+            be written, or the segments' timestamps overlap.
+        InputError: a segment or the source cannot be read.
     """
     import av
 
     if not segments:
-        raise OutputError("nothing to stitch: no segment was completed")
-    tmp = temporary_path(Path(target))
-    fmt = container_format(target, None)
-    source_container, source_packets = _source_packets(source, set(passthrough), options)
+        raise OutputError("nothing to join: no segment was completed")
+    target = Path(target)
+    temp = temporary_path(target)
+    stats = StitchStats()
+    inputs = [open_input(str(p)) for p in segments]
+    src = open_input(source, open_options)
+    out = None
     try:
-        options_out = {"movflags": "+faststart"} if fmt in ("mp4", "mov") else {}
-        with av.open(str(segments[0])) as first, av.open(str(tmp), "w", format=fmt, options=options_out) as out:
-            video_in = first.streams.video[0]
-            video_out = out.add_stream_from_template(video_in)
-            if rotation:
-                video_out.set_display_rotation(rotation)
-            extradata = video_in.codec_context.extradata
-            mapping = {}
-            supported = getattr(out, "supported_codecs", None)
-            for s in source_container.streams:
-                if s.index in passthrough and (supported is None or s.codec_context.name in supported):
-                    mapping[s.index] = out.add_stream_from_template(s)
-            for segment in segments[1:]:
-                with av.open(str(segment)) as other:
-                    if other.streams.video[0].codec_context.extradata != extradata:
-                        raise OutputError(f"segment {segment.name} was encoded with other settings; delete the "
-                                          "resume folder and run again")
-            merged = heapq.merge(_video_packets(segments), source_packets, key=lambda item: item[:2])
-            for _, order, packet in merged:
-                if order < 0:
-                    target_stream = mapping.get(packet.stream.index)
-                    if target_stream is None:
-                        continue
-                    packet.stream = target_stream
-                else:
+        chosen = select_video_stream(src, video_stream)
+        passthrough = [s for s in src.streams if s.type in PASSTHROUGH_KINDS and s.index != chosen.index]
+        try:
+            out = av.open(str(temp), mode="w", format=container_format(str(target), format),
+                          options={"movflags": "+faststart"} if target.suffix.lower() in (".mp4", ".m4v", ".mov")
+                          else {})
+        except (av.error.FFmpegError, OSError) as exc:
+            raise OutputError(f"cannot create output {target}: {getattr(exc, 'strerror', None) or exc}") from exc
+        template = inputs[0].streams.video[0]
+        for path, other in zip(segments[1:], inputs[1:]):
+            if other.streams.video[0].codec_context.extradata != template.codec_context.extradata:
+                raise OutputError(f"segment {Path(path).name} was encoded with other settings; delete the "
+                                  "work directory beside the output and run again")
+        video_out = out.add_stream_from_template(template)
+        video_out.time_base = template.time_base
+        for key in ("language", "handler_name"):
+            if key in (chosen.metadata or {}):
+                video_out.metadata[key] = chosen.metadata[key]
+        stream_map = {}
+        supported = getattr(out, "supported_codecs", None)
+        for s in passthrough:
+            name = s.codec_context.name if s.codec_context is not None else "?"
+            if supported is not None and name not in supported:
+                stats.dropped_streams.append(f"{s.type} stream {s.index} ({name}) cannot go into {out.format.name}")
+                continue
+            try:
+                copy = out.add_stream_from_template(s)
+            except Exception as exc:  # noqa: BLE001 - any refusal drops just this stream
+                stats.dropped_streams.append(f"{s.type} stream {s.index} ({name}): {exc}")
+                continue
+            for key in ("language", "title", "handler_name"):
+                if key in (s.metadata or {}):
+                    copy.metadata[key] = s.metadata[key]
+            copy.disposition = s.disposition
+            stream_map[s.index] = copy
+        for message in stats.dropped_streams:
+            log.warning("dropping %s", message)
+
+        video = ((_time(p), 0, p) for p in _video_packets(inputs))
+        audio = ((_time(p), 1, p) for p in _passthrough_packets(src, [s for s in passthrough if s.index in stream_map]))
+        try:
+            for _, kind, packet in heapq.merge(video, audio, key=lambda item: (item[0], item[1])):
+                if kind == 0:
                     packet.stream = video_out
+                    stats.video_packets += 1
+                else:
+                    packet.stream = stream_map[packet.stream.index]
+                    stats.passthrough_packets += 1
                 out.mux(packet)
-    except av.error.FFmpegError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"joining segments into {target} failed: {exc}") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+            out.close()
+        except av.error.FFmpegError as exc:
+            raise OutputError(f"writing {target} failed: {exc}") from exc
+        out = None
+        os.replace(temp, target)
     finally:
-        source_container.close()
-    os.replace(tmp, target)
+        if out is not None:
+            try:
+                out.close()
+            except Exception:  # noqa: BLE001 - already failing; the file is deleted next
+                pass
+        if temp.exists():
+            temp.unlink()
+        for c in inputs:
+            c.close()
+        src.close()
+    return stats

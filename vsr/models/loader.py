@@ -15,7 +15,6 @@ after the state dict was read without executing any code (safetensors, or torch'
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import tomllib
@@ -24,6 +23,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vsr.digest import sha256_file
 from vsr.errors import ModelError
 
 if TYPE_CHECKING:
@@ -109,15 +109,6 @@ def weights_dir() -> Path:
     """Where converted weights live: ``$VSR_WEIGHTS_DIR`` or ``~/.cache/vsr/weights``."""
     env = os.environ.get("VSR_WEIGHTS_DIR")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "vsr" / "weights"
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def package_dir(package: str) -> Path | None:
