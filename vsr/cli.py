@@ -9,16 +9,33 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
+import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from vsr.errors import Cancelled, ConfigError, VsrError
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "pipelines"
 EXIT_SIGTERM = 143
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a usage error is one line naming the problem and where the help is."""
+
+    def error(self, message: str) -> NoReturn:
+        message = re.sub(r"^argument [^:]+: (?=--)", "", message)  # the type functions name their flag
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
+def _scale(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"--scale takes a whole factor such as 2, 3 or 4; got {text!r} "
+                                         "(for other sizes use --size WIDTHxHEIGHT, or --outscale with a neural method)")
+    return int(text)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -83,7 +100,7 @@ def _add_run(sub) -> None:
     p.add_argument("-o", "--output", help="output file (.mp4, .mkv, .mov), '-' or a URL; "
                                           "default: INPUT_METHODxSCALE.mp4 beside the input")
     p.add_argument("-m", "--method", help="upscaling method (see `vsr methods`); default misr")
-    p.add_argument("-s", "--scale", type=int, help="scale factor 2, 3 or 4 (up to 8 for some methods); default 2, "
+    p.add_argument("-s", "--scale", type=_scale, help="scale factor 2, 3 or 4 (up to 8 for some methods); default 2, "
                                                    "4 for the Real-ESRGAN methods, a --model file's own")
     p.add_argument("--size", type=_size, help="exact output size WIDTHxHEIGHT")
     p.add_argument("-p", "--pipeline", help="a preset from pipelines/ (name or .toml path); flags override it")
@@ -153,7 +170,7 @@ def _run(args: argparse.Namespace) -> int:
     method_cfg = dict(preset.get("method", {}))
     encode_cfg = dict(preset.get("encode", {}))
     method = args.method or method_cfg.get("name", "misr")
-    scale = args.scale or method_cfg.get("scale") or default_scale(method)
+    scale = args.scale if args.scale is not None else method_cfg.get("scale") or default_scale(method)
     params: dict[str, Any] = dict(method_cfg.get("params", {})) if method == method_cfg.get("name", method) else {}
     for key in ("window", "causal", "model", "tile", "fp32", "half", "outscale", "compile", "evidence"):
         value = getattr(args, key)
@@ -169,6 +186,8 @@ def _run(args: argparse.Namespace) -> int:
         options={str(k): str(v) for k, v in encode_cfg.get("options", {}).items()},
     )
     output = args.output or _default_output(args.input, method, scale)
+    if args.quiet:
+        quiet_libraries()
 
     display = None
     if args.json_progress:
@@ -224,6 +243,16 @@ def _run(args: argparse.Namespace) -> int:
         print(f"wrote {mask_url(output)}: {stats.frames_written} frames in {stats.elapsed:.1f} s "
               f"({stats.fps:.1f} fps)" + ("; " + "; ".join(extra) if extra else ""), file=sys.stderr)
     return 0
+
+
+def quiet_libraries() -> None:
+    """Keep the libraries vsr drives to errors only: SVT-AV1's banner and Ray's startup lines.
+
+    Both read their level from the environment (Ray when it is imported, SVT-AV1 when an encoder
+    starts; Ray's local workers inherit it); a value the user set already is left alone.
+    """
+    os.environ.setdefault("SVT_LOG", "1")
+    os.environ.setdefault("RAY_LOGGER_LEVEL", "error")
 
 
 def _run_on_ray(args: argparse.Namespace, output: str, method: str, scale: int, params: dict[str, Any],
@@ -312,7 +341,7 @@ def _methods(args: argparse.Namespace) -> int:  # noqa: ARG001
 def build_parser() -> argparse.ArgumentParser:
     from vsr import __version__
 
-    parser = argparse.ArgumentParser(prog="vsr", description="Video super-resolution: sharper, larger video.")
+    parser = _Parser(prog="vsr", description="Video super-resolution: sharper, larger video.")
     parser.add_argument("--version", action="version", version=f"vsr {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", required=True)
