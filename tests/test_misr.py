@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from vsr.cli import preset_names
 from vsr.errors import ConfigError
 from vsr.methods.base import Window
 from vsr.methods.misr.flow import FlowBank
@@ -256,7 +256,7 @@ def test_cuda_matches_cpu(dtype):
     assert abs(psnr_y(to_uint8(gpu.float().cpu()), gt) - psnr_y(to_uint8(cpu), gt)) < 0.2
 
 
-@pytest.mark.parametrize("preset", sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "pipelines").glob("*.toml")))
+@pytest.mark.parametrize("preset", preset_names())
 def test_every_preset_builds_its_method_and_encoder(preset):
     from vsr.cli import load_preset
     from vsr.io.encode import EncodeSettings

@@ -7,6 +7,7 @@ shows the traceback as well.
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import json
 import logging
 import os
@@ -15,11 +16,13 @@ import sys
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from vsr.errors import Cancelled, ConfigError, VsrError
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "pipelines"
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
 EXIT_SIGTERM = 143
 
 
@@ -74,23 +77,28 @@ def _param(text: str) -> tuple[str, Any]:
     return key.replace("-", "_"), _value(value)
 
 
+def preset_names() -> list[str]:
+    """Names of the presets shipped in ``vsr/pipelines/`` (package data), sorted."""
+    return sorted(entry.name.removesuffix(".toml") for entry in importlib.resources.files("vsr.pipelines").iterdir()
+                  if entry.name.endswith(".toml"))
+
+
 def load_preset(name: str) -> dict[str, Any]:
-    """Read a pipeline preset: a path to a TOML file, or the name of one in ``pipelines/``.
+    """Read a pipeline preset: a path to a TOML file, or the name of one shipped in ``vsr/pipelines/``.
 
     Raises:
         ConfigError: not found, or not valid TOML.
     """
-    path = Path(name)
+    path: Path | Traversable = Path(name)
     if not path.is_file():
-        path = PRESET_DIR / f"{name}.toml"
+        path = importlib.resources.files("vsr.pipelines") / f"{name}.toml"
     if not path.is_file():
-        known = sorted(p.stem for p in PRESET_DIR.glob("*.toml")) if PRESET_DIR.is_dir() else []
-        raise ConfigError(f"pipeline preset {name!r} not found; give a .toml path"
-                          + (f" or one of: {', '.join(known)}" if known else ""))
+        raise ConfigError(f"pipeline preset {name!r} not found; give a .toml path or one of: "
+                          + ", ".join(preset_names()))
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"pipeline preset {path} is not valid TOML: {exc}") from exc
+        raise ConfigError(f"pipeline preset {name} is not valid TOML: {exc}") from exc
 
 
 def _add_run(sub) -> None:
@@ -103,7 +111,8 @@ def _add_run(sub) -> None:
     p.add_argument("-s", "--scale", type=_scale, help="scale factor 2, 3 or 4 (up to 8 for some methods); default 2, "
                                                    "4 for the Real-ESRGAN methods, a --model file's own")
     p.add_argument("--size", type=_size, help="exact output size WIDTHxHEIGHT")
-    p.add_argument("-p", "--pipeline", help="a preset from pipelines/ (name or .toml path); flags override it")
+    p.add_argument("-p", "--pipeline", help="a preset shipped in vsr/pipelines/ (by name, e.g. live) or a .toml "
+                                                 "path; flags override it")
     g = p.add_argument_group("method parameters")
     g.add_argument("--window", type=int, help="frames per window for multi-frame methods (odd, e.g. 5)")
     g.add_argument("--causal", action="store_true", default=None, help="windows end at the current frame (live)")
