@@ -292,6 +292,7 @@ def _add_probe(sub) -> None:
 def _probe(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    from vsr.io.color import resolve_conversion
     from vsr.io.source import OpenOptions, mask_url, probe
 
     info = probe(args.input, args.video_stream, OpenOptions(timeout=args.timeout))
@@ -299,6 +300,7 @@ def _probe(args: argparse.Namespace) -> int:
         data = asdict(info)
         data["time_base"] = str(info.time_base)
         data["average_rate"] = str(info.average_rate) if info.average_rate else None
+        data["color_assumed"] = asdict(resolve_conversion(info.color, info.height, info.pix_fmt).tags)
         print(json.dumps(data, indent=2))
         return 0
     from rich.console import Console
@@ -306,7 +308,10 @@ def _probe(args: argparse.Namespace) -> int:
 
     console = Console()
     rate = f"{float(info.average_rate):.3f} fps" if info.average_rate else "unknown"
-    c = info.color
+    c, assumed = info.color, resolve_conversion(info.color, info.height, info.pix_fmt).tags
+
+    def tag(given: str | None, guess: str | None) -> str:
+        return given or (f"{guess}*" if guess else "unknown")
     console.print(f"[bold]{mask_url(args.input)}[/bold]")
     summary = Table(show_header=False, box=None)
     for key, value in [
@@ -314,9 +319,10 @@ def _probe(args: argparse.Namespace) -> int:
         ("size", f"{info.width}x{info.height}"),
         ("rate", rate),
         ("pixel format", f"{info.pix_fmt} ({info.bit_depth}-bit)"),
-        ("colour", f"matrix {c.matrix or '?'}, range {c.range or '?'}, primaries {c.primaries or '?'}, "
-                   f"transfer {c.transfer or '?'}"),
-        ("rotation", f"{info.rotation} deg"),
+        ("colour", f"matrix {tag(c.matrix, assumed.matrix)}, range {tag(c.range, assumed.range)}, "
+                   f"primaries {tag(c.primaries, assumed.primaries)}, transfer {tag(c.transfer, assumed.transfer)}"
+                   + (" (*untagged: what vsr assumes)" if None in (c.matrix, c.range, c.primaries, c.transfer) else "")),
+        ("rotation", f"{info.rotation} deg" + (" (display matrix; kept on the output)" if info.rotation else "")),
         ("duration", f"{info.duration:.3f} s" if info.duration is not None else "unknown (stream)"),
         ("frames", str(info.frame_count) if info.frame_count else "unknown"),
     ]:
