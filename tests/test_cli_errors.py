@@ -93,3 +93,8 @@ def test_quiet_silences_ray(tmp_path):
     assert result.returncode == 0, result.stderr.decode()
     assert result.stderr.decode() == ""
     assert len(framemd5(tmp_path / "out.mp4")) == len(framemd5(SAMPLES / "vfr_audio.mp4"))
+
+
+def test_unknown_container_format(tmp_path):
+    _one_line(_run(tmp_path, "--format", "nonsense"), USAGE, "--format 'nonsense'", "matroska")
+    assert not list(tmp_path.iterdir())

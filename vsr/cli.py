@@ -11,9 +11,9 @@ import importlib.resources
 import json
 import logging
 import os
+import re
 import signal
 import sys
-import re
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -111,12 +111,13 @@ def _add_run(sub) -> None:
     p.add_argument("-s", "--scale", type=_scale, help="scale factor 2, 3 or 4 (up to 8 for some methods); default 2, "
                                                    "4 for the Real-ESRGAN methods, a --model file's own")
     p.add_argument("--size", type=_size, help="exact output size WIDTHxHEIGHT")
-    p.add_argument("-p", "--pipeline", help="a preset shipped in vsr/pipelines/ (by name, e.g. live) or a .toml "
-                                                 "path; flags override it")
+    p.add_argument("-p", "--pipeline", help="a preset shipped in vsr/pipelines/ (by name, e.g. live) or a .toml path; "
+                                            "flags override it")
     g = p.add_argument_group("method parameters")
     g.add_argument("--window", type=int, help="frames per window for multi-frame methods (odd, e.g. 5)")
     g.add_argument("--causal", action="store_true", default=None, help="windows end at the current frame (live)")
-    g.add_argument("--model", help="model name or file for neural methods")
+    g.add_argument("--model", help="model name (see `vsr models`) or file for neural methods: .safetensors "
+                                   "preferred; .pth/.pt/.ckpt need torch 2.6 or later")
     g.add_argument("--tile", type=int, help="tile size in pixels for neural methods (0: automatic)")
     g.add_argument("--fp32", action="store_true", default=None, help="no half precision on CUDA")
     g.add_argument("--half", choices=("fp16", "bf16"), help="the half precision neural methods use on CUDA (default fp16)")

@@ -103,8 +103,19 @@ def even_size(width: int, height: int, pix_fmt: str) -> tuple[int, int]:
 
 
 def container_format(target: str, explicit: str | None) -> str:
-    """The muxer for ``target``: explicit, from the URL scheme, or from the extension."""
+    """The muxer for ``target``: explicit, from the URL scheme, or from the extension.
+
+    Raises:
+        ConfigError: an explicit format this FFmpeg build cannot write, or an unknown scheme or extension.
+    """
     if explicit:
+        import av
+
+        try:
+            av.format.ContainerFormat(explicit, "w")
+        except ValueError as exc:
+            raise ConfigError(f"--format {explicit!r} is not a container this FFmpeg build writes; "
+                              "use e.g. mp4, matroska, mov or mpegts") from exc
         return explicit
     if target == "-":
         return "matroska"
@@ -259,7 +270,8 @@ class Sink:
             stream = self.container.add_stream(s.codec, rate=rate, options=options)
         except (av.error.FFmpegError, ValueError) as exc:
             if "does not support" in str(exc):
-                fits = [c for c in _FALLBACK_CODECS if c in av.codecs_available and c in self.container.supported_codecs]
+                holds = self.container.supported_codecs or set()
+                fits = [c for c in _FALLBACK_CODECS if c in av.codecs_available and c in holds]
                 hint = f"; use --codec {fits[0]}" + (f" (or {', '.join(fits[1:3])})" if fits[1:] else "") if fits else ""
                 raise CodecError(f"the {self.format} container cannot hold {s.codec} video{hint}") from exc
             raise CodecError(f"cannot set up encoder {s.codec}: {exc}") from exc
