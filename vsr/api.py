@@ -210,7 +210,8 @@ def _confined(steps: Generator[Frame, None, None]) -> Iterator[Frame]:
 
     def advance() -> Frame:
         frame = next(steps)
-        frame.data.clamp_(0.0, 1.0)
+        if frame.data.is_floating_point():
+            frame.data.clamp_(0.0, 1.0)
         return frame
 
     try:

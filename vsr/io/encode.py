@@ -294,7 +294,11 @@ class Sink:
 
     def _open_encoder(self) -> None:
         """Open the video encoder now, so that settings it rejects fail before any frame is decoded
-        (FFmpeg would otherwise open it on the first packet muxed, mid-run)."""
+        (PyAV would otherwise open it on the first frame encoded or packet muxed, mid-run).
+
+        Raises:
+            CodecError: the encoder refuses its settings, or is a hardware encoder without its device.
+        """
         import av
 
         codec = self.settings.codec

@@ -153,7 +153,9 @@ def _bit_depth(pix_fmt: str) -> int:
 
 
 def _rotation(stream) -> int:
-    """Display rotation from the stream's display matrix, in degrees, 0 when absent."""
+    """Display rotation from the stream's legacy ``rotate`` tag, in degrees, 0 when absent (newer
+    FFmpeg gives it as display-matrix side data on decoded frames, which :func:`probe` and the
+    decoder read)."""
     rotate = stream.metadata.get("rotate") if stream.metadata else None
     return int(rotate) if rotate else 0
 
