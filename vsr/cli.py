@@ -125,7 +125,7 @@ def _add_run(sub) -> None:
                    help="any output factor for neural methods (e.g. 1.5): the network's output, resized")
     g.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the network (neural methods; slow start, faster frames)")
-    g.add_argument("--evidence", help="directory for per-frame evidence maps (misr)")
+    g.add_argument("--evidence", help="directory for per-frame evidence maps (misr; 16-bit PNG named by pts)")
     g.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
                    help="any other method parameter (repeatable)")
     g.add_argument("--roi", help="upscale only the region x,y,w,h (writes that crop and a JSON record)")
