@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    """The wheel of this checkout, built from a copy (the build leaves nothing in the checkout)."""
+    """The wheel of this checkout, built from a copy (the build leaves nothing in the checkout) with the
+    setuptools of the test environment (the test extra asks for it)."""
     source = tmp_path_factory.mktemp("source")
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
