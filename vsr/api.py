@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -165,6 +165,10 @@ def frames(
 ) -> Iterator[Frame]:
     """Iterate the upscaled frames of ``source`` in the calling thread.
 
+    The work runs in the calling thread between yields, under vsr's own torch settings
+    (inference mode, the thread count a method chooses); the caller's settings are back in
+    place whenever a frame is handed over, and after the loop ends or is left early.
+
     Yields:
         :class:`Frame` objects with float ``(3, H_out, W_out)`` RGB data in [0, 1] and the
         pts/time_base of their source frame.
@@ -172,7 +176,45 @@ def frames(
     built = build_method(method, scale, params, device, size)
     decoder = Decoder(source, video_stream=video_stream, roi=roi)
     in_h, in_w = (roi.h, roi.w) if roi else (decoder.info.height, decoder.info.width)
-    yield from iterate(decoder, built, _output_size(built, in_h, in_w, size))
+    yield from _confined(iterate(decoder, built, _output_size(built, in_h, in_w, size)))
+
+
+def _confined(steps: Generator[Frame, None, None]) -> Iterator[Frame]:
+    """Run each step of ``steps`` in inference mode with the thread count it set last, and
+    give the caller its own thread count and grad mode back before each frame is handed over;
+    frame data is clamped to [0, 1] (reconstruction can overshoot at edges)."""
+    import torch
+
+    own_threads: int | None = None
+
+    def in_own_settings(work: Callable[[], Any]) -> Any:
+        nonlocal own_threads
+        caller_threads = torch.get_num_threads()
+        try:
+            with torch.inference_mode():
+                if own_threads is not None:
+                    torch.set_num_threads(own_threads)
+                return work()
+        finally:
+            own_threads = torch.get_num_threads()
+            torch.set_num_threads(caller_threads)
+
+    def advance() -> Frame:
+        frame = next(steps)
+        if frame.data.is_floating_point():
+            frame.data.clamp_(0.0, 1.0)
+        return frame
+
+    try:
+        while True:
+            try:
+                frame = in_own_settings(advance)
+            except StopIteration:
+                return
+            yield frame
+    finally:
+        # Closing runs the steps' own clean-up (context exits, thread counts restored): confine it too.
+        in_own_settings(steps.close)
 
 
 def _sha256(path: str) -> str | None:

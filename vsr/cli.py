@@ -7,19 +7,38 @@ shows the traceback as well.
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from vsr.errors import Cancelled, ConfigError, VsrError
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "pipelines"
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
 EXIT_SIGTERM = 143
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a usage error is one line naming the problem and where the help is."""
+
+    def error(self, message: str) -> NoReturn:
+        message = re.sub(r"^argument [^:]+: (?=--)", "", message)  # the type functions name their flag
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
+def _scale(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"--scale takes a whole factor such as 2, 3 or 4; got {text!r} "
+                                         "(for other sizes use --size WIDTHxHEIGHT, or --outscale with a neural method)")
+    return int(text)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -58,23 +77,28 @@ def _param(text: str) -> tuple[str, Any]:
     return key.replace("-", "_"), _value(value)
 
 
+def preset_names() -> list[str]:
+    """Names of the presets shipped in ``vsr/pipelines/`` (package data), sorted."""
+    return sorted(entry.name.removesuffix(".toml") for entry in importlib.resources.files("vsr.pipelines").iterdir()
+                  if entry.name.endswith(".toml"))
+
+
 def load_preset(name: str) -> dict[str, Any]:
-    """Read a pipeline preset: a path to a TOML file, or the name of one in ``pipelines/``.
+    """Read a pipeline preset: a path to a TOML file, or the name of one shipped in ``vsr/pipelines/``.
 
     Raises:
         ConfigError: not found, or not valid TOML.
     """
-    path = Path(name)
+    path: Path | Traversable = Path(name)
     if not path.is_file():
-        path = PRESET_DIR / f"{name}.toml"
+        path = importlib.resources.files("vsr.pipelines") / f"{name}.toml"
     if not path.is_file():
-        known = sorted(p.stem for p in PRESET_DIR.glob("*.toml")) if PRESET_DIR.is_dir() else []
-        raise ConfigError(f"pipeline preset {name!r} not found; give a .toml path"
-                          + (f" or one of: {', '.join(known)}" if known else ""))
+        raise ConfigError(f"pipeline preset {name!r} not found; give a .toml path or one of: "
+                          + ", ".join(preset_names()))
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"pipeline preset {path} is not valid TOML: {exc}") from exc
+        raise ConfigError(f"pipeline preset {name} is not valid TOML: {exc}") from exc
 
 
 def _add_run(sub) -> None:
@@ -84,14 +108,16 @@ def _add_run(sub) -> None:
     p.add_argument("-o", "--output", help="output file (.mp4, .mkv, .mov), '-' or a URL; "
                                           "default: INPUT_METHODxSCALE.mp4 beside the input")
     p.add_argument("-m", "--method", help="upscaling method (see `vsr methods`); default misr")
-    p.add_argument("-s", "--scale", type=int, help="scale factor 2, 3 or 4 (up to 8 for some methods); default 2, "
+    p.add_argument("-s", "--scale", type=_scale, help="scale factor 2, 3 or 4 (up to 8 for some methods); default 2, "
                                                    "4 for the Real-ESRGAN methods, a --model file's own")
     p.add_argument("--size", type=_size, help="exact output size WIDTHxHEIGHT")
-    p.add_argument("-p", "--pipeline", help="a preset from pipelines/ (name or .toml path); flags override it")
+    p.add_argument("-p", "--pipeline", help="a preset shipped in vsr/pipelines/ (by name, e.g. live) or a .toml path; "
+                                            "flags override it")
     g = p.add_argument_group("method parameters")
     g.add_argument("--window", type=int, help="frames per window for multi-frame methods (odd, e.g. 5)")
     g.add_argument("--causal", action="store_true", default=None, help="windows end at the current frame (live)")
-    g.add_argument("--model", help="model name or file for neural methods")
+    g.add_argument("--model", help="model name (see `vsr models`) or file for neural methods: .safetensors "
+                                   "preferred; .pth/.pt/.ckpt need torch 2.6 or later")
     g.add_argument("--tile", type=int, help="tile size in pixels for neural methods (0: automatic)")
     g.add_argument("--fp32", action="store_true", default=None, help="no half precision on CUDA")
     g.add_argument("--half", choices=("fp16", "bf16"), help="the half precision neural methods use on CUDA (default fp16)")
@@ -99,7 +125,7 @@ def _add_run(sub) -> None:
                    help="any output factor for neural methods (e.g. 1.5): the network's output, resized")
     g.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the network (neural methods; slow start, faster frames)")
-    g.add_argument("--evidence", help="directory for per-frame evidence maps (misr)")
+    g.add_argument("--evidence", help="directory for per-frame evidence maps (misr; 16-bit PNG named by pts)")
     g.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
                    help="any other method parameter (repeatable)")
     g.add_argument("--roi", help="upscale only the region x,y,w,h (writes that crop and a JSON record)")
@@ -154,7 +180,7 @@ def _run(args: argparse.Namespace) -> int:
     method_cfg = dict(preset.get("method", {}))
     encode_cfg = dict(preset.get("encode", {}))
     method = args.method or method_cfg.get("name", "misr")
-    scale = args.scale or method_cfg.get("scale") or default_scale(method)
+    scale = args.scale if args.scale is not None else method_cfg.get("scale") or default_scale(method)
     params: dict[str, Any] = dict(method_cfg.get("params", {})) if method == method_cfg.get("name", method) else {}
     for key in ("window", "causal", "model", "tile", "fp32", "half", "outscale", "compile", "evidence"):
         value = getattr(args, key)
@@ -170,6 +196,8 @@ def _run(args: argparse.Namespace) -> int:
         options={str(k): str(v) for k, v in encode_cfg.get("options", {}).items()},
     )
     output = args.output or _default_output(args.input, method, scale)
+    if args.quiet:
+        quiet_libraries()
 
     display = None
     if args.json_progress:
@@ -228,6 +256,16 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def quiet_libraries() -> None:
+    """Keep the libraries vsr drives to errors only: SVT-AV1's banner and Ray's startup lines.
+
+    Both read their level from the environment (Ray when it is imported, SVT-AV1 when an encoder
+    starts; Ray's local workers inherit it); a value the user set already is left alone.
+    """
+    os.environ.setdefault("SVT_LOG", "1")
+    os.environ.setdefault("RAY_LOGGER_LEVEL", "error")
+
+
 def _run_on_ray(args: argparse.Namespace, output: str, method: str, scale: int, params: dict[str, Any],
                 encode, display):
     """``vsr run --ray``: the same job as a plain run, split over a Ray cluster."""
@@ -255,6 +293,7 @@ def _add_probe(sub) -> None:
 def _probe(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    from vsr.io.color import resolve_conversion
     from vsr.io.source import OpenOptions, mask_url, probe
 
     info = probe(args.input, args.video_stream, OpenOptions(timeout=args.timeout))
@@ -262,6 +301,7 @@ def _probe(args: argparse.Namespace) -> int:
         data = asdict(info)
         data["time_base"] = str(info.time_base)
         data["average_rate"] = str(info.average_rate) if info.average_rate else None
+        data["color_assumed"] = asdict(resolve_conversion(info.color, info.height, info.pix_fmt).tags)
         print(json.dumps(data, indent=2))
         return 0
     from rich.console import Console
@@ -269,7 +309,10 @@ def _probe(args: argparse.Namespace) -> int:
 
     console = Console()
     rate = f"{float(info.average_rate):.3f} fps" if info.average_rate else "unknown"
-    c = info.color
+    c, assumed = info.color, resolve_conversion(info.color, info.height, info.pix_fmt).tags
+
+    def tag(given: str | None, guess: str | None) -> str:
+        return given or (f"{guess}*" if guess else "unknown")
     console.print(f"[bold]{mask_url(args.input)}[/bold]")
     summary = Table(show_header=False, box=None)
     for key, value in [
@@ -277,9 +320,10 @@ def _probe(args: argparse.Namespace) -> int:
         ("size", f"{info.width}x{info.height}"),
         ("rate", rate),
         ("pixel format", f"{info.pix_fmt} ({info.bit_depth}-bit)"),
-        ("colour", f"matrix {c.matrix or '?'}, range {c.range or '?'}, primaries {c.primaries or '?'}, "
-                   f"transfer {c.transfer or '?'}"),
-        ("rotation", f"{info.rotation} deg"),
+        ("colour", f"matrix {tag(c.matrix, assumed.matrix)}, range {tag(c.range, assumed.range)}, "
+                   f"primaries {tag(c.primaries, assumed.primaries)}, transfer {tag(c.transfer, assumed.transfer)}"
+                   + (" (*untagged: what vsr assumes)" if None in (c.matrix, c.range, c.primaries, c.transfer) else "")),
+        ("rotation", f"{info.rotation} deg" + (" (display matrix; kept on the output)" if info.rotation else "")),
         ("duration", f"{info.duration:.3f} s" if info.duration is not None else "unknown (stream)"),
         ("frames", str(info.frame_count) if info.frame_count else "unknown"),
     ]:
@@ -313,7 +357,7 @@ def _methods(args: argparse.Namespace) -> int:  # noqa: ARG001
 def build_parser() -> argparse.ArgumentParser:
     from vsr import __version__
 
-    parser = argparse.ArgumentParser(prog="vsr", description="Video super-resolution: sharper, larger video.")
+    parser = _Parser(prog="vsr", description="Video super-resolution: sharper, larger video.")
     parser.add_argument("--version", action="version", version=f"vsr {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -118,7 +118,8 @@ class WindowAssembler:
         oldest = min(f.index for f in slots)
         for index in [i for i in self._cache if i < oldest]:
             del self._cache[index]
-        return Window(frames=stacked, ref=ref_slot, indices=tuple(f.index for f in slots))
+        return Window(frames=stacked, ref=ref_slot, indices=tuple(f.index for f in slots),
+                      pts=tuple(f.pts for f in slots))
 
 
 def to_unit_float(data: torch.Tensor, device, dtype) -> torch.Tensor:

@@ -25,6 +25,13 @@ CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", "
 CODECS = ("libx264", "libx265", "libsvtav1", "ffv1")
 _DEFAULT_PRESET = {"libx264": "medium", "libx265": "medium", "libsvtav1": "8"}
 _DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libsvtav1": 30}
+# x264's and x265's speed presets, fastest first; SVT-AV1 takes a number instead.
+X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+# Encoders to suggest when the default one does not fit the container, best first.
+_FALLBACK_CODECS = ("libx264", "libsvtav1", "libvpx-vp9", "libaom-av1", "libx265", "ffv1")
+# Hardware encoders open only where their device and driver are present.
+_HARDWARE_MARKERS = ("nvenc", "qsv", "vaapi", "amf", "videotoolbox", "v4l2m2m", "mediacodec", "vulkan")
 _URL_FORMATS = {"rtsp": "rtsp", "rtmp": "flv", "rtmps": "flv", "srt": "mpegts", "udp": "mpegts", "tcp": "mpegts"}
 
 
@@ -62,6 +69,9 @@ class EncodeSettings:
             raise ConfigError("ffv1 is lossless: --crf does not apply (drop it)")
         if self.crf is not None and not 0 <= self.crf <= 63:
             raise ConfigError(f"--crf must be between 0 and 63; got {self.crf:g}")
+        if self.preset is not None and self.codec in ("libx264", "libx265") and self.preset not in X26X_PRESETS:
+            raise ConfigError(f"--preset {self.preset!r} is not a {self.codec} preset; use one of: "
+                              + ", ".join(X26X_PRESETS))
 
 
 def choose_pix_fmt(settings: EncodeSettings, bit_depth: int) -> str:
@@ -93,8 +103,19 @@ def even_size(width: int, height: int, pix_fmt: str) -> tuple[int, int]:
 
 
 def container_format(target: str, explicit: str | None) -> str:
-    """The muxer for ``target``: explicit, from the URL scheme, or from the extension."""
+    """The muxer for ``target``: explicit, from the URL scheme, or from the extension.
+
+    Raises:
+        ConfigError: an explicit format this FFmpeg build cannot write, or an unknown scheme or extension.
+    """
     if explicit:
+        import av
+
+        try:
+            av.format.ContainerFormat(explicit, "w")
+        except ValueError as exc:
+            raise ConfigError(f"--format {explicit!r} is not a container this FFmpeg build writes; "
+                              "use e.g. mp4, matroska, mov or mpegts") from exc
         return explicit
     if target == "-":
         return "matroska"
@@ -208,6 +229,7 @@ class Sink:
         try:
             self._add_video_stream(enc_w, enc_h)
             self._add_passthrough_streams()
+            self._open_encoder()
         except Exception:
             self.abort()
             raise
@@ -247,6 +269,11 @@ class Sink:
         try:
             stream = self.container.add_stream(s.codec, rate=rate, options=options)
         except (av.error.FFmpegError, ValueError) as exc:
+            if "does not support" in str(exc):
+                holds = self.container.supported_codecs or set()
+                fits = [c for c in _FALLBACK_CODECS if c in av.codecs_available and c in holds]
+                hint = f"; use --codec {fits[0]}" + (f" (or {', '.join(fits[1:3])})" if fits[1:] else "") if fits else ""
+                raise CodecError(f"the {self.format} container cannot hold {s.codec} video{hint}") from exc
             raise CodecError(f"cannot set up encoder {s.codec}: {exc}") from exc
         stream.width = width
         stream.height = height
@@ -264,6 +291,26 @@ class Sink:
         if language:
             stream.metadata["language"] = language
         self.stream = stream
+
+    def _open_encoder(self) -> None:
+        """Open the video encoder now, so that settings it rejects fail before any frame is decoded
+        (PyAV would otherwise open it on the first frame encoded or packet muxed, mid-run).
+
+        Raises:
+            CodecError: the encoder refuses its settings, or is a hardware encoder without its device.
+        """
+        import av
+
+        codec = self.settings.codec
+        try:
+            self.stream.codec_context.open()
+        except av.error.FFmpegError as exc:
+            reason = exc.strerror or type(exc).__name__
+            if any(marker in codec for marker in _HARDWARE_MARKERS):
+                raise CodecError(f"encoder {codec} cannot start here ({reason}): it needs its hardware and driver; "
+                                 f"use a software encoder such as --codec libx264") from exc
+            raise CodecError(f"encoder {codec} rejected its settings ({reason}); check --preset, --crf, --pix-fmt "
+                             f"and the encoder options for {codec}") from exc
 
     def _add_passthrough_streams(self) -> None:
         supported = getattr(self.container, "supported_codecs", None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -153,7 +153,9 @@ def _bit_depth(pix_fmt: str) -> int:
 
 
 def _rotation(stream) -> int:
-    """Display rotation from the stream's display matrix, in degrees, 0 when absent."""
+    """Display rotation from the stream's legacy ``rotate`` tag, in degrees, 0 when absent (newer
+    FFmpeg gives it as display-matrix side data on decoded frames, which :func:`probe` and the
+    decoder read)."""
     rotate = stream.metadata.get("rotate") if stream.metadata else None
     return int(rotate) if rotate else 0
 
@@ -211,6 +213,24 @@ def probe(source: str, video_stream: int | None = None, options: OpenOptions | N
     """
     container = open_input(source, options)
     try:
-        return video_info(container, select_video_stream(container, video_stream))
+        stream = select_video_stream(container, video_stream)
+        info = video_info(container, stream)
+        if not info.rotation:
+            # Recent FFmpeg gives the rotation as display-matrix side data, which PyAV shows on
+            # decoded frames only (the old "rotate" tag is gone): read it as the decoder does.
+            info = replace(info, rotation=_first_frame_rotation(container, stream))
+        return info
     finally:
         container.close()
+
+
+def _first_frame_rotation(container, stream) -> int:
+    """Display rotation of the first decodable frame of ``stream``, in degrees; 0 when none decodes."""
+    import av
+
+    try:
+        for frame in container.decode(stream):
+            return int(getattr(frame, "rotation", 0) or 0)
+    except (av.error.FFmpegError, OSError):
+        pass
+    return 0

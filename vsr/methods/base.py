@@ -27,11 +27,15 @@ class Window:
         indices: decode index of the frame in each slot; a frame repeated by padding
             (ends of the video, scene cuts) appears with the same index more than once.
             Methods key per-frame caches (flows, converted planes) on it.
+        pts: presentation timestamp of the frame in each slot, in the source's time base
+            (``None`` where the source carries no timing); unlike ``indices``, the same in every
+            run over the same source, so files written per frame are named by it.
     """
 
     frames: torch.Tensor
     ref: int
     indices: tuple[int, ...] = ()
+    pts: tuple[int | None, ...] = ()
 
 
 class Method:

@@ -537,11 +537,17 @@ def realesrgan_anime(scale: int = 4, **params: Any) -> NeuralSR:
     return _build("realesrgan-anime", scale, "realesrgan-x4plus-anime", options)
 
 
-def realesr_video(scale: int = 4, **params: Any) -> NeuralSR:
-    """Real-ESRGAN compact video model (SRVGGNetCompact): the x2, x3 or x4 model, else x4 resized."""
-    options = _options("realesr-video", params, tuple(p for p in _PARAMS if p != "noise"))
+def realesr_animevideo(scale: int = 4, **params: Any) -> NeuralSR:
+    """Real-ESRGAN's anime-video model, realesr-animevideov3 (SRVGGNetCompact), trained on anime
+    and drawn video: the x2, x3 or x4 model, else x4 resized."""
+    options = _options("realesr-animevideo", params, tuple(p for p in _PARAMS if p != "noise"))
     native = scale if scale in (2, 3, 4) else 4
-    return _build("realesr-video", scale, f"realesr-animevideov3-x{native}", options)
+    return _build("realesr-animevideo", scale, f"realesr-animevideov3-x{native}", options)
+
+
+def realesr_video(scale: int = 4, **params: Any) -> NeuralSR:
+    """``realesr-video``, the former name of :func:`realesr_animevideo`: the same anime-video model."""
+    return realesr_animevideo(scale, **params)
 
 
 def waifu2x_photo(scale: int = 2, **params: Any) -> NeuralSR:

@@ -44,7 +44,10 @@ _ENTRIES = (
     MethodEntry("misr", "vsr.methods.misr.method:build", "multi-frame SR: optical-flow alignment + robust fusion"),
     MethodEntry("realesrgan", "vsr.methods.neural:realesrgan", "Real-ESRGAN x4plus (RRDBNet), photos and video", 4),
     MethodEntry("realesrgan-anime", "vsr.methods.neural:realesrgan_anime", "Real-ESRGAN x4plus anime (6 blocks)", 4),
-    MethodEntry("realesr-video", "vsr.methods.neural:realesr_video", "Real-ESRGAN compact video model x2/x3/x4, fast", 4),
+    MethodEntry("realesr-animevideo", "vsr.methods.neural:realesr_animevideo",
+                "Real-ESRGAN anime-video model (animevideov3, compact) x2/x3/x4: anime and drawn video, fast", 4),
+    MethodEntry("realesr-video", "vsr.methods.neural:realesr_video",
+                "former name of realesr-animevideo (the same anime-video model)", 4),
     MethodEntry("waifu2x-photo", "vsr.methods.neural:waifu2x_photo", "waifu2x upconv_7 photo x2"),
     MethodEntry("model", "vsr.methods.neural:user_model", "a model file you bring (--model PATH), via spandrel", 0),
 )

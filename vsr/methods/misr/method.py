@@ -62,8 +62,9 @@ class MisrParams:
         dtype: ``"float32"`` or ``"float16"``: dtype of the output frames (and of the planes
             handed to the fusion on CUDA). The fusion itself accumulates in float32: splatting
             thousands of weighted samples into one pixel loses too much in half precision.
-        evidence: directory for per-frame evidence maps (16-bit PNG named by frame index, value =
-            aligned observations x 1000), or ``None``.
+        evidence: directory for per-frame evidence maps (16-bit PNG named by the frame's pts in
+            the source time base, zero-padded to 12 digits, so that runs over parts of one source
+            never overwrite each other; value = aligned observations x 1000), or ``None``.
         threads: frames fused at once on the CPU, one thread each; ``None`` for as many as torch
             would use (one per core, unless ``OMP_NUM_THREADS`` or ``torch.set_num_threads`` say
             otherwise, as in a Ray task). Whole frames in parallel beat threads that split each
@@ -157,7 +158,7 @@ class Misr(Method):
         out: dict[str, object] = {"name": self.name, "scale": self.scale, "radius": self.radius,
                                   "causal": self.causal}
         out["params"] = dataclasses.asdict(self.params)
-        out["evidence_unit"] = "aligned observations x 1000 (uint16 PNG)"
+        out["evidence_unit"] = "aligned observations x 1000 (uint16 PNG named by pts)"
         return out
 
     # -- the pieces ---------------------------------------------------------------------
@@ -229,7 +230,7 @@ class Misr(Method):
                 cache[index] = ycc
                 bank.add(index, (ycc[0] * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy())
         future = bank.submit_alignment(chain, ref_pos)
-        return Window(frames, window.ref, tuple(indices)), future
+        return dataclasses.replace(window, indices=tuple(indices)), future
 
     def _finish(self, window: Window, future: Future, cache: dict, cfg) -> torch.Tensor:
         """Fuse a started window once its alignment is ready; ``(3, s H, s W)`` RGB."""
@@ -239,7 +240,7 @@ class Misr(Method):
         planes = torch.stack([cache[i] for i in align.order])
         out, evidence = self.fuse_ycc(planes, align.pos, align.conf, cfg)
         if self.params.evidence is not None:
-            self._write_evidence(evidence, window.indices[window.ref])
+            self._write_evidence(evidence, window.pts[window.ref] if window.pts else None, window.indices[window.ref])
         return out
 
     def fuse_aligned(self, frames: torch.Tensor, pos: Any, conf: Any) -> torch.Tensor:
@@ -284,12 +285,14 @@ class Misr(Method):
             out = torch.cat([result.image.float(), chroma])
         return self._rgb(out).to(self.dtype), result.evidence
 
-    def _write_evidence(self, evidence: torch.Tensor, index: int) -> None:
+    def _write_evidence(self, evidence: torch.Tensor, pts: int | None, index: int) -> None:
+        """Write one evidence map, named by ``pts`` (by decode ``index`` for untimed frames)."""
         import cv2
         import numpy as np
 
         counts = (evidence.float() * 1000).round().clamp(0, 65535).cpu().numpy().astype(np.uint16)
-        cv2.imwrite(str(Path(self.params.evidence) / f"{index:06d}.png"), counts)
+        name = f"{pts:012d}.png" if pts is not None else f"index{index:06d}.png"
+        cv2.imwrite(str(Path(self.params.evidence) / name), counts)
 
     # -- the Method contract ----------------------------------------------------------
 
@@ -362,7 +365,7 @@ class Misr(Method):
             for window in windows:
                 if not window.indices:
                     synthetic = tuple(bare + i for i in self._synthetic_indices(window.frames))
-                    window = Window(window.frames, window.ref, synthetic)
+                    window = dataclasses.replace(window, indices=synthetic)
                     bare = synthetic[-1] + 1
                 if not workers:
                     workers = self.fusion_workers(window.frames.shape)
