@@ -14,7 +14,17 @@ from fractions import Fraction
 
 from vsr.errors import InputError
 from vsr.io.color import Conversion, resolve_conversion
-from vsr.io.source import OpenOptions, is_url, mask_url, open_input, select_video_stream, video_info
+from vsr.io.source import (
+    OpenOptions,
+    close_input,
+    input_error,
+    is_url,
+    mask_url,
+    open_input,
+    partial_file,
+    select_video_stream,
+    video_info,
+)
 from vsr.types import Frame, VideoInfo
 
 log = logging.getLogger(__name__)
@@ -100,9 +110,17 @@ class Decoder:
         reconnect: for network sources, how many times to reopen a stream that drops or
             stalls (``-1``: forever); 0 ends the run at the first drop.
         backoff: seconds before the first reconnect; doubled each attempt, up to 30 s.
+        reconnect_at_end: also reopen a network source that ends normally (a live source
+            whose end is an interruption). Without it the end of the stream ends the run.
+        accept_partial: read a file whose index points past its end (a truncated download)
+            instead of refusing it; ``partial`` then says what is missing.
+
+    Attributes:
+        partial: ``None``, or what a partial file accepted with ``accept_partial`` lacks.
 
     Raises:
-        InputError: from the constructor, when the source cannot be opened.
+        InputError: from the constructor, when the source cannot be opened, or is a
+            partial file and ``accept_partial`` is false.
     """
 
     def __init__(
@@ -114,11 +132,14 @@ class Decoder:
         options: OpenOptions | None = None,
         reconnect: int = 0,
         backoff: float = 0.5,
+        reconnect_at_end: bool = False,
+        accept_partial: bool = False,
     ) -> None:
         self.source = source
         self.options = options
         self.reconnect = reconnect
         self.backoff = backoff
+        self.reconnect_at_end = reconnect_at_end
         self._explicit_stream = video_stream is not None
         self._offset = Fraction(0)
         self._last_time = Fraction(0)
@@ -130,8 +151,12 @@ class Decoder:
             self.info: VideoInfo = video_info(self.container, self.stream)
             if roi is not None:
                 roi.check_inside(self.info.width, self.info.height)
+            self.partial = partial_file(self.container)
+            if self.partial and not accept_partial:
+                raise InputError(f"{mask_url(source)} is a partial file (an interrupted download or copy?): "
+                                 f"{self.partial}; pass --accept-partial to upscale what it holds")
         except (InputError, ValueError):
-            self.container.close()
+            close_input(self.container)
             raise
         self.stream.thread_type = "AUTO"
         self.passthrough = [s for s in self.container.streams if s.type in PASSTHROUGH_KINDS]
@@ -157,6 +182,7 @@ class Decoder:
         time_base = self.info.time_base
         step = _frame_step(self.info)
         consecutive_errors = 0
+        demuxed = False
         while not stop():
             streams = [self.stream] + (self.passthrough if self.on_packet else [])
             dropped = False
@@ -164,6 +190,7 @@ class Decoder:
                 for packet in self.container.demux(streams):
                     if stop():
                         return
+                    demuxed = True
                     if self._resync_pending and packet.pts is not None and packet.size:
                         self._resync(packet)
                     if packet.stream.index != self.stream.index:
@@ -195,6 +222,11 @@ class Decoder:
                         self._last_pts = pts
                         yield self._frame(vframe, pts, time_base)
             except av.error.FFmpegError as exc:
+                if self.source == "-" and not demuxed and "mp4" in self.container.format.name:
+                    raise InputError(
+                        "the MP4/MOV on standard input has its index (moov atom) at the end, which cannot "
+                        "be streamed: pass the file's path instead, or remux it with the index first "
+                        "(ffmpeg -i in.mp4 -c copy -movflags +faststart out.mp4)") from exc
                 if self.is_live:
                     dropped = True
                     log.warning("stream %s dropped: %s", mask_url(self.source), mask_url(str(exc)))
@@ -207,7 +239,14 @@ class Decoder:
                     continue
             if not self.is_live or stop():
                 return
-            # A live source ended or dropped: reconnect, or finish if out of attempts.
+            if not dropped:
+                why = input_error(self.container)
+                if why:
+                    dropped = True
+                    log.warning("stream %s dropped: %s", mask_url(self.source), why)
+            if not dropped and not self.reconnect_at_end:
+                return  # the stream ended: that is not a drop
+            # A live source dropped (or ended, with reconnect_at_end): reconnect, or finish if out of attempts.
             if not self._reconnect(stop, dropped):
                 return
 
@@ -263,7 +302,7 @@ class Decoder:
                 log.warning("reconnect %d failed: %s", attempt, exc)
                 continue
             try:
-                self.container.close()
+                close_input(self.container)
             except Exception:  # noqa: BLE001 - the old connection is dead anyway
                 pass
             self.container = container
@@ -293,13 +332,13 @@ class Decoder:
     def _corrupt(self, exc: Exception) -> None:
         self.stats.corrupt_packets += 1
         if len(self.stats.log) < 20:
-            self.stats.log.append(str(exc))
-        log.warning("skipped damaged data: %s", exc)
+            self.stats.log.append(mask_url(str(exc)))
+        log.warning("skipped damaged data: %s", mask_url(str(exc)))
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self.container.close()
+            close_input(self.container)
 
     def __enter__(self) -> Decoder:
         return self
