@@ -17,7 +17,6 @@ from vsr.io.color import Conversion, resolve_conversion
 from vsr.io.source import (
     OpenOptions,
     close_input,
-    input_error,
     is_url,
     mask_url,
     open_input,
@@ -239,11 +238,6 @@ class Decoder:
                     continue
             if not self.is_live or stop():
                 return
-            if not dropped:
-                why = input_error(self.container)
-                if why:
-                    dropped = True
-                    log.warning("stream %s dropped: %s", mask_url(self.source), why)
             if not dropped and not self.reconnect_at_end:
                 return  # the stream ended: that is not a drop
             # A live source dropped (or ended, with reconnect_at_end): reconnect, or finish if out of attempts.

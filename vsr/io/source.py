@@ -195,16 +195,6 @@ def _raise_open_error(source: str, options: OpenOptions, exc: BaseException) -> 
         raise InputError(f"cannot open {mask_url(source)}: {exc.strerror or exc}") from exc
 
 
-def input_error(container) -> str | None:
-    """Why the ffmpeg binary carrying this input stopped, when it failed (``None`` otherwise).
-
-    An input carried by the ffmpeg binary ends the same way whether the stream finished or
-    dropped; its exit status tells the two apart.
-    """
-    pipe = _PIPES.get(id(container))
-    return pipe.error() if pipe is not None else None
-
-
 def close_input(container) -> None:
     """Close a container from :func:`open_input`, and the ffmpeg process carrying it, if any."""
     try:

@@ -12,11 +12,13 @@ import collections
 import shutil
 import subprocess
 import threading
+import time
 
 from vsr.errors import ConfigError
 from vsr.io.source import mask_url, url_scheme
 
 TRANSPORT_SCHEMES = ("srt",)
+_DRAIN_S = 1.0
 
 
 def needs_transport(target: str) -> bool:
@@ -64,13 +66,17 @@ class FfmpegPipe:
             raise ValueError(f"mode must be 'r' or 'w'; got {mode!r}")
         self.url = url
         self.mode = mode
-        protocol = ["-timeout", str(int(timeout * 1_000_000))] if timeout and "timeout=" not in url else []
+        protocol = []
+        if timeout:  # unless the URL sets them
+            micro = str(int(timeout * 1_000_000))
+            protocol += [] if "?timeout=" in url or "&timeout=" in url else ["-timeout", micro]
+            protocol += [] if "listen_timeout=" in url else ["-listen_timeout", micro]
         command = [ffmpeg_binary(url), "-hide_banner", "-nostats", "-loglevel", "error"]
         if mode == "r":
             command += ["-nostdin", *protocol, *(["-f", input_format] if input_format else []), "-i", url,
                         "-map", "0", "-c", "copy", "-f", "mpegts", "pipe:1"]
         else:
-            command += ["-f", "mpegts", "-i", "pipe:0", "-map", "0", "-c", "copy", *protocol, "-f", "mpegts", url]
+            command += ["-analyzeduration", "0", "-probesize", "32768", "-f", "mpegts", "-i", "pipe:0", "-map", "0", "-c", "copy", "-flush_packets", "1", *protocol, "-f", "mpegts", url]
         self._stderr: collections.deque[str] = collections.deque(maxlen=20)
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE if mode == "w" else subprocess.DEVNULL,
                                      stdout=subprocess.PIPE if mode == "r" else subprocess.DEVNULL,
@@ -113,6 +119,11 @@ class FfmpegPipe:
             self.proc.stdout.close()
             return None
         try:
+            self.proc.stdin.flush()
+            if self.proc.poll() is None and wait > 0:
+                # SRT's live mode discards what the receiver still holds back for its latency
+                # when the sender hangs up: give the last packets time to be delivered first.
+                time.sleep(_DRAIN_S)
             self.proc.stdin.close()
         except OSError:  # the process is already gone (broken pipe)
             pass

@@ -238,13 +238,15 @@ class Pipeline:
                 yield assembler.assemble(slots, ref_slot)
 
         bit_depth = self.decoder.info.bit_depth
+        # One size for every frame, also where the source's picture size changes midway.
+        output_size = self._output_size()
         with torch.inference_mode():
             for image in method.stream(feed()):
                 ref = references.popleft()
-                if self.output_size is not None and tuple(image.shape[-2:]) != self.output_size:
+                if tuple(image.shape[-2:]) != output_size:
                     from vsr.methods.interp import resize
 
-                    image = resize(image, self.output_size, "lanczos")
+                    image = resize(image, output_size, "lanczos")
                 # Converted to the encoder's pixel format here, beside the encoder, not before it.
                 picture = self.sink.picture(to_integer_hwc(image, bit_depth))
                 self._put(self.images_q, (picture, ref.pts, ref.duration, ref.index))
