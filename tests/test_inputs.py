@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.server
 import json
 import re
+import shlex
 import socket
 import subprocess
 import threading
@@ -146,16 +147,26 @@ def test_live_reopens_a_url_at_its_end(tmp_path):
 
 # -- SRT, carried by the ffmpeg binary ---------------------------------------------------------
 
-def test_srt_input_from_an_ffmpeg_peer(tmp_path):
+def _push_srt(clip: Path, url: str, retry: bool) -> subprocess.Popen:
+    """The ffmpeg binary sending ``clip`` at its own pace to ``url``; a caller retries until a listener answers."""
+    push = [ffmpeg_exe(), "-v", "quiet", "-re", "-i", str(clip), "-c", "copy", "-f", "mpegts", url]
+    if not retry:
+        return subprocess.Popen(push)
+    loop = f"for i in $(seq 60); do {shlex.join(push)} && exit 0; sleep 0.5; done; exit 1"
+    return subprocess.Popen(["sh", "-c", loop])
+
+
+@pytest.mark.parametrize("vsr_mode", ["caller", "listener"])
+def test_srt_input_from_an_ffmpeg_peer(tmp_path, vsr_mode):
     clip = make_mp4(tmp_path / "clip.mp4", frames=50)
     port = free_port(socket.SOCK_DGRAM)
     secret = "srtphrase0123"
-    peer = subprocess.Popen([ffmpeg_exe(), "-v", "error", "-re", "-i", str(clip), "-c", "copy", "-f", "mpegts",
-                             f"srt://127.0.0.1:{port}?mode=listener&passphrase={secret}"])
+    peer_mode = "listener" if vsr_mode == "caller" else "caller"
+    peer = _push_srt(clip, f"srt://127.0.0.1:{port}?mode={peer_mode}&passphrase={secret}", retry=peer_mode == "caller")
     out = tmp_path / "srt.mkv"
     try:
-        result = run_cli("run", f"srt://127.0.0.1:{port}?mode=caller&passphrase={secret}", "-o", str(out),
-                         "-m", "nearest", "--timeout", "10", timeout=120)
+        result = run_cli("run", f"srt://127.0.0.1:{port}?mode={vsr_mode}&passphrase={secret}", "-o", str(out),
+                         "-m", "nearest", "--timeout", "30", timeout=120)
         peer.wait(timeout=60)
     finally:
         peer.kill()
