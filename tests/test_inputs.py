@@ -59,6 +59,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         start = int(requested.group(1)) if requested else 0
         server.requests.append(start)
         body = data[start:]
+        if time.monotonic() < server.refuse_until:
+            self.send_error(503)  # the server is away for a while
+            return
         self.send_response(206 if requested else 200)
         self.send_header("Content-Type", "video/mp4")
         self.send_header("Accept-Ranges", "bytes")
@@ -71,6 +74,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body[:cut])
             self.wfile.flush()
             server.drops += 1
+            server.refuse_until = time.monotonic() + server.away
             self.connection.shutdown(socket.SHUT_RDWR)  # the connection drops midway
             return
         self.wfile.write(body)
@@ -81,13 +85,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def http_server():
-    """``serve(path, drop_after=None)`` → the server; ``server.url`` serves ``path``."""
+    """``serve(path, drop_after=None, away=0)`` → the server; ``server.url`` serves ``path``.
+
+    With ``drop_after``, the first full request is cut off after that many bytes, and every
+    request in the ``away`` seconds that follow is answered 503.
+    """
     servers = []
 
-    def serve(path: Path, drop_after: int | None = None):
+    def serve(path: Path, drop_after: int | None = None, away: float = 0.0):
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         server.data = path.read_bytes()
         server.drop_after, server.drops, server.requests = drop_after, 0, []
+        server.away, server.refuse_until = away, 0.0
         server.url = f"http://127.0.0.1:{server.server_address[1]}/{path.name}"
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
@@ -124,13 +133,29 @@ def test_an_http_download_that_drops_midway_continues_where_it_stopped(tmp_path,
     clip = make_mp4(tmp_path / "clip.mp4", frames=50)
     server = http_server(clip, drop_after=int(clip.stat().st_size * 0.4))
     dropped, whole = tmp_path / "dropped.mkv", tmp_path / "whole.mkv"
-    result = run_cli("run", server.url, "-o", str(dropped), "-m", "nearest", "--timeout", "3")
+    result = run_cli("run", server.url, "-o", str(dropped), "-m", "nearest", "--timeout", "3", "--json-progress")
     assert result.returncode == 0, result.stderr
-    assert server.drops == 1 and any(start > 0 for start in server.requests)  # resumed with a byte range
+    progress = [json.loads(line) for line in result.stderr.splitlines() if line.startswith(b"{")]
+    assert server.drops == 1 and progress[-1]["reconnects"] == 1
     assert run_cli("run", str(clip), "-o", str(whole), "-m", "nearest").returncode == 0
     # Every frame once, in order, with the pixels of a run over the local file; the audio too.
     assert framemd5(dropped) == framemd5(whole)
     assert framemd5(dropped, "a:0", copy=True) == framemd5(whole, "a:0", copy=True)
+
+
+def test_an_http_file_reopened_by_vsr_continues_where_it_stopped(tmp_path, http_server):
+    clip = make_mp4(tmp_path / "clip.mp4", frames=50)
+    # Away for a while: the first reopening attempts fail too.
+    server = http_server(clip, drop_after=int(clip.stat().st_size * 0.4), away=2.0)
+    reopened, whole = tmp_path / "reopened.mkv", tmp_path / "whole.mkv"
+    result = run_cli("run", server.url, "-o", str(reopened), "-m", "nearest", "--timeout", "1",
+                     "--reconnect", "6", "--json-progress")
+    assert result.returncode == 0, result.stderr
+    progress = [json.loads(line) for line in result.stderr.splitlines() if line.startswith(b"{")]
+    assert server.drops == 1 and progress[-1]["reconnects"] == 1
+    assert run_cli("run", str(clip), "-o", str(whole), "-m", "nearest").returncode == 0
+    assert framemd5(reopened) == framemd5(whole)
+    assert framemd5(reopened, "a:0", copy=True) == framemd5(whole, "a:0", copy=True)
 
 
 def test_live_reopens_a_url_at_its_end(tmp_path):

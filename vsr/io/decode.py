@@ -22,6 +22,7 @@ from vsr.io.source import (
     open_input,
     partial_file,
     select_video_stream,
+    url_scheme,
     video_info,
 )
 from vsr.types import Frame, VideoInfo
@@ -144,6 +145,8 @@ class Decoder:
         self._last_time = Fraction(0)
         self._last_pts: int | None = None
         self._resync_pending = False
+        self._passed: dict[int, int] = {}  # stream index -> pts of the last packet handed on
+        self._replayed: dict[int, int] = {}  # after reopening a file: packets up to these were handed on
         self.container = open_input(source, options)
         try:
             self.stream = select_video_stream(self.container, video_stream)
@@ -173,8 +176,11 @@ class Decoder:
         """Yield frames until the end of the input or until ``stop()`` is true.
 
         Network sources that drop or stall are reopened (up to ``reconnect`` times, with
-        backoff); timestamps after a reconnect continue one frame after the last video frame,
-        or at the end of the last audio packet if that is later, so every stream stays monotonic.
+        backoff); a source that ends is reopened only with ``reconnect_at_end``. A file behind
+        a URL (HTTP, ``file://``) continues from its last frame on its own clock, skipping what
+        was already handed on. Other streams' timestamps continue one frame after the last
+        video frame, or at the end of the last audio packet if that is later, so every stream
+        stays monotonic.
         """
         import av
 
@@ -192,8 +198,10 @@ class Decoder:
                     demuxed = True
                     if self._resync_pending and packet.pts is not None and packet.size:
                         self._resync(packet)
+                    if packet.is_corrupt and self._resumable:
+                        continue  # cut short by a drop: read again whole after reopening
                     if packet.stream.index != self.stream.index:
-                        if packet.size and self.on_packet is not None:
+                        if packet.size and self.on_packet is not None and not self._replay(packet):
                             self._shift(packet)
                             self.stats.packets_passed += 1
                             self.on_packet(packet)
@@ -265,6 +273,22 @@ class Decoder:
             end = (packet.pts + (packet.duration or 0)) * packet.stream.time_base
             self._last_time = max(self._last_time, end)
 
+    @property
+    def _resumable(self) -> bool:
+        """A URL of a file (a known duration over HTTP or file://): reopened where it stopped, same clock."""
+        return (not self.reconnect_at_end and self.info.duration is not None
+                and url_scheme(self.source) in ("http", "https", "file"))
+
+    def _replay(self, packet) -> bool:
+        """True for a packet handed on before a file was reopened; notes the others."""
+        index = packet.stream.index
+        if packet.pts is None:
+            return False
+        if index in self._replayed and packet.pts <= self._replayed[index]:
+            return True
+        self._passed[index] = packet.pts
+        return False
+
     def _resync(self, packet) -> None:
         """After a reconnect: shift the new connection's clock to continue where the last ended."""
         self._resync_pending = False
@@ -276,6 +300,8 @@ class Decoder:
     def _reconnect(self, stop: Callable[[], bool], dropped: bool) -> bool:
         """Reopen the source with exponential backoff; False when attempts are used up."""
         import time
+
+        import av
 
         attempt = 0
         while self.reconnect < 0 or attempt < self.reconnect:
@@ -295,6 +321,8 @@ class Decoder:
             except InputError as exc:
                 log.warning("reconnect %d failed: %s", attempt, exc)
                 continue
+            # Read before closing the old container: its streams say nothing once it is closed.
+            passthrough = [s.index for s in self.passthrough]
             try:
                 close_input(self.container)
             except Exception:  # noqa: BLE001 - the old connection is dead anyway
@@ -303,8 +331,17 @@ class Decoder:
             self.stream = stream
             self.stream.thread_type = "AUTO"
             by_index = {s.index: s for s in container.streams}
-            self.passthrough = [by_index[s.index] for s in self.passthrough if s.index in by_index]
-            self._resync_pending = True
+            self.passthrough = [by_index[i] for i in passthrough if i in by_index]
+            if self._resumable:
+                # The same file again: continue from the last frame; what was handed on is skipped.
+                self._replayed = dict(self._passed)
+                if self._last_pts is not None:
+                    try:
+                        container.seek(self._last_pts, stream=stream)
+                    except av.error.FFmpegError as exc:  # read it from the start instead
+                        log.warning("cannot seek %s: %s", mask_url(self.source), mask_url(str(exc)))
+            else:
+                self._resync_pending = True
             self.stats.reconnects += 1
             return True
         if dropped or self.reconnect:

@@ -150,11 +150,6 @@ def open_input(source: str, options: OpenOptions | None = None):
             av_options.setdefault("rw_timeout", micro)
             if scheme in ("udp", "tcp"):
                 av_options.setdefault("timeout", micro)
-            if scheme in ("http", "https"):
-                # A connection that drops mid-file is reopened by FFmpeg at the byte it stopped at.
-                av_options.setdefault("reconnect", "1")
-                av_options.setdefault("reconnect_on_network_error", "1")
-                av_options.setdefault("reconnect_delay_max", str(max(1, int(options.timeout))))
     elif options.format is None or os.path.exists(source):
         _check_path(source)
     # else: a forced demuxer reading something that is not a file (lavfi graphs, devices)
