@@ -47,6 +47,8 @@ def upscale(
     queue_size: int | None = None,
     open_options: OpenOptions | None = None,
     reconnect: int = 0,
+    reconnect_at_end: bool | None = None,
+    accept_partial: bool = False,
     live: bool = False,
     resume: bool = False,
     segment_seconds: float = 10.0,
@@ -74,6 +76,9 @@ def upscale(
             (frames waiting in a live queue only add latency).
         open_options: timeout and transport for network sources.
         reconnect: times to reopen a network source that drops or stalls (-1: forever).
+        reconnect_at_end: also reopen a network source that ends normally; ``None``: only
+            with ``live``. Without it a URL that ends (a file over HTTP) is read once.
+        accept_partial: upscale what a truncated file holds instead of refusing it.
         live: drop the oldest waiting frame rather than fall behind the source.
         resume: cut the job into segments at keyframes, committed one by one in a work
             directory beside the output; a later call with the same arguments seeks to the
@@ -106,7 +111,9 @@ def upscale(
         # No lookahead or frame reordering delay on a live path.
         encode = replace(encode, options={**encode.options, "tune": "zerolatency"})
     try:
-        decoder = Decoder(source, video_stream=video_stream, roi=roi, options=open_options, reconnect=reconnect)
+        decoder = Decoder(source, video_stream=video_stream, roi=roi, options=open_options, reconnect=reconnect,
+                          reconnect_at_end=live if reconnect_at_end is None else reconnect_at_end,
+                          accept_partial=accept_partial)
     except ValueError as exc:  # an roi outside the picture
         if isinstance(exc, ConfigError) or type(exc) is ValueError:
             raise ConfigError(str(exc)) from exc

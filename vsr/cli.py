@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
 EXIT_SIGTERM = 143
+# Where a URL can come from instead of the command line, which every user of the machine sees in `ps`.
+INPUT_URL_ENV = "VSR_INPUT_URL"
+OUTPUT_URL_ENV = "VSR_OUTPUT_URL"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -104,9 +107,10 @@ def load_preset(name: str) -> dict[str, Any]:
 def _add_run(sub) -> None:
     p = sub.add_parser("run", help="upscale a video file or stream",
                        description="Upscale a video; audio and subtitles are copied untouched.")
-    p.add_argument("input", help="input file, '-' for standard input, or a URL (rtsp://, http://, srt://...)")
-    p.add_argument("-o", "--output", help="output file (.mp4, .mkv, .mov), '-' or a URL; "
-                                          "default: INPUT_METHODxSCALE.mp4 beside the input")
+    p.add_argument("input", nargs="?", help="input file, '-' for standard input, or a URL (rtsp://, http://, "
+                                            f"srt://...); default: the URL in ${INPUT_URL_ENV}")
+    p.add_argument("-o", "--output", help="output file (.mp4, .mkv, .mov), '-' or a URL; default: the URL in "
+                                          f"${OUTPUT_URL_ENV}, else INPUT_METHODxSCALE.mp4 beside the input")
     p.add_argument("-m", "--method", help="upscaling method (see `vsr methods`); default misr")
     p.add_argument("-s", "--scale", type=_scale, help="scale factor 2, 3 or 4 (up to 8 for some methods); default 2, "
                                                    "4 for the Real-ESRGAN methods, a --model file's own")
@@ -144,6 +148,11 @@ def _add_run(sub) -> None:
     r.add_argument("--input-format", help="force the input demuxer (e.g. mpegts, lavfi), as ffmpeg's -f before -i")
     r.add_argument("--reconnect", type=_attempts, default=3,
                    help="times to reopen a network source that drops or stalls, or 'forever' (default 3)")
+    r.add_argument("--reconnect-at-end", action="store_true", default=None,
+                   help="also reopen a network source that ends normally (default: only with --live); "
+                        "without it a URL that ends is read once")
+    r.add_argument("--accept-partial", action="store_true",
+                   help="upscale what a truncated file holds (its index points past its end) instead of refusing it")
     r.add_argument("--resume", action="store_true",
                    help="write committed segments beside the output; after a crash the same command continues")
     r.add_argument("--segment-seconds", type=float, default=10.0,
@@ -160,11 +169,28 @@ def _add_run(sub) -> None:
     p.set_defaults(handler=_run)
 
 
+def _input(args: argparse.Namespace) -> str:
+    """The input argument, else the URL in ``$VSR_INPUT_URL`` (which keeps its secrets out of ``ps``)."""
+    import os
+
+    if args.input:
+        return args.input
+    url = os.environ.get(INPUT_URL_ENV)
+    if not url:
+        raise ConfigError(f"give an input (a file, '-' or a URL), or set {INPUT_URL_ENV} to the input URL")
+    return url
+
+
 def _default_output(source: str, method: str, scale: int | None) -> str:
+    import os
+
     from vsr.io.source import is_url
 
+    if os.environ.get(OUTPUT_URL_ENV):
+        return os.environ[OUTPUT_URL_ENV]
     if source == "-" or is_url(source):
-        raise ConfigError("give an output with -o when reading from a stream or standard input")
+        raise ConfigError(f"give an output with -o (or in {OUTPUT_URL_ENV}) when reading from a stream "
+                          "or standard input")
     src = Path(source)
     suffix = src.suffix.lower() if src.suffix.lower() in (".mp4", ".mkv", ".mov") else ".mkv"
     return str(src.with_name(f"{src.stem}_{method}{f'x{scale}' if scale else ''}{suffix}"))
@@ -195,9 +221,11 @@ def _run(args: argparse.Namespace) -> int:
         format=args.format or encode_cfg.get("format"),
         options={str(k): str(v) for k, v in encode_cfg.get("options", {}).items()},
     )
+    args.input = _input(args)
     output = args.output or _default_output(args.input, method, scale)
     if args.quiet:
         quiet_libraries()
+    open_options = OpenOptions(timeout=args.timeout, format=args.input_format)
 
     display = None
     if args.json_progress:
@@ -212,6 +240,10 @@ def _run(args: argparse.Namespace) -> int:
     terminated = []
 
     def on_start(pipeline) -> None:
+        if pipeline.decoder.partial:
+            print(f"vsr: warning: {mask_url(args.input)} is a partial file: {pipeline.decoder.partial}; "
+                  "upscaling what it holds (--accept-partial)", file=sys.stderr)
+
         def on_term(signum, frame):  # noqa: ARG001 - signal handler signature
             terminated.append(signum)
             pipeline.cancel()
@@ -221,13 +253,14 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         if args.ray:
-            stats = _run_on_ray(args, output, method, scale, params, encode, display)
+            stats = _run_on_ray(args, output, method, scale, params, encode, display, open_options)
         else:
             stats = api.upscale(
                 args.input, output, method=method, scale=scale, size=args.size, params=params, encode=encode,
                 video_stream=args.video_stream, roi=args.roi, record=args.record, overwrite=args.overwrite,
-                device=args.device, queue_size=args.queue_size, open_options=OpenOptions(timeout=args.timeout),
-                reconnect=args.reconnect, live=args.live, resume=args.resume, segment_seconds=args.segment_seconds,
+                device=args.device, queue_size=args.queue_size, open_options=open_options,
+                reconnect=args.reconnect, reconnect_at_end=args.reconnect_at_end,
+                accept_partial=args.accept_partial, live=args.live, resume=args.resume, segment_seconds=args.segment_seconds,
                 on_progress=display, on_start=on_start,
             )
     except Cancelled as exc:
@@ -267,26 +300,25 @@ def quiet_libraries() -> None:
 
 
 def _run_on_ray(args: argparse.Namespace, output: str, method: str, scale: int, params: dict[str, Any],
-                encode, display):
+                encode, display, open_options):
     """``vsr run --ray``: the same job as a plain run, split over a Ray cluster."""
     from vsr.distributed import run_on_ray
-    from vsr.io.source import OpenOptions
 
     if args.live:
         raise ConfigError("--live and --ray do not go together: --ray splits a file, a live stream cannot be split")
     return run_on_ray(args.input, output, method=method, scale=scale, address=args.ray,
                       segment_seconds=args.segment_seconds, size=args.size, params=params, encode=encode,
                       video_stream=args.video_stream, roi=args.roi, record=args.record, overwrite=args.overwrite,
-                      device=args.device,
-                      open_options=OpenOptions(timeout=args.timeout), on_progress=display)
+                      device=args.device, open_options=open_options, on_progress=display)
 
 
 def _add_probe(sub) -> None:
     p = sub.add_parser("probe", help="describe a video's streams, size, rate, colour and duration")
-    p.add_argument("input")
+    p.add_argument("input", nargs="?", help=f"file, '-' or URL; default: the URL in ${INPUT_URL_ENV}")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--video-stream", type=int)
     p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--input-format", help="force the input demuxer (e.g. mpegts, lavfi)")
     p.set_defaults(handler=_probe)
 
 
@@ -296,7 +328,8 @@ def _probe(args: argparse.Namespace) -> int:
     from vsr.io.color import resolve_conversion
     from vsr.io.source import OpenOptions, mask_url, probe
 
-    info = probe(args.input, args.video_stream, OpenOptions(timeout=args.timeout))
+    args.input = _input(args)
+    info = probe(args.input, args.video_stream, OpenOptions(timeout=args.timeout, format=args.input_format))
     if args.json:
         data = asdict(info)
         data["time_base"] = str(info.time_base)
@@ -383,6 +416,24 @@ def _say(message: str) -> None:
         silence(sys.stderr)
 
 
+class _MaskingFormatter(logging.Formatter):
+    """Log lines, tracebacks included, with the secrets of URLs hidden."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from vsr.io.source import mask_url
+
+        return mask_url(super().format(record))
+
+
+def _print_traceback(exc: BaseException) -> None:
+    """``--debug``: the traceback, with the secrets of URLs hidden as everywhere else."""
+    import traceback
+
+    from vsr.io.source import mask_url
+
+    print(mask_url("".join(traceback.format_exception(exc))), end="", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vsr`` command; returns the exit code.
 
@@ -403,25 +454,26 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR,
-                        format="vsr: %(levelname)s: %(message)s")
+    from vsr.io.source import mask_url
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(_MaskingFormatter("vsr: %(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR, handlers=[handler])
     try:
         return args.handler(args)
     except VsrError as exc:
         if args.debug:
-            raise
-        from vsr.io.source import mask_url
-
-        print(f"vsr: error: {mask_url(str(exc))}", file=sys.stderr)
+            _print_traceback(exc)
+        else:
+            print(f"vsr: error: {mask_url(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("vsr: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - one line, not a traceback, unless --debug
         if args.debug:
-            raise
-        from vsr.io.source import mask_url
-
+            _print_traceback(exc)
+            return 1
         print(f"vsr: internal error: {type(exc).__name__}: {mask_url(str(exc))} (run with --debug for details)",
               file=sys.stderr)
         return 1

@@ -317,7 +317,8 @@ class Pipeline:
             return False
 
         bit_depth = self.decoder.info.bit_depth
-        for ref, image in upscale_frames(self._incoming_frames(), self.method, self.output_size,
+        # One size for every frame, also where the source's picture size changes midway.
+        for ref, image in upscale_frames(self._incoming_frames(), self.method, self._output_size(),
                                          self.detector, keep, self.stats):
             # Converted to the encoder's pixel format here, beside the encoder, not before it.
             picture = self.sink.picture(to_integer_hwc(image, bit_depth))

@@ -1,9 +1,10 @@
 """Turning a stream of frames into the windows a method consumes.
 
 Windows hold ``2 * radius + 1`` frames: centred on the reference for files,
-ending at it for live streams (``causal``). At the ends of the video and at
-scene cuts, the missing slots repeat the nearest frame of the same shot, so a
-window never mixes two shots and always has the same shape.
+ending at it for live streams (``causal``). At the ends of the video, at
+scene cuts and where the picture size changes (adaptive streams, a camera
+switching profile), the missing slots repeat the nearest frame of the same
+shot, so a window never mixes two shots or two sizes and always has one shape.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def frame_windows(
         radius: frames on each side of the reference (``>= 0``).
         causal: windows end at the reference instead of being centred on it.
         is_cut: called once per frame, in order; true when the frame starts a new shot.
+            A frame whose ``(H, W)`` differs from the previous frame's starts one too.
 
     Yields:
         The reference frame and the ``2 * radius + 1`` frames of its window (repeats
@@ -39,7 +41,7 @@ def frame_windows(
     """
     if radius < 0:
         raise ValueError(f"radius must be >= 0; got {radius}")
-    if radius == 0:
+    if radius == 0:  # every window is one frame: nothing to restart
         for frame in frames:
             if is_cut is not None:
                 is_cut(frame)
@@ -55,14 +57,13 @@ def frame_windows(
         return [shot[min(max(q, 0), last) - first] for q in range(lo, hi + 1)]
 
     for frame in frames:
-        if shot and is_cut is not None and is_cut(frame):
+        cut = is_cut(frame) if is_cut is not None else False
+        if shot and (cut or shot[-1].data.shape[-2:] != frame.data.shape[-2:]):
             last = first + len(shot) - 1
             while pending <= last:
                 yield shot[pending - first], slots(pending, last)
                 pending += 1
             shot, first, pending = [], 0, 0
-        elif not shot and is_cut is not None:
-            is_cut(frame)
         shot.append(frame)
         last = first + len(shot) - 1
         ready = last if causal else last - radius

@@ -14,7 +14,17 @@ from fractions import Fraction
 
 from vsr.errors import InputError
 from vsr.io.color import Conversion, resolve_conversion
-from vsr.io.source import OpenOptions, is_url, mask_url, open_input, select_video_stream, video_info
+from vsr.io.source import (
+    OpenOptions,
+    close_input,
+    is_url,
+    mask_url,
+    open_input,
+    partial_file,
+    select_video_stream,
+    url_scheme,
+    video_info,
+)
 from vsr.types import Frame, VideoInfo
 
 log = logging.getLogger(__name__)
@@ -100,9 +110,17 @@ class Decoder:
         reconnect: for network sources, how many times to reopen a stream that drops or
             stalls (``-1``: forever); 0 ends the run at the first drop.
         backoff: seconds before the first reconnect; doubled each attempt, up to 30 s.
+        reconnect_at_end: also reopen a network source that ends normally (a live source
+            whose end is an interruption). Without it the end of the stream ends the run.
+        accept_partial: read a file whose index points past its end (a truncated download)
+            instead of refusing it; ``partial`` then says what is missing.
+
+    Attributes:
+        partial: ``None``, or what a partial file accepted with ``accept_partial`` lacks.
 
     Raises:
-        InputError: from the constructor, when the source cannot be opened.
+        InputError: from the constructor, when the source cannot be opened, or is a
+            partial file and ``accept_partial`` is false.
     """
 
     def __init__(
@@ -114,24 +132,33 @@ class Decoder:
         options: OpenOptions | None = None,
         reconnect: int = 0,
         backoff: float = 0.5,
+        reconnect_at_end: bool = False,
+        accept_partial: bool = False,
     ) -> None:
         self.source = source
         self.options = options
         self.reconnect = reconnect
         self.backoff = backoff
+        self.reconnect_at_end = reconnect_at_end
         self._explicit_stream = video_stream is not None
         self._offset = Fraction(0)
         self._last_time = Fraction(0)
         self._last_pts: int | None = None
         self._resync_pending = False
+        self._passed: dict[int, int] = {}  # stream index -> pts of the last packet handed on
+        self._replayed: dict[int, int] = {}  # after reopening a file: packets up to these were handed on
         self.container = open_input(source, options)
         try:
             self.stream = select_video_stream(self.container, video_stream)
             self.info: VideoInfo = video_info(self.container, self.stream)
             if roi is not None:
                 roi.check_inside(self.info.width, self.info.height)
+            self.partial = partial_file(self.container)
+            if self.partial and not accept_partial:
+                raise InputError(f"{mask_url(source)} is a partial file (an interrupted download or copy?): "
+                                 f"{self.partial}; pass --accept-partial to upscale what it holds")
         except (InputError, ValueError):
-            self.container.close()
+            close_input(self.container)
             raise
         self.stream.thread_type = "AUTO"
         self.passthrough = [s for s in self.container.streams if s.type in PASSTHROUGH_KINDS]
@@ -149,14 +176,18 @@ class Decoder:
         """Yield frames until the end of the input or until ``stop()`` is true.
 
         Network sources that drop or stall are reopened (up to ``reconnect`` times, with
-        backoff); timestamps after a reconnect continue one frame after the last video frame,
-        or at the end of the last audio packet if that is later, so every stream stays monotonic.
+        backoff); a source that ends is reopened only with ``reconnect_at_end``. A file behind
+        a URL (HTTP, ``file://``) continues from its last frame on its own clock, skipping what
+        was already handed on. Other streams' timestamps continue one frame after the last
+        video frame, or at the end of the last audio packet if that is later, so every stream
+        stays monotonic.
         """
         import av
 
         time_base = self.info.time_base
         step = _frame_step(self.info)
         consecutive_errors = 0
+        demuxed = False
         while not stop():
             streams = [self.stream] + (self.passthrough if self.on_packet else [])
             dropped = False
@@ -164,10 +195,13 @@ class Decoder:
                 for packet in self.container.demux(streams):
                     if stop():
                         return
+                    demuxed = True
                     if self._resync_pending and packet.pts is not None and packet.size:
                         self._resync(packet)
+                    if packet.is_corrupt and self._resumable:
+                        continue  # cut short by a drop: read again whole after reopening
                     if packet.stream.index != self.stream.index:
-                        if packet.size and self.on_packet is not None:
+                        if packet.size and self.on_packet is not None and not self._replay(packet):
                             self._shift(packet)
                             self.stats.packets_passed += 1
                             self.on_packet(packet)
@@ -195,6 +229,11 @@ class Decoder:
                         self._last_pts = pts
                         yield self._frame(vframe, pts, time_base)
             except av.error.FFmpegError as exc:
+                if self.source == "-" and not demuxed and "mp4" in self.container.format.name:
+                    raise InputError(
+                        "the MP4/MOV on standard input has its index (moov atom) at the end, which cannot "
+                        "be streamed: pass the file's path instead, or remux it with the index first "
+                        "(ffmpeg -i in.mp4 -c copy -movflags +faststart out.mp4)") from exc
                 if self.is_live:
                     dropped = True
                     log.warning("stream %s dropped: %s", mask_url(self.source), mask_url(str(exc)))
@@ -207,7 +246,9 @@ class Decoder:
                     continue
             if not self.is_live or stop():
                 return
-            # A live source ended or dropped: reconnect, or finish if out of attempts.
+            if not dropped and not self.reconnect_at_end:
+                return  # the stream ended: that is not a drop
+            # A live source dropped (or ended, with reconnect_at_end): reconnect, or finish if out of attempts.
             if not self._reconnect(stop, dropped):
                 return
 
@@ -232,6 +273,22 @@ class Decoder:
             end = (packet.pts + (packet.duration or 0)) * packet.stream.time_base
             self._last_time = max(self._last_time, end)
 
+    @property
+    def _resumable(self) -> bool:
+        """A URL of a file (a known duration over HTTP or file://): reopened where it stopped, same clock."""
+        return (not self.reconnect_at_end and self.info.duration is not None
+                and url_scheme(self.source) in ("http", "https", "file"))
+
+    def _replay(self, packet) -> bool:
+        """True for a packet handed on before a file was reopened; notes the others."""
+        index = packet.stream.index
+        if packet.pts is None:
+            return False
+        if index in self._replayed and packet.pts <= self._replayed[index]:
+            return True
+        self._passed[index] = packet.pts
+        return False
+
     def _resync(self, packet) -> None:
         """After a reconnect: shift the new connection's clock to continue where the last ended."""
         self._resync_pending = False
@@ -243,6 +300,8 @@ class Decoder:
     def _reconnect(self, stop: Callable[[], bool], dropped: bool) -> bool:
         """Reopen the source with exponential backoff; False when attempts are used up."""
         import time
+
+        import av
 
         attempt = 0
         while self.reconnect < 0 or attempt < self.reconnect:
@@ -262,16 +321,27 @@ class Decoder:
             except InputError as exc:
                 log.warning("reconnect %d failed: %s", attempt, exc)
                 continue
+            # Read before closing the old container: its streams say nothing once it is closed.
+            passthrough = [s.index for s in self.passthrough]
             try:
-                self.container.close()
+                close_input(self.container)
             except Exception:  # noqa: BLE001 - the old connection is dead anyway
                 pass
             self.container = container
             self.stream = stream
             self.stream.thread_type = "AUTO"
             by_index = {s.index: s for s in container.streams}
-            self.passthrough = [by_index[s.index] for s in self.passthrough if s.index in by_index]
-            self._resync_pending = True
+            self.passthrough = [by_index[i] for i in passthrough if i in by_index]
+            if self._resumable:
+                # The same file again: continue from the last frame; what was handed on is skipped.
+                self._replayed = dict(self._passed)
+                if self._last_pts is not None:
+                    try:
+                        container.seek(self._last_pts, stream=stream)
+                    except av.error.FFmpegError as exc:  # read it from the start instead
+                        log.warning("cannot seek %s: %s", mask_url(self.source), mask_url(str(exc)))
+            else:
+                self._resync_pending = True
             self.stats.reconnects += 1
             return True
         if dropped or self.reconnect:
@@ -293,13 +363,13 @@ class Decoder:
     def _corrupt(self, exc: Exception) -> None:
         self.stats.corrupt_packets += 1
         if len(self.stats.log) < 20:
-            self.stats.log.append(str(exc))
-        log.warning("skipped damaged data: %s", exc)
+            self.stats.log.append(mask_url(str(exc)))
+        log.warning("skipped damaged data: %s", mask_url(str(exc)))
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self.container.close()
+            close_input(self.container)
 
     def __enter__(self) -> Decoder:
         return self

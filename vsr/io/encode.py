@@ -17,6 +17,7 @@ from pathlib import Path
 from vsr.errors import CodecError, ConfigError, OutputError
 from vsr.io.color import apply_tags, resolve_conversion
 from vsr.io.source import is_url, mask_url
+from vsr.io.transport import FfmpegPipe, needs_transport
 from vsr.types import VideoInfo
 
 log = logging.getLogger(__name__)
@@ -200,6 +201,7 @@ class Sink:
         self.dropped_streams: list[str] = []
         self._last_pts: int | None = None
         self.adjusted_pts = 0
+        self._pipe = None  # the ffmpeg binary carrying an srt:// output
 
     # -- opening ---------------------------------------------------------------------------
     def open(self, width: int, height: int) -> tuple[int, int]:
@@ -221,6 +223,9 @@ class Sink:
         try:
             if self.target == "-":
                 self.container = av.open(sys.stdout.buffer, mode="w", format=self.format)
+            elif needs_transport(self.target):
+                self._pipe = FfmpegPipe(self.target, "w")
+                self.container = av.open(self._pipe.file, mode="w", format=self.format, options=options)
             else:
                 where = str(self.temp) if self.is_file else self.target
                 self.container = av.open(where, mode="w", format=self.format, options=options)
@@ -405,10 +410,11 @@ class Sink:
         try:
             for p in packets:
                 self.container.mux(p)
-        except av.error.FFmpegError as exc:
-            raise OutputError(f"writing {mask_url(self.target)} failed: {exc}") from exc
-        except OSError as exc:
-            raise OutputError(f"writing {mask_url(self.target)} failed: {exc.strerror or exc}") from exc
+        except (av.error.FFmpegError, OSError) as exc:
+            # A stream carried by the ffmpeg binary fails there: its message says why.
+            why = self._pipe.error() if self._pipe is not None else None
+            detail = why or (exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
+            raise OutputError(f"writing {mask_url(self.target)} failed: {detail}") from exc
 
     # -- closing ---------------------------------------------------------------------------
     def close(self, target: str | Path | None = None) -> None:
@@ -422,6 +428,10 @@ class Sink:
             self.abort()
             raise
         self.container = None
+        if self._pipe is not None:
+            failed, self._pipe = self._pipe.close(), None
+            if failed:
+                raise OutputError(f"sending to {mask_url(self.target)} failed: {failed}")
         if self.temp is not None:
             os.replace(self.temp, target or self.target)
 
@@ -433,5 +443,8 @@ class Sink:
             except Exception:  # noqa: BLE001 - already failing; the file is deleted next
                 pass
             self.container = None
+        if self._pipe is not None:
+            self._pipe.close(wait=0)
+            self._pipe = None
         if self.temp is not None and self.temp.exists():
             self.temp.unlink()

@@ -12,13 +12,18 @@ import sys
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from vsr.errors import InputError
 from vsr.io.color import color_info_from_codec
 from vsr.types import StreamInfo, VideoInfo
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+_URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S+")
+# Query keys whose values are secrets: password=, passphrase= (SRT), token=, key=, X-Amz-Signature=...
+_SECRET_KEY = re.compile(r"pass|pwd|token|key|secret|auth|sig|credential", re.IGNORECASE)
+_RTMP_SCHEMES = ("rtmp", "rtmps", "rtmpe", "rtmpt", "rtmpte", "rtmpts")
+_TRAILING = "'\"()[]<>,;.:"
 
 
 def is_url(source: str) -> bool:
@@ -26,13 +31,56 @@ def is_url(source: str) -> bool:
     return bool(_URL.match(source))
 
 
-def mask_url(text: str) -> str:
-    """Replace the user and password of every URL in ``text`` with ``***``.
+def url_scheme(source: str) -> str | None:
+    """The lower-case scheme of a URL (``"srt"``), or ``None`` for paths and ``"-"``."""
+    return source.split("://", 1)[0].lower() if is_url(source) else None
 
-    >>> mask_url("rtsp://admin:secret@10.0.0.2/live failed")
-    'rtsp://***@10.0.0.2/live failed'
+
+def _redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    netloc = parts.netloc
+    if at and userinfo:  # udp://@:1234 is a bind address, not a user
+        name, colon, _ = userinfo.partition(":")
+        # A bare user part may itself be a token (https://TOKEN@host): hide it all.
+        netloc = f"{name}:***@{host}" if colon else f"***@{host}"
+    path = parts.path
+    if parts.scheme.lower() in _RTMP_SCHEMES:
+        # rtmp://server/app/STREAM-KEY: the last component after the application is the key.
+        components = path.split("/")
+        if len([c for c in components if c]) >= 2:
+            path = "/".join(components[:-1] + ["***"])
+    query = "&".join(
+        f"{k}=***" if sep and _SECRET_KEY.search(unquote(k)) else f"{k}{sep}{v}"
+        for k, sep, v in (item.partition("=") for item in parts.query.split("&"))
+    ) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, path, query, parts.fragment)) if (
+        netloc, path, query) != (parts.netloc, parts.path, parts.query) else url
+
+
+def mask_url(text: str) -> str:
+    """Hide the secrets of every URL in ``text``, for messages, logs, tracebacks and records.
+
+    Hidden (as ``***``): the password of the user info (all of a user info without one),
+    query values whose key names a secret (``password``, ``passphrase``, ``token``, ``key``,
+    ``secret``, ``auth``, ``sig``...), and the stream key of ``rtmp://server/app/KEY``.
+    URLs are split with :mod:`urllib.parse`; quotes and punctuation ending a URL are kept.
+
+    >>> mask_url("rtsp://admin:p@ss@10.0.0.2/live failed")
+    'rtsp://admin:***@10.0.0.2/live failed'
+    >>> mask_url("'srt://h:9000?mode=caller&passphrase=abc123', rtmp://s/live/k3y")
+    "'srt://h:9000?mode=caller&passphrase=***', rtmp://s/live/***"
     """
-    return _CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***@", text)
+
+    def replace(match: re.Match) -> str:
+        url = match.group(0)
+        stripped = url.rstrip(_TRAILING)
+        try:
+            return _redact_url(stripped) + url[len(stripped):]
+        except ValueError:  # not parseable (a bad port, a broken IPv6 host): hide all but the scheme
+            return url.split("://", 1)[0] + "://***"
+
+    return _URL_IN_TEXT.sub(replace, text)
 
 
 @dataclass(frozen=True)
@@ -83,36 +131,98 @@ def open_input(source: str, options: OpenOptions | None = None):
     options = options or OpenOptions()
     av_options: dict[str, str] = dict(options.extra)
     target: object = source
+    scheme = url_scheme(source)
+    fmt = options.format
+    pipe = None
     if source == "-":
         target = sys.stdin.buffer
-    elif is_url(source):
+    elif scheme is not None:
+        from vsr.io.transport import FfmpegPipe, needs_transport
+
         micro = str(int(options.timeout * 1_000_000))
-        scheme = source.split("://", 1)[0].lower()
-        if scheme in ("rtsp", "rtsps"):
+        if needs_transport(source):
+            pipe = FfmpegPipe(source, "r", timeout=options.timeout, input_format=options.format)
+            target, fmt = pipe.file, "mpegts"
+        elif scheme in ("rtsp", "rtsps"):
             av_options.setdefault("rtsp_transport", options.rtsp_transport)
             av_options.setdefault("timeout", micro)
-        elif scheme in ("http", "https", "rtmp", "srt", "tcp", "udp"):
+        elif scheme in ("http", "https", "rtmp", "tcp", "udp"):
             av_options.setdefault("rw_timeout", micro)
-            if scheme in ("srt", "udp", "tcp"):
+            if scheme in ("udp", "tcp"):
                 av_options.setdefault("timeout", micro)
     elif options.format is None or os.path.exists(source):
         _check_path(source)
     # else: a forced demuxer reading something that is not a file (lavfi graphs, devices)
     try:
-        return av.open(target, mode="r", format=options.format, options=av_options,
-                       timeout=options.timeout if is_url(source) else None)
-    except av.error.FileNotFoundError as exc:
+        container = av.open(target, mode="r", format=fmt, options=av_options,
+                            timeout=options.timeout if scheme is not None else None)
+    except BaseException as exc:
+        why = pipe.error() if pipe is not None else None
+        if pipe is not None:
+            pipe.close()
+        if why:
+            raise InputError(f"cannot open {mask_url(source)}: {why}") from exc
+        _raise_open_error(source, options, exc)
+        raise
+    if pipe is not None:
+        _PIPES[id(container)] = pipe
+    return container
+
+
+# Inputs carried by the ffmpeg binary, by id() of their container: closed with it by close_input.
+_PIPES: dict[int, object] = {}
+
+
+def _raise_open_error(source: str, options: OpenOptions, exc: BaseException) -> None:
+    import av
+
+    if isinstance(exc, av.error.FileNotFoundError):
         raise InputError(f"input not found: {mask_url(source)}") from exc
-    except av.error.InvalidDataError as exc:
+    if isinstance(exc, av.error.InvalidDataError):
         raise InputError(
             f"cannot read {mask_url(source)}: not a media file FFmpeg understands, or truncated"
         ) from exc
-    except (av.error.ExitError, av.error.TimeoutError, TimeoutError) as exc:
+    if isinstance(exc, (av.error.ExitError, av.error.TimeoutError, TimeoutError)):
         raise InputError(f"no answer from {mask_url(source)} within {options.timeout:g} s") from exc
-    except av.error.FFmpegError as exc:
+    if isinstance(exc, av.error.FFmpegError):
         raise InputError(f"cannot open {mask_url(source)}: {mask_url(str(exc.strerror or exc))}") from exc
-    except OSError as exc:
+    if isinstance(exc, OSError):
         raise InputError(f"cannot open {mask_url(source)}: {exc.strerror or exc}") from exc
+
+
+def close_input(container) -> None:
+    """Close a container from :func:`open_input`, and the ffmpeg process carrying it, if any."""
+    try:
+        container.close()
+    finally:
+        pipe = _PIPES.pop(id(container), None)
+        if pipe is not None:
+            pipe.close()
+
+
+def partial_file(container) -> str | None:
+    """For an input whose index (MP4/MOV ``moov``, Matroska cues...) points past the end of
+    the file: a one-line description of what is missing, else ``None``.
+
+    This is what an interrupted download or copy of a fast-start MP4 looks like: the index
+    at the front describes every frame, but the data of the later ones never arrived.
+    """
+    size = getattr(container, "size", 0) or 0
+    if size <= 0:
+        return None
+    ends = []
+    video = None
+    for stream in container.streams:
+        if stream.type == "video" and video is None:
+            video = stream
+        ends.extend(e.pos + e.size for e in stream.index_entries if e.pos >= 0)
+    if not ends or max(ends) <= size:
+        return None
+    if video is not None and len(video.index_entries):
+        held = sum(1 for e in video.index_entries if 0 <= e.pos and e.pos + e.size <= size)
+        return (f"the file ends at byte {size} but its index describes {max(ends)} bytes: "
+                f"it holds {held} of {len(video.index_entries)} frames")
+    return f"the file ends at byte {size} but its index describes {max(ends)} bytes"
 
 
 def select_video_stream(container, index: int | None = None):
@@ -221,7 +331,7 @@ def probe(source: str, video_stream: int | None = None, options: OpenOptions | N
             info = replace(info, rotation=_first_frame_rotation(container, stream))
         return info
     finally:
-        container.close()
+        close_input(container)
 
 
 def _first_frame_rotation(container, stream) -> int:

@@ -1,0 +1,136 @@
+"""The ffmpeg binary as a transport for protocols PyAV's FFmpeg build lacks.
+
+PyAV's wheels are built without libsrt, so ``srt://`` cannot be opened in-process. The
+ffmpeg binary that imageio-ffmpeg ships (or one on ``PATH``) has it: vsr runs it as a
+child process that copies the stream, packet for packet, to or from MPEG-TS on a pipe,
+and PyAV demuxes or muxes that pipe as it would any MPEG-TS input or output.
+"""
+
+from __future__ import annotations
+
+import collections
+import shutil
+import subprocess
+import threading
+import time
+
+from vsr.errors import ConfigError
+from vsr.io.source import mask_url, url_scheme
+
+TRANSPORT_SCHEMES = ("srt",)
+_DRAIN_S = 1.0
+
+
+def needs_transport(target: str) -> bool:
+    """True for URLs PyAV cannot open itself and the ffmpeg binary carries (``srt://``)."""
+    return url_scheme(target) in TRANSPORT_SCHEMES
+
+
+def ffmpeg_binary(target: str) -> str:
+    """The ffmpeg executable: imageio-ffmpeg's, else ``ffmpeg`` on ``PATH``.
+
+    Raises:
+        ConfigError: neither is available.
+    """
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError):
+        pass
+    found = shutil.which("ffmpeg")
+    if found is None:
+        raise ConfigError(f"{url_scheme(target)}:// is carried by the ffmpeg binary, which was not found: "
+                          "pip install 'vsr[srt]' (imageio-ffmpeg) or put an ffmpeg built with libsrt on PATH")
+    return found
+
+
+class FfmpegPipe:
+    """One ffmpeg process copying ``url`` to MPEG-TS on its standard output (``mode="r"``),
+    or MPEG-TS from its standard input to ``url`` (``mode="w"``).
+
+    Args:
+        url: the stream (``srt://host:port?mode=caller``, ``srt://:port?mode=listener``...).
+        mode: ``"r"`` to read the stream, ``"w"`` to send one.
+        timeout: seconds the protocol may wait for the peer to connect or send (its
+            ``timeout`` option, unless the URL sets one).
+        input_format: for ``mode="r"``, the demuxer of what the stream carries (default:
+            probed by ffmpeg).
+
+    Attributes:
+        file: the pipe to hand to PyAV: readable for ``"r"``, writable for ``"w"``.
+    """
+
+    def __init__(self, url: str, mode: str, timeout: float | None = None, input_format: str | None = None) -> None:
+        if mode not in ("r", "w"):
+            raise ValueError(f"mode must be 'r' or 'w'; got {mode!r}")
+        self.url = url
+        self.mode = mode
+        protocol = []
+        if timeout:  # unless the URL sets them
+            micro = str(int(timeout * 1_000_000))
+            protocol += [] if "?timeout=" in url or "&timeout=" in url else ["-timeout", micro]
+            protocol += [] if "listen_timeout=" in url else ["-listen_timeout", micro]
+        command = [ffmpeg_binary(url), "-hide_banner", "-nostats", "-loglevel", "error"]
+        if mode == "r":
+            command += ["-nostdin", *protocol, *(["-f", input_format] if input_format else []), "-i", url,
+                        "-map", "0", "-c", "copy", "-f", "mpegts", "pipe:1"]
+        else:
+            command += ["-analyzeduration", "0", "-probesize", "32768", "-f", "mpegts", "-i", "pipe:0", "-map", "0", "-c", "copy", "-flush_packets", "1", *protocol, "-f", "mpegts", url]
+        self._stderr: collections.deque[str] = collections.deque(maxlen=20)
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE if mode == "w" else subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE if mode == "r" else subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        self.file = self.proc.stdout if mode == "r" else self.proc.stdin
+        self._reader = threading.Thread(target=self._read_stderr, name="vsr-ffmpeg-stderr", daemon=True)
+        self._reader.start()
+
+    def _read_stderr(self) -> None:
+        for line in self.proc.stderr:
+            text = line.decode(errors="replace").strip()
+            if text:
+                self._stderr.append(text)
+
+    def error(self, wait: float = 2.0) -> str | None:
+        """ffmpeg's last error line (secrets hidden) once it has exited with a failure, else ``None``.
+
+        Waits up to ``wait`` seconds for the process to exit.
+        """
+        try:
+            code = self.proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            return None
+        if code == 0:
+            return None
+        self._reader.join(timeout=1.0)
+        last = self._stderr[-1] if self._stderr else f"ffmpeg exited with code {code}"
+        return mask_url(last)
+
+    def close(self, wait: float = 10.0) -> str | None:
+        """End the transport; returns ffmpeg's error (as :meth:`error`) or ``None``.
+
+        Reading: the process is stopped. Writing: its input is closed, so it sends what it
+        holds and exits; it is stopped if that takes longer than ``wait`` seconds.
+        """
+        if self.mode == "r":
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+            self.proc.stdout.close()
+            return None
+        try:
+            self.proc.stdin.flush()
+            if self.proc.poll() is None and wait > 0:
+                # SRT's live mode discards what the receiver still holds back for its latency
+                # when the sender hangs up: give the last packets time to be delivered first.
+                time.sleep(_DRAIN_S)
+            self.proc.stdin.close()
+        except OSError:  # the process is already gone (broken pipe)
+            pass
+        try:
+            self.proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return f"ffmpeg did not finish sending to {mask_url(self.url)} within {wait:g} s"
+        return self.error(wait=0)
