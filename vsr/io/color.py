@@ -4,7 +4,18 @@ FFmpeg stores the colour matrix, range, primaries and transfer as small integers
 (``AVColorSpace``, ``AVColorRange``...). swscale, left to itself, converts every
 YUV frame with the BT.601 matrix and limited range, which shifts the colours of
 HD (BT.709) and full-range footage. Every conversion in vsr therefore passes the
-source's matrix and range explicitly, and the output is tagged with the same.
+source's matrix explicitly, and the output is tagged with the same.
+
+Levels pass as coded: swscale is told every source is full range, so a limited-range
+source gives RGB in studio swing (black at 16, white at 235 in 8-bit terms) and its
+super-blacks and super-whites (Y below 16 or above 235) survive the round trip instead
+of being clipped. The encode side makes the same assumption, so the samples go back
+where they came from and the output keeps the source's range tag.
+
+Chroma is interpolated, not replicated: decoding upsamples it with a bicubic filter at
+the stream's chroma siting (FFmpeg's scale filter reads it from each frame) and encoding
+filters the full-resolution chroma down, as ``-sws_flags
+bicubic+full_chroma_int+full_chroma_inp+accurate_rnd`` does on the ffmpeg command line.
 """
 
 from __future__ import annotations
@@ -12,6 +23,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vsr.types import ColorInfo
+
+#: The scale filter's options on the way in: bicubic chroma, interpolated to every pixel with
+#: accurate rounding; the filter reads each frame's chroma siting.
+DECODE_SCALE_FLAGS = "bicubic+full_chroma_int+accurate_rnd"
+#: swscale flags on the way out: chroma filtered down (bicubic) from full-resolution input.
+ENCODE_SWS_FLAGS = ("BICUBIC", "FULL_CHR_H_INP", "ACCURATE_RND")
+
+# swscale matrix name -> the scale filter's name for it.
+_SCALE_MATRIX = {"itu709": "bt709", "itu601": "bt601", "smpte170m": "smpte170m", "smpte240m": "smpte240m",
+                 "fcc": "fcc", "bt2020": "bt2020"}
 
 # AVColorSpace -> name, as FFmpeg prints it.
 MATRIX_NAMES = {
@@ -45,7 +66,8 @@ class Conversion:
 
     Attributes:
         colorspace: swscale matrix name (``"itu709"``, ``"itu601"``, ``"bt2020"``...).
-        color_range: ``"MPEG"`` (limited) or ``"JPEG"`` (full).
+        color_range: the range swscale is told, always ``"JPEG"``: levels pass as coded,
+            so limited-range sources give studio-swing RGB (see the module's notes).
         tags: the colour tags to write on the output, with guessed values filled in.
     """
 
@@ -62,6 +84,86 @@ def color_info_from_codec(codec_context) -> ColorInfo:
         primaries=PRIMARIES_NAMES.get(int(codec_context.color_primaries)),
         transfer=TRANSFER_NAMES.get(int(codec_context.color_trc)),
     )
+
+
+class RgbConverter:
+    """Decoded YUV frames to packed RGB, through FFmpeg's scale filter.
+
+    The filter, unlike a bare swscale call, places chroma at the siting each frame
+    carries (left for most H.264/HEVC, centre for JPEG-style streams, top-left for
+    some 4:2:0 HDR), so colour edges land where the source put them. A new graph is
+    built whenever the frames' size or format changes.
+
+    Args:
+        conversion: the stream's matrix and range.
+        fmt: ``"rgb24"`` (8-bit sources) or ``"rgb48le"`` (deeper).
+    """
+
+    def __init__(self, conversion: Conversion, fmt: str) -> None:
+        self.conversion = conversion
+        self.fmt = fmt
+        self._graph = None
+        self._geometry: tuple | None = None
+
+    def __call__(self, frame):
+        """Convert one ``av.VideoFrame``; returns an ``(H, W, 3)`` uint8 or uint16 numpy array."""
+        geometry = (frame.width, frame.height, frame.format.name)
+        if geometry != self._geometry:
+            self._graph = self._build(*geometry)
+            self._geometry = geometry
+        self._graph.push(frame)
+        return self._graph.pull().to_ndarray()
+
+    def _build(self, width: int, height: int, pix_fmt: str):
+        from fractions import Fraction
+
+        import av
+
+        graph = av.filter.Graph()
+        chain = [
+            graph.add_buffer(width=width, height=height, format=pix_fmt, time_base=Fraction(1, 1000)),
+            graph.add("scale", f"flags={DECODE_SCALE_FLAGS}:in_color_matrix={_SCALE_MATRIX[self.conversion.colorspace]}"
+                               f":in_range={'full' if self.conversion.color_range == 'JPEG' else 'limited'}"),
+            graph.add("format", self.fmt),
+            graph.add("buffersink"),
+        ]
+        for a, b in zip(chain, chain[1:]):
+            a.link_to(b)
+        graph.configure()
+        return graph
+
+
+class YuvConverter:
+    """Packed RGB frames to the encoder's YUV format, with one cached swscale context.
+
+    Chroma is filtered down from full-resolution input (bicubic, accurate rounding), as
+    ``-sws_flags bicubic+full_chroma_inp+accurate_rnd`` does; safe to call from several threads.
+
+    Args:
+        conversion: the stream's matrix, range and tags.
+        pix_fmt: the encoder's pixel format.
+    """
+
+    def __init__(self, conversion: Conversion, pix_fmt: str) -> None:
+        import threading
+
+        from av.video.reformatter import Interpolation, VideoReformatter
+
+        self.conversion = conversion
+        self.pix_fmt = pix_fmt
+        self._flags = 0
+        for name in ENCODE_SWS_FLAGS:
+            self._flags |= Interpolation[name]
+        self._reformatter = VideoReformatter()
+        self._lock = threading.Lock()
+
+    def __call__(self, frame):
+        """Convert one RGB ``av.VideoFrame``; returns a new frame in ``pix_fmt`` tagged with the stream's colour."""
+        with self._lock:
+            out = self._reformatter.reformat(frame, format=self.pix_fmt, dst_colorspace=self.conversion.colorspace,
+                                             dst_color_range=self.conversion.color_range, interpolation=self._flags)
+        apply_tags(out, self.conversion.tags)
+        return out
 
 
 def resolve_conversion(color: ColorInfo, height: int, pix_fmt: str) -> Conversion:
@@ -87,7 +189,7 @@ def resolve_conversion(color: ColorInfo, height: int, pix_fmt: str) -> Conversio
     sws = _SWS_MATRIX[_code(MATRIX_NAMES, matrix)]
     return Conversion(
         colorspace=sws,
-        color_range="JPEG" if color_range == "pc" else "MPEG",
+        color_range="JPEG",
         tags=ColorInfo(matrix=matrix, range=color_range, primaries=primaries, transfer=transfer),
     )
 

@@ -15,7 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from vsr.errors import CodecError, ConfigError, OutputError
-from vsr.io.color import apply_tags, resolve_conversion
+from vsr.io.color import YuvConverter, apply_tags, resolve_conversion
 from vsr.io.source import is_url, mask_url
 from vsr.types import VideoInfo
 
@@ -165,6 +165,7 @@ class Sink:
         self.format = container_format(target, settings.format)
         self.pix_fmt = choose_pix_fmt(settings, info.bit_depth)
         self.conversion = resolve_conversion(info.color, info.height, info.pix_fmt)
+        self._to_yuv = YuvConverter(self.conversion, self.pix_fmt)
         self.rotation = 0  # display rotation, degrees counter-clockwise: see set_rotation
         self._passthrough_sources = list(passthrough)
         # HLS writes a playlist plus segments beside it, rewritten as it goes: no temporary name.
@@ -309,13 +310,7 @@ class Sink:
         if rgb.shape[0] != h or rgb.shape[1] != w:
             rgb = rgb[:h, :w]
         fmt = "rgb24" if rgb.dtype.itemsize == 1 else "rgb48le"
-        frame = av.VideoFrame.from_ndarray(rgb, format=fmt).reformat(
-            format=self.pix_fmt,
-            dst_colorspace=self.conversion.colorspace,
-            dst_color_range=self.conversion.color_range,
-        )
-        apply_tags(frame, self.conversion.tags)
-        return frame
+        return self._to_yuv(av.VideoFrame.from_ndarray(rgb, format=fmt))
 
     def write_frame(self, rgb, pts: int | None, duration: int | None = None) -> None:
         """Encode one frame with presentation time ``pts``.

@@ -1,0 +1,98 @@
+"""What the output keeps: chroma, levels, formats, geometry, metadata and streams.
+
+Every input here is made with the ffmpeg binary, and every output is read back with PyAV
+or the ffmpeg binary, so each check is against FFmpeg's own view of the files.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import av
+import numpy as np
+import pytest
+from conftest import ffmpeg_exe, run_cli
+
+import vsr
+from vsr.io.decode import Decoder
+from vsr.io.encode import EncodeSettings, Sink
+
+# A red/blue edge at column 13 and a green band from row 9: neither falls on the 4:2:0 chroma grid.
+EDGE_W, EDGE_H = 32, 16
+SWS = "bicubic+full_chroma_int+full_chroma_inp+accurate_rnd"
+
+
+def _edge_picture() -> np.ndarray:
+    rgb = np.zeros((EDGE_H, EDGE_W, 3), np.uint8)
+    rgb[:] = (200, 30, 40)
+    rgb[:, 13:] = (20, 60, 220)
+    rgb[9:, :] = (30, 200, 60)
+    return rgb
+
+
+def _ffmpeg(*args: str, input: bytes | None = None) -> bytes:
+    return subprocess.run([ffmpeg_exe(), "-v", "error", "-y", *args], input=input, capture_output=True,
+                          check=True).stdout
+
+
+def _raw_rgb_input() -> list[str]:
+    return ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{EDGE_W}x{EDGE_H}", "-r", "25", "-i", "-"]
+
+
+@pytest.mark.parametrize("siting", ["left", "center", "topleft"])
+def test_decoding_interpolates_chroma_at_the_stream_siting(tmp_path, siting):
+    clip = tmp_path / f"edge_{siting}.mkv"
+    _ffmpeg(*_raw_rgb_input(), "-sws_flags", SWS, "-vf", "scale=out_color_matrix=bt709:out_range=pc",
+            "-pix_fmt", "yuv420p", "-colorspace", "bt709", "-color_range", "pc",
+            "-chroma_sample_location", siting, "-c:v", "libx264", "-qp", "0", str(clip),
+            input=_edge_picture().tobytes())
+    oracle = np.frombuffer(_ffmpeg("-i", str(clip), "-sws_flags", SWS, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"),
+                           np.uint8).reshape(EDGE_H, EDGE_W, 3)
+    with Decoder(str(clip)) as dec:
+        ours = next(iter(dec)).data.permute(1, 2, 0).numpy()
+    assert np.abs(ours.astype(int) - oracle).max() <= 1
+    # Replicated 2x2 chroma blocks (swscale's unscaled path) miss the oracle by tens of levels.
+    with av.open(str(clip)) as c:
+        blocky = next(c.decode(video=0)).to_ndarray(format="rgb24", src_colorspace="itu709", src_color_range="JPEG",
+                                                    dst_color_range="JPEG")
+    assert np.abs(blocky.astype(int) - oracle).max() > 10
+
+
+def test_encoding_filters_chroma_down_as_ffmpeg_does(tmp_path):
+    oracle = np.frombuffer(_ffmpeg(*_raw_rgb_input(), "-sws_flags", SWS,
+                                   "-vf", "scale=out_color_matrix=bt709:out_range=pc", "-pix_fmt", "yuv420p",
+                                   "-f", "rawvideo", "-", input=_edge_picture().tobytes()), np.uint8)
+    clip = tmp_path / "pc.mkv"
+    _ffmpeg("-f", "lavfi", "-i", f"color=gray:s={EDGE_W}x{EDGE_H}:d=0.04", "-pix_fmt", "yuv420p",
+            "-colorspace", "bt709", "-color_range", "pc", "-c:v", "ffv1", str(clip))
+    with Decoder(str(clip)) as dec:
+        info = dec.info
+    sink = Sink(str(tmp_path / "out.mkv"), info, EncodeSettings(codec="ffv1", pix_fmt="yuv420p"))
+    sink.open(EDGE_W, EDGE_H)
+    try:
+        planes = sink.picture(_edge_picture()).to_ndarray().ravel()
+    finally:
+        sink.abort()
+    luma = EDGE_W * EDGE_H
+    assert np.array_equal(planes[:luma], oracle[:luma])
+    assert np.abs(planes[luma:].astype(int) - oracle[luma:]).max() <= 1
+
+
+def _luma(path) -> np.ndarray:
+    with av.open(str(path)) as c:
+        frame = next(c.decode(video=0))
+        return np.frombuffer(frame.planes[0], np.uint8).reshape(frame.height, frame.planes[0].line_size)[:, :frame.width]
+
+
+def test_super_whites_and_super_blacks_survive(tmp_path):
+    # Limited range: nominal black is Y=16 and white Y=235; these patches sit outside both.
+    clip = tmp_path / "levels.mkv"
+    luma = np.repeat(np.array([4, 16, 235, 250], np.uint8), 16)[None, :].repeat(32, axis=0)
+    yuv = luma.tobytes() + bytes([128]) * (2 * 32 * 16)
+    _ffmpeg("-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", "64x32", "-r", "25", "-color_range", "tv",
+            "-colorspace", "bt709", "-i", "-", "-c:v", "ffv1", str(clip), input=yuv * 3)
+    assert [int(v) for v in _luma(clip)[16, [8, 24, 40, 56]]] == [4, 16, 235, 250]
+    out = tmp_path / "levels_x2.mkv"
+    vsr.upscale(str(clip), str(out), method="bicubic", scale=2, encode=EncodeSettings(codec="ffv1"))
+    y = _luma(out)[32, [12, 48, 80, 116]].astype(int)
+    assert np.abs(y - [4, 16, 235, 250]).max() <= 1
