@@ -96,3 +96,45 @@ def test_super_whites_and_super_blacks_survive(tmp_path):
     vsr.upscale(str(clip), str(out), method="bicubic", scale=2, encode=EncodeSettings(codec="ffv1"))
     y = _luma(out)[32, [12, 48, 80, 116]].astype(int)
     assert np.abs(y - [4, 16, 235, 250]).max() <= 1
+
+
+@pytest.fixture
+def av_clip(tmp_path):
+    """A 2-second 64x48 H.264 clip with AAC audio and SubRip subtitles, in Matroska."""
+    srt = tmp_path / "subs.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n\n2\n00:00:01,000 --> 00:00:02,000\nworld\n")
+    clip = tmp_path / "av.mkv"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=2", "-f", "lavfi", "-i", "sine=f=440:d=2",
+            "-i", str(srt), "-map", "0", "-map", "1", "-map", "2", "-c:v", "libx264", "-preset", "ultrafast",
+            "-c:a", "aac", "-c:s", "srt", str(clip))
+    return clip
+
+
+def _packet_count(path, kind: str) -> int:
+    with av.open(str(path)) as c:
+        streams = [s for s in c.streams if s.type == kind]
+        return sum(1 for p in c.demux(streams) if p.size)
+
+
+def test_mpegts_output_keeps_aac(av_clip, tmp_path):
+    out = tmp_path / "out.ts"
+    result = run_cli("run", str(av_clip), "-o", str(out), "-m", "bicubic")
+    assert result.returncode == 0, result.stderr.decode()
+    with av.open(str(out)) as c:
+        assert [s.codec_context.name for s in c.streams.audio] == ["aac"]
+    # The ffmpeg binary, asked to copy the same audio into MPEG-TS, keeps the same packets.
+    ref = tmp_path / "ref.ts"
+    _ffmpeg("-i", str(av_clip), "-map", "0:a", "-c", "copy", "-f", "mpegts", str(ref))
+    assert _packet_count(out, "audio") == _packet_count(ref, "audio") > 0
+    assert "dropped" not in result.stderr.decode()
+
+
+def test_packets_copied_counts_only_streams_the_output_keeps(av_clip, tmp_path):
+    out = tmp_path / "out.mp4"  # MP4 takes the AAC audio but not SubRip subtitles
+    result = run_cli("run", str(av_clip), "-o", str(out), "-m", "bicubic")
+    assert result.returncode == 0, result.stderr.decode()
+    summary = result.stderr.decode()
+    audio = _packet_count(av_clip, "audio")
+    assert f"{audio} audio/subtitle packets copied" in summary
+    assert "dropped subtitle stream 2 (srt) cannot go into mp4" in summary
+    assert _packet_count(out, "audio") == audio

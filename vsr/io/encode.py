@@ -111,6 +111,44 @@ def container_format(target: str, explicit: str | None) -> str:
     return CONTAINERS[suffix]
 
 
+def _probe_format(fmt: str, muxer_options: dict[str, str]) -> str:
+    """The muxer that decides which codecs ``fmt`` takes: HLS segments and RTSP's RTP streams."""
+    if fmt == "hls":
+        return "mp4" if muxer_options.get("hls_segment_type") == "fmp4" else "mpegts"
+    if fmt == "rtsp":
+        return "rtp"
+    return fmt
+
+
+def muxer_refusal(fmt: str, stream, muxer_options: dict[str, str] | None = None) -> str | None:
+    """Why the ``fmt`` muxer will not take a copy of ``stream``, or ``None`` when it will.
+
+    The muxer itself is asked: ``stream`` is added to an in-memory container of that
+    format and its header written. PyAV's ``supported_codecs`` cannot answer this: it
+    lists only the codecs a muxer's tag table names, so it leaves out, for instance,
+    every codec MPEG-TS carries (AAC, AC-3, MP3...).
+
+    Args:
+        fmt: the output's muxer name (``"mpegts"``, ``"mp4"``, ``"hls"``...).
+        stream: a PyAV stream of the source (audio, subtitle...).
+        muxer_options: the output's muxer options (``hls_segment_type`` picks HLS's segment muxer).
+
+    Returns:
+        FFmpeg's reason, one line, or ``None``.
+    """
+    import io
+
+    import av
+
+    try:
+        with av.open(io.BytesIO(), mode="w", format=_probe_format(fmt, muxer_options or {})) as probe:
+            probe.add_stream_from_template(stream)
+            probe.start_encoding()
+    except (av.error.FFmpegError, ValueError) as exc:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return None
+
+
 def temporary_path(target: Path) -> Path:
     """The hidden name beside ``target`` that output is written to until it is complete."""
     return target.with_name(f".{target.stem}.partial-{os.getpid()}{target.suffix}")
@@ -267,11 +305,12 @@ class Sink:
         self.stream = stream
 
     def _add_passthrough_streams(self) -> None:
-        supported = getattr(self.container, "supported_codecs", None)
         for src in self._passthrough_sources:
             name = src.codec_context.name if src.codec_context is not None else "?"
-            if supported is not None and name not in supported:
-                self.dropped_streams.append(f"{src.type} stream {src.index} ({name}) cannot go into {self.format}")
+            refusal = muxer_refusal(self.format, src, self.settings.muxer_options)
+            if refusal is not None:
+                self.dropped_streams.append(f"{src.type} stream {src.index} ({name}) cannot go into {self.format}: "
+                                            f"{refusal}")
                 continue
             try:
                 out = self.container.add_stream_from_template(src)

@@ -318,6 +318,9 @@ class Pipeline:
                 self.decoder.close()
                 raise
             self.stats.dropped_streams = list(self.sink.dropped_streams)
+            kept = getattr(self.sink, "stream_map", None)
+            if kept is not None:  # demux only what the output takes, so "packets copied" counts copies
+                self.decoder.passthrough = [s for s in self.decoder.passthrough if s.index in kept]
         self.threads = [
             self._spawn("decode", self._decode_worker),
             self._spawn("method", self._method_worker),
