@@ -138,3 +138,27 @@ def test_packets_copied_counts_only_streams_the_output_keeps(av_clip, tmp_path):
     assert f"{audio} audio/subtitle packets copied" in summary
     assert "dropped subtitle stream 2 (srt) cannot go into mp4" in summary
     assert _packet_count(out, "audio") == audio
+
+
+def test_m3u8_output_is_a_vod_playlist_holding_every_frame(tmp_path):
+    clip = tmp_path / "long.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=32x24:r=25:d=90", "-c:v", "libx264", "-preset", "ultrafast",
+            "-g", "250", str(clip))
+    out = tmp_path / "hls" / "out.m3u8"
+    out.parent.mkdir()
+    result = run_cli("run", str(clip), "-o", str(out), "-m", "nearest", "--preset", "ultrafast",
+                     "--muxer-option", "hls_time=3", timeout=600)
+    assert result.returncode == 0, result.stderr.decode()
+    playlist = out.read_text()
+    assert "#EXT-X-PLAYLIST-TYPE:VOD" in playlist and "#EXT-X-ENDLIST" in playlist
+    segments = [line for line in playlist.splitlines() if line and not line.startswith("#")]
+    assert len(segments) == 30  # 90 s in 3-second segments (the muxer option), none deleted
+    durations = [float(line.split(":")[1].rstrip(",")) for line in playlist.splitlines()
+                 if line.startswith("#EXTINF")]
+    assert all(abs(d - 3.0) < 0.05 for d in durations)
+    for name in segments:  # each segment starts on a keyframe
+        with av.open(str(out.parent / name)) as c:
+            assert next(c.demux(video=0)).is_keyframe
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted(segments + ["out.m3u8"])
+    with av.open(str(out)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 2250

@@ -119,6 +119,8 @@ def upscale(
             raise ConfigError(str(exc)) from exc
     built = build_method(method, scale, params, device, size)
     encode = encode or EncodeSettings()
+    if live and not encode.live:
+        encode = replace(encode, live=True)  # an HLS output becomes a rolling playlist
     if live and encode.codec in ("libx264", "libx265") and "tune" not in encode.options:
         # No lookahead or frame reordering delay on a live path.
         encode = replace(encode, options={**encode.options, "tune": "zerolatency"})

@@ -40,7 +40,10 @@ class EncodeSettings:
             (4:4:4 for ffv1).
         format: container format; ``None`` chooses from the file extension.
         options: further encoder options, passed to FFmpeg as they are.
-        muxer_options: further container/protocol options (``hls_time``, ``pkt_size``...).
+        muxer_options: further container/protocol options (``hls_time``, ``pkt_size``...),
+            over vsr's own choices.
+        live: the output is watched while it is written: an HLS playlist keeps only the
+            last segments (a rolling live playlist) instead of every one (VOD).
     """
 
     codec: str = "libx264"
@@ -50,6 +53,7 @@ class EncodeSettings:
     format: str | None = None
     options: dict[str, str] = field(default_factory=dict)
     muxer_options: dict[str, str] = field(default_factory=dict)
+    live: bool = False
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for a codec this build lacks or an option it does not take."""
@@ -206,9 +210,12 @@ class Sink:
         self._to_yuv = YuvConverter(self.conversion, self.pix_fmt)
         self.rotation = 0  # display rotation, degrees counter-clockwise: see set_rotation
         self._passthrough_sources = list(passthrough)
-        # HLS writes a playlist plus segments beside it, rewritten as it goes: no temporary name.
-        self.is_file = not (target == "-" or is_url(target) or self.format == "hls")
+        # A live HLS playlist is rewritten as it goes, for players to follow: no temporary name.
+        # A VOD playlist is written under one and renamed once complete, like any file.
+        self.is_file = not (target == "-" or is_url(target) or (self.format == "hls" and settings.live))
         self.temp = temporary_path(Path(target)) if self.is_file else None
+        self._key_interval = float(self._muxer_options()["hls_time"]) if self.format == "hls" else None
+        self._next_key: Fraction | None = None
         self.container = None
         self.stream = None
         self.stream_map: dict[int, object] = {}
@@ -257,9 +264,14 @@ class Sink:
         options: dict[str, str] = {}
         if self.format in ("mp4", "mov") and self.is_file:
             options["movflags"] = "+faststart"
-        elif self.format == "hls":
+        elif self.format == "hls" and self.settings.live:
             # A rolling live playlist: six 2-second segments, older ones deleted.
             options.update({"hls_time": "2", "hls_list_size": "6", "hls_flags": "delete_segments"})
+        elif self.format == "hls":
+            # Video on demand: every segment kept, named after the playlist (not its temporary name).
+            target = Path(self.target)
+            options.update({"hls_time": "2", "hls_list_size": "0", "hls_playlist_type": "vod",
+                            "hls_segment_filename": str(target.with_name(f"{target.stem}%d.ts"))})
         elif self.format == "rtsp":
             options["rtsp_transport"] = "tcp"
         elif self.format == "mpegts" and self.target.startswith("udp://"):
@@ -280,6 +292,8 @@ class Sink:
             raise ConfigError(f"{s.codec} has no presets: drop --preset")
         if s.codec == "libx265":
             options.setdefault("x265-params", "log-level=error")
+        if self._key_interval and s.codec in ("libx264", "libx265"):
+            options.setdefault("forced-idr", "1")  # forced keyframes (segment starts) as IDR frames
         if s.codec == "ffv1":
             options.setdefault("level", "3")
             options.setdefault("slicecrc", "1")
@@ -369,12 +383,31 @@ class Sink:
             pts = self._last_pts + 1
             self.adjusted_pts += 1
         frame.pts = pts
+        if self._key_interval and pts is not None:
+            self._force_keyframe(frame, pts)
         if duration:
             frame.duration = duration
         frame.time_base = self.info.time_base
         self._last_pts = pts
         self._mux_all(self.stream.encode(frame))
         self.frames += 1
+
+    def _force_keyframe(self, frame, pts: int) -> None:
+        """Make ``frame`` a keyframe when it is the first at or after the next segment boundary.
+
+        Boundaries fall every ``hls_time`` seconds from the first frame, where the HLS muxer
+        cuts; a keyframe there lets every segment start on one and last what it says.
+        """
+        import av
+
+        time = pts * self.info.time_base
+        if self._next_key is None:
+            self._next_key = time
+        if time >= self._next_key:
+            frame.pict_type = av.video.frame.PictureType.I
+            interval = Fraction(self._key_interval)
+            while self._next_key <= time:
+                self._next_key += interval
 
     def write_packet(self, packet) -> None:
         """Remux one audio/subtitle packet of the source, timestamps untouched."""
