@@ -7,6 +7,7 @@ or the ffmpeg binary, so each check is against FFmpeg's own view of the files.
 from __future__ import annotations
 
 import subprocess
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -162,3 +163,114 @@ def test_m3u8_output_is_a_vod_playlist_holding_every_frame(tmp_path):
     assert sorted(p.name for p in out.parent.iterdir()) == sorted(segments + ["out.m3u8"])
     with av.open(str(out)) as c:
         assert sum(1 for _ in c.decode(video=0)) == 2250
+
+
+def _stream(path, index: int = 0):
+    with av.open(str(path)) as c:
+        s = c.streams.video[index]
+        return {"pix_fmt": s.codec_context.pix_fmt, "sar": s.sample_aspect_ratio, "dar": s.display_aspect_ratio,
+                "tag": s.codec_tag, "size": (s.codec_context.width, s.codec_context.height),
+                "metadata": {k.lower(): v for k, v in s.metadata.items()}}
+
+
+@pytest.mark.parametrize("source_fmt,codec,expected,note", [
+    ("yuv422p10le", "libx264", "yuv422p10le", None),
+    ("yuv422p10le", "libsvtav1", "yuv420p10le", "libsvtav1 cannot encode yuv422p10le: writing yuv420p10le (4:2:2 -> 4:2:0)"),
+    ("yuv444p12le", "libx265", "yuv444p12le", None),
+    ("yuv444p12le", "libx264", "yuv444p10le", "libx264 cannot encode yuv444p12le: writing yuv444p10le (12-bit -> 10-bit)"),
+])
+def test_chroma_format_and_depth_kept_where_the_encoder_can(tmp_path, source_fmt, codec, expected, note):
+    clip = tmp_path / "src.mkv"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x64:r=25:d=0.2", "-pix_fmt", source_fmt, "-c:v", "ffv1", str(clip))
+    out = tmp_path / "out.mkv"
+    result = run_cli("run", str(clip), "-o", str(out), "-m", "bicubic", "--codec", codec)
+    assert result.returncode == 0, result.stderr.decode()
+    assert _stream(out)["pix_fmt"] == expected
+    if note:
+        assert note in result.stderr.decode()
+
+
+def test_sample_aspect_ratio_kept(tmp_path):
+    clip = tmp_path / "anamorphic.mp4"  # 54x48 pixels of 32:27 display at 4:3
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=54x48:r=25:d=0.2", "-vf", "setsar=32/27", "-c:v", "libx264",
+            "-preset", "ultrafast", str(clip))
+    assert _stream(clip)["dar"] == Fraction(4, 3)
+    out = tmp_path / "out.mp4"
+    vsr.upscale(str(clip), str(out), method="bicubic", scale=2)
+    assert (_stream(out)["sar"], _stream(out)["dar"]) == (Fraction(32, 27), Fraction(4, 3))
+    resized = tmp_path / "square.mp4"
+    vsr.upscale(str(clip), str(resized), method="bicubic", size=(128, 96))
+    assert _stream(resized)["dar"] == Fraction(4, 3)
+
+
+def test_x265_in_mp4_is_tagged_hvc1(tmp_path):
+    clip = tmp_path / "src.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=0.2", "-c:v", "libx264", "-preset", "ultrafast", str(clip))
+    out = tmp_path / "out.mp4"
+    vsr.upscale(str(clip), str(out), method="bicubic", scale=2, encode=EncodeSettings(codec="libx265"))
+    assert _stream(out)["tag"] == "hvc1"
+
+
+@pytest.fixture
+def rich_mkv(tmp_path):
+    """Matroska with a title, two chapters, a font attachment, two audio streams (the second default),
+    ASS subtitles, a timecode and a cover picture (which FFmpeg reads as a second video stream)."""
+    meta = tmp_path / "chapters.txt"
+    meta.write_text(";FFMETADATA1\ntitle=A Film\ncomment=kept\n"
+                    "[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=1000\ntitle=One\n"
+                    "[CHAPTER]\nTIMEBASE=1/1000\nSTART=1000\nEND=2000\ntitle=Two\n")
+    ass = tmp_path / "subs.ass"
+    ass.write_text("[Script Info]\nScriptType: v4.00+\n\n[V4+ Styles]\nFormat: Name, Fontname, Fontsize\n"
+                   "Style: Default,Test Font,20\n\n[Events]\nFormat: Layer, Start, End, Style, Text\n"
+                   "Dialogue: 0,0:00:00.00,0:00:01.00,Default,hello\n")
+    font = tmp_path / "TestFont.ttf"
+    font.write_bytes(b"\x00\x01\x00\x00" + bytes(range(256)) * 4)
+    cover = tmp_path / "cover.png"
+    _ffmpeg("-f", "lavfi", "-i", "color=red:s=16x16:d=0.04", "-frames:v", "1", str(cover))
+    clip = tmp_path / "rich.mkv"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=2", "-f", "lavfi", "-i", "sine=f=440:d=2",
+            "-f", "lavfi", "-i", "sine=f=660:d=2", "-i", str(ass), "-i", str(meta),
+            "-map", "0:v", "-map", "1:a", "-map", "2:a", "-map", "3:s", "-map_metadata", "4", "-map_chapters", "4",
+            "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-c:s", "copy",
+            "-disposition:a:0", "0", "-disposition:a:1", "default", "-timecode", "01:00:00:00",
+            "-attach", str(font), "-metadata:s:t", "mimetype=font/ttf",
+            "-attach", str(cover), "-metadata:s:t:1", "mimetype=image/png", str(clip))
+    return clip
+
+
+def _container(path):
+    with av.open(str(path)) as c:
+        return {"metadata": {k.lower(): v for k, v in c.metadata.items()},
+                "chapters": [(ch["start"] * ch["time_base"], ch["metadata"].get("title")) for ch in c.chapters()],
+                "attachments": [(s.name, s.mimetype, bytes(s.data)) for s in c.streams.attachments],
+                "default": [(s.type, bool(s.disposition & av.stream.Disposition.default)) for s in c.streams
+                            if s.type in ("audio", "subtitle")]}
+
+
+def test_matroska_keeps_title_chapters_attachments_and_default_flags(rich_mkv, tmp_path):
+    out = tmp_path / "out.mkv"
+    result = run_cli("run", str(rich_mkv), "-o", str(out), "-m", "bicubic")
+    assert result.returncode == 0, result.stderr.decode()
+    src, got = _container(rich_mkv), _container(out)
+    assert got["metadata"]["title"] == "A Film" and got["metadata"]["comment"] == "kept"
+    assert got["chapters"] == src["chapters"] == [(0, "One"), (1, "Two")]
+    assert got["attachments"] == src["attachments"] and [a[0] for a in got["attachments"]] == ["TestFont.ttf"]
+    assert got["default"] == src["default"] == [("audio", False), ("audio", True), ("subtitle", False)]
+    assert got["metadata"]["timecode"] == "01:00:00:00"
+    notes = result.stderr.decode().split("; ")[2:]  # after "wrote ...: N frames" and "N packets copied"
+    assert notes == ["video stream 5 (png) not copied: vsr writes one video stream (this one is a cover picture)\n"]
+
+
+def test_what_mp4_cannot_hold_is_named(rich_mkv, tmp_path):
+    out = tmp_path / "out.mp4"
+    result = run_cli("run", str(rich_mkv), "-o", str(out), "-m", "bicubic")
+    assert result.returncode == 0, result.stderr.decode()
+    summary = result.stderr.decode()
+    assert "dropped subtitle stream 3 (ssa) cannot go into mp4" in summary
+    assert "attachment stream 4 (TestFont.ttf) not kept: only Matroska holds attachments" in summary
+    assert "video stream 5 (png) not copied" in summary
+    got = _container(out)
+    assert got["metadata"]["title"] == "A Film" and [t for _, t in got["chapters"]] == ["One", "Two"]
+    with av.open(str(out)) as c:  # MP4 keeps the timecode as a timecode track
+        assert [s.metadata.get("timecode") for s in c.streams if s.metadata.get("handler_name") == "TimeCodeHandler"] \
+            == ["01:00:00:00"]

@@ -145,7 +145,7 @@ def upscale(
                                  segment_frames=max(1, round(segment_seconds * rate)))
             skip_until = sink.resume_after
         else:
-            sink = Sink(output, info, encode, passthrough=decoder.passthrough)
+            sink = Sink(output, info, encode, passthrough=decoder.passthrough, source=decoder.container)
         pipeline = Pipeline(decoder, built, sink, output_size=_output_size(built, in_h, in_w, size),
                             queue_size=(2 if live else 8) if queue_size is None else queue_size,
                             live=live, skip_until=skip_until)

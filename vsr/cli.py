@@ -235,6 +235,7 @@ def _run(args: argparse.Namespace) -> int:
             extra.append(f"{stats.reconnects} reconnects")
         for dropped in stats.dropped_streams:
             extra.append(f"dropped {dropped}")
+        extra.extend(getattr(stats, "notes", []))
         print(f"wrote {mask_url(output)}: {stats.frames_written} frames in {stats.elapsed:.1f} s "
               f"({stats.fps:.1f} fps)" + ("; " + "; ".join(extra) if extra else ""), file=sys.stderr)
     return 0
@@ -275,6 +276,7 @@ def _probe(args: argparse.Namespace) -> int:
         data = asdict(info)
         data["time_base"] = str(info.time_base)
         data["average_rate"] = str(info.average_rate) if info.average_rate else None
+        data["sample_aspect_ratio"] = str(info.sample_aspect_ratio) if info.sample_aspect_ratio else None
         print(json.dumps(data, indent=2))
         return 0
     from rich.console import Console

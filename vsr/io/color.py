@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from vsr.types import ColorInfo
 
 #: The scale filter's options on the way in: bicubic chroma, interpolated to every pixel with
-#: accurate rounding; the filter reads each frame's chroma siting.
+#: accurate rounding; the filter reads each frame's chroma siting. Without ``accurate_rnd``
+#: swscale takes its unscaled fast path, which ignores ``full_chroma_int`` and replicates chroma.
 DECODE_SCALE_FLAGS = "bicubic+full_chroma_int+accurate_rnd"
 #: swscale flags on the way out: chroma filtered down (bicubic) from full-resolution input.
 ENCODE_SWS_FLAGS = ("BICUBIC", "FULL_CHR_H_INP", "ACCURATE_RND")

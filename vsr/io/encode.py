@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -36,8 +37,8 @@ class EncodeSettings:
         codec: ``libx264`` (default), ``libx265``, ``libsvtav1`` or ``ffv1`` (lossless).
         crf: constant rate factor; ``None`` for the codec's vsr default (x264 18, x265 20, AV1 30).
         preset: encoder speed preset (x264/x265 names, 0..13 for SVT-AV1); ``None`` for the default.
-        pix_fmt: output pixel format; ``None`` keeps the source's bit depth in 4:2:0
-            (4:4:4 for ffv1).
+        pix_fmt: output pixel format; ``None`` keeps the source's chroma subsampling and
+            bit depth where the encoder can (see :func:`choose_pix_fmt`).
         format: container format; ``None`` chooses from the file extension.
         options: further encoder options, passed to FFmpeg as they are.
         muxer_options: further container/protocol options (``hls_time``, ``pkt_size``...),
@@ -68,31 +69,84 @@ class EncodeSettings:
             raise ConfigError(f"--crf must be between 0 and 63; got {self.crf:g}")
 
 
-def choose_pix_fmt(settings: EncodeSettings, bit_depth: int) -> str:
-    """The output pixel format: the user's, else the source depth in 4:2:0 (4:4:4 for ffv1)."""
-    import av
-
-    if settings.pix_fmt:
-        pix_fmt = settings.pix_fmt
-    else:
-        chroma = "444" if settings.codec == "ffv1" else "420"
-        pix_fmt = f"yuv{chroma}p" if bit_depth <= 8 else f"yuv{chroma}p10le"
-    supported = {f.name for f in av.codec.Codec(settings.codec, "w").video_formats or []}
-    if supported and pix_fmt not in supported:
-        if settings.pix_fmt:
-            raise ConfigError(f"{settings.codec} cannot encode {pix_fmt}; it takes: {', '.join(sorted(supported))}")
-        pix_fmt = "yuv420p" if "yuv420p" in supported else sorted(supported)[0]
-    return pix_fmt
+_SUBSAMPLING = {"444": (1, 1), "422": (2, 1), "420": (2, 2), "440": (1, 2), "411": (4, 1), "410": (4, 2)}
+_CHROMA_NAMES = {(1, 1): "4:4:4", (2, 1): "4:2:2", (2, 2): "4:2:0", (1, 2): "4:4:0", (4, 1): "4:1:1",
+                 (4, 2): "4:1:0"}
+_PLANAR_YUV = re.compile(r"^yuv(4[0-4][0-4])p(\d+)?(le)?$")
 
 
-def even_size(width: int, height: int, pix_fmt: str) -> tuple[int, int]:
-    """The largest size not above ``width x height`` that ``pix_fmt``'s chroma subsampling allows."""
+def _subsampling(pix_fmt: str) -> tuple[int, int]:
+    """Horizontal and vertical chroma subsampling of ``pix_fmt``: ``(2, 2)`` for 4:2:0; RGB counts as ``(1, 1)``."""
     import av
 
     fmt = av.VideoFormat(pix_fmt, 4, 4)  # chroma planes of a 4x4 picture reveal the subsampling
     chroma = [c for c in fmt.components if not c.is_luma and not c.is_alpha] if not fmt.is_rgb else []
-    sub_w = 4 // min((c.width for c in chroma), default=4)
-    sub_h = 4 // min((c.height for c in chroma), default=4)
+    return 4 // min((c.width for c in chroma), default=4), 4 // min((c.height for c in chroma), default=4)
+
+
+def _depth(pix_fmt: str) -> int:
+    import av
+
+    return max(c.bits for c in av.VideoFormat(pix_fmt).components)
+
+
+def choose_pix_fmt(settings: EncodeSettings, source_pix_fmt: str, bit_depth: int) -> tuple[str, str | None]:
+    """The output pixel format, and a note when it is not what the source had.
+
+    The user's ``pix_fmt`` if given. Otherwise the source's chroma subsampling (4:2:0,
+    4:2:2, 4:4:4; RGB and grey sources as 4:4:4 and 4:2:0) and bit depth in planar YUV,
+    ffv1 always 4:4:4, where the encoder takes it; where it does not, the nearest format
+    it takes, preferring to keep the chroma resolution, then not to lose depth.
+
+    Returns:
+        ``(pix_fmt, note)``; ``note`` says what changed (``"libsvtav1 cannot encode
+        yuv422p10le: writing yuv420p10le (4:2:2 -> 4:2:0)"``) or is ``None``.
+
+    Raises:
+        ConfigError: the user's ``pix_fmt`` is one the encoder does not take.
+    """
+    import av
+
+    supported = {f.name for f in av.codec.Codec(settings.codec, "w").video_formats or []}
+    if settings.pix_fmt:
+        if supported and settings.pix_fmt not in supported:
+            raise ConfigError(f"{settings.codec} cannot encode {settings.pix_fmt}; "
+                              f"it takes: {', '.join(sorted(supported))}")
+        return settings.pix_fmt, None
+    try:
+        grey = av.VideoFormat(source_pix_fmt).name.startswith("gray")
+        sub = (2, 2) if grey else _subsampling(source_pix_fmt)
+    except (ValueError, TypeError):
+        sub = (2, 2)
+    if settings.codec == "ffv1":
+        sub = (1, 1)
+    chroma = next((k for k, v in _SUBSAMPLING.items() if v == sub), "420")
+    wanted = f"yuv{chroma}p" if bit_depth <= 8 else f"yuv{chroma}p{bit_depth}le"
+    if not supported or wanted in supported:
+        return wanted, None
+    options = [name for name in supported if _PLANAR_YUV.match(name)]
+    if not options:
+        return sorted(supported)[0], f"{settings.codec} cannot encode {wanted}: writing {sorted(supported)[0]}"
+
+    def cost(name: str) -> tuple:
+        cw, ch = _subsampling(name)
+        samples, wanted_samples = 1 / (cw * ch), 1 / (sub[0] * sub[1])
+        depth = _depth(name)
+        return ((cw, ch) != sub, samples > wanted_samples, abs(samples - wanted_samples),
+                depth < bit_depth, abs(depth - bit_depth), name)
+
+    chosen = min(options, key=cost)
+    changes = []
+    if _subsampling(chosen) != sub:
+        changes.append(f"{_CHROMA_NAMES.get(sub, '?')} -> {_CHROMA_NAMES.get(_subsampling(chosen), '?')}")
+    if _depth(chosen) != bit_depth:
+        changes.append(f"{bit_depth}-bit -> {_depth(chosen)}-bit")
+    return chosen, f"{settings.codec} cannot encode {wanted}: writing {chosen} ({', '.join(changes)})"
+
+
+def even_size(width: int, height: int, pix_fmt: str) -> tuple[int, int]:
+    """The largest size not above ``width x height`` that ``pix_fmt``'s chroma subsampling allows."""
+    sub_w, sub_h = _subsampling(pix_fmt)
     return width - width % sub_w, height - height % sub_h
 
 
@@ -153,6 +207,38 @@ def muxer_refusal(fmt: str, stream, muxer_options: dict[str, str] | None = None)
     return None
 
 
+# Container tags the muxer writes for itself; the rest of the source's are copied.
+_MUXER_OWN_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands"}
+# Video stream tags worth keeping (not the old encoder's name nor its statistics).
+_VIDEO_TAGS = {"title", "language", "handler_name", "timecode", "comment"}
+_CHAPTER_FORMATS = {"matroska", "webm", "mp4", "mov"}
+_ATTACHMENT_FORMATS = {"matroska"}
+
+
+def _stream_name(stream) -> str:
+    if stream.type == "attachment":
+        return getattr(stream, "name", None) or "attachment"
+    cc = stream.codec_context
+    return (cc.name if cc is not None else None) or stream.metadata.get("handler_name") or "unknown codec"
+
+
+def output_sample_aspect_ratio(info: VideoInfo, width: int, height: int) -> Fraction | None:
+    """The pixel shape for a ``width x height`` output, so that it displays as the source does.
+
+    A uniformly scaled picture keeps the source's sample aspect ratio; an output of another
+    shape (``--size``) gets the one that keeps the source's display aspect ratio.
+
+    Returns:
+        the ratio, or ``None`` for square pixels (a source that does not say, or 1:1).
+    """
+    sar = info.sample_aspect_ratio
+    if not sar or sar == 1:
+        return None
+    if abs(width * info.height - height * info.width) <= max(info.width, info.height) * 2:
+        return sar  # the same shape, within cropping to even sizes
+    return (sar * info.width * height / (info.height * width)).limit_denominator(10000)
+
+
 def temporary_path(target: Path) -> Path:
     """The hidden name beside ``target`` that output is written to until it is complete."""
     return target.with_name(f".{target.stem}.partial-{os.getpid()}{target.suffix}")
@@ -196,20 +282,27 @@ class Sink:
         info: the source video stream.
         settings: encoder settings.
         passthrough: source streams to copy (audio, subtitles), as PyAV stream objects.
+        source: the open source container, whose title and other metadata, chapters,
+            attachments (fonts for ASS subtitles), video stream tags and disposition the
+            output keeps where its format can; what it cannot keep is named in :attr:`notes`.
     """
 
     def __init__(self, target: str, info: VideoInfo, settings: EncodeSettings,
-                 passthrough: list | tuple = ()) -> None:
+                 passthrough: list | tuple = (), source=None) -> None:
         settings.validate()
         self.target = target
         self.info = info
         self.settings = settings
         self.format = container_format(target, settings.format)
-        self.pix_fmt = choose_pix_fmt(settings, info.bit_depth)
+        self.notes: list[str] = []  # what the output could not keep, for the run's summary
+        self.pix_fmt, note = choose_pix_fmt(settings, info.pix_fmt, info.bit_depth)
+        if note:
+            self.notes.append(note)
         self.conversion = resolve_conversion(info.color, info.height, info.pix_fmt)
         self._to_yuv = YuvConverter(self.conversion, self.pix_fmt)
         self.rotation = 0  # display rotation, degrees counter-clockwise: see set_rotation
         self._passthrough_sources = list(passthrough)
+        self._source = source
         # A live HLS playlist is rewritten as it goes, for players to follow: no temporary name.
         # A VOD playlist is written under one and renamed once complete, like any file.
         self.is_file = not (target == "-" or is_url(target) or (self.format == "hls" and settings.live))
@@ -254,6 +347,8 @@ class Sink:
         try:
             self._add_video_stream(enc_w, enc_h)
             self._add_passthrough_streams()
+            if self._source is not None:
+                self._copy_source_details()
         except Exception:
             self.abort()
             raise
@@ -316,6 +411,11 @@ class Sink:
         language = next((s.language for s in self.info.streams if s.index == self.info.stream_index), None)
         if language:
             stream.metadata["language"] = language
+        sar = output_sample_aspect_ratio(self.info, width, height)
+        if sar is not None:
+            stream.sample_aspect_ratio = cc.sample_aspect_ratio = sar
+        if s.codec == "libx265" and self.format in ("mp4", "mov"):
+            stream.codec_tag = "hvc1"  # what Apple's players and browsers require; FFmpeg's default is hev1
         self.stream = stream
 
     def _add_passthrough_streams(self) -> None:
@@ -339,6 +439,47 @@ class Sink:
             self.stream_map[src.index] = out
         for message in self.dropped_streams:
             log.warning("dropping %s", message)
+
+    def _copy_source_details(self) -> None:
+        """Container metadata, chapters, attachments and the video stream's tags, or a note for each loss."""
+        import av
+
+        src = self._source
+        for key, value in src.metadata.items():
+            if key.lower() not in _MUXER_OWN_TAGS:
+                self.container.metadata[key] = value
+        video = next((s for s in src.streams if s.index == self.info.stream_index), None)
+        if video is not None:
+            for key, value in video.metadata.items():
+                if key.lower() in _VIDEO_TAGS:
+                    self.stream.metadata[key.lower()] = value
+            self.stream.disposition = video.disposition
+        chapters = src.chapters()
+        if chapters:
+            if self.format in _CHAPTER_FORMATS:
+                self.container.set_chapters(chapters)
+            else:
+                self.notes.append(f"{len(chapters)} chapters not kept: {self.format} has no chapters")
+        timecode = video is not None and any(k.lower() == "timecode" for k in video.metadata)
+        for s in src.streams:
+            if s.index == self.info.stream_index or s.index in self.stream_map:
+                continue
+            what = f"{s.type} stream {s.index} ({_stream_name(s)})"
+            if s.type == "attachment":
+                if self.format in _ATTACHMENT_FORMATS:
+                    self.container.add_attachment(s.name, s.mimetype, s.data)
+                else:
+                    self.notes.append(f"{what} not kept: only Matroska holds attachments")
+            elif s.type == "data" and timecode and s.metadata.get("timecode"):
+                continue  # a QuickTime timecode track: its timecode goes on the video stream
+            elif s.type in ("audio", "subtitle"):
+                continue  # already in dropped_streams when the output could not take it
+            elif s.type == "video":
+                picture = s.disposition & av.stream.Disposition.attached_pic
+                self.notes.append(f"{what} not copied: vsr writes one video stream"
+                                  + (" (this one is a cover picture)" if picture else ""))
+            else:
+                self.notes.append(f"{what} not copied")
 
     def set_rotation(self, degrees: int) -> None:
         """Write a display rotation; call after :meth:`open` and before anything is written."""

@@ -61,6 +61,8 @@ class RunStats:
         scene_cuts: shot boundaries found (windowed methods only).
         cancelled: the run was stopped early and the output holds a prefix.
         dropped_streams: streams of the source the output container could not take.
+        notes: what else the output could not keep as the source had it (pixel format,
+            streams and metadata), one line each.
     """
 
     frames_decoded: int = 0
@@ -75,6 +77,7 @@ class RunStats:
     packets_passed: int = 0
     cancelled: bool = False
     dropped_streams: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     frames_dropped: int = 0
     reconnects: int = 0
     latency: float | None = None
@@ -318,6 +321,7 @@ class Pipeline:
                 self.decoder.close()
                 raise
             self.stats.dropped_streams = list(self.sink.dropped_streams)
+            self.stats.notes = getattr(self.sink, "notes", [])  # the sink's own list: it may add to it later
             kept = getattr(self.sink, "stream_map", None)
             if kept is not None:  # demux only what the output takes, so "packets copied" counts copies
                 self.decoder.passthrough = [s for s in self.decoder.passthrough if s.index in kept]
