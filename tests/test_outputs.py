@@ -274,3 +274,40 @@ def test_what_mp4_cannot_hold_is_named(rich_mkv, tmp_path):
     with av.open(str(out)) as c:  # MP4 keeps the timecode as a timecode track
         assert [s.metadata.get("timecode") for s in c.streams if s.metadata.get("handler_name") == "TimeCodeHandler"] \
             == ["01:00:00:00"]
+
+
+@pytest.fixture
+def hdr10_clip(tmp_path):
+    clip = tmp_path / "hdr10.mkv"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x64:r=25:d=0.2", "-pix_fmt", "yuv420p10le", "-c:v", "libx265",
+            "-x265-params", "log-level=error:hdr10=1:master-display=G(13250,34500)B(7500,3000)R(34000,16000)"
+                            "WP(15635,16450)L(10000000,1):max-cll=1000,400:colorprim=bt2020:transfer=smpte2084:"
+                            "colormatrix=bt2020nc", str(clip))
+    return clip
+
+
+def _hdr(path):
+    from vsr.io.color import HdrMetadata
+
+    with av.open(str(path)) as c:
+        return HdrMetadata.from_frame(next(c.decode(video=0)))
+
+
+def test_hdr10_metadata_is_copied(hdr10_clip, tmp_path):
+    source = _hdr(hdr10_clip)
+    assert source.luminance == (Fraction(1, 10000), 1000) and (source.max_cll, source.max_fall) == (1000, 400)
+    out = tmp_path / "out.mkv"
+    result = run_cli("run", str(hdr10_clip), "-o", str(out), "-m", "bicubic", "--codec", "libx265")
+    assert result.returncode == 0, result.stderr.decode()
+    assert _hdr(out) == source
+    with av.open(str(out)) as c:
+        cc = c.streams.video[0].codec_context
+        assert (cc.pix_fmt, int(cc.color_primaries), int(cc.color_trc)) == ("yuv420p10le", 9, 16)  # bt2020, PQ
+
+
+def test_hdr10_metadata_an_encoder_cannot_carry_is_named(hdr10_clip, tmp_path):
+    out = tmp_path / "out.mkv"
+    result = run_cli("run", str(hdr10_clip), "-o", str(out), "-m", "bicubic", "--codec", "libx264")
+    assert result.returncode == 0, result.stderr.decode()
+    assert "HDR10 mastering-display and light-level metadata not kept: libx264 cannot write them" in \
+        result.stderr.decode()

@@ -21,6 +21,7 @@ bicubic+full_chroma_int+full_chroma_inp+accurate_rnd`` does on the ffmpeg comman
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 from vsr.types import ColorInfo
 
@@ -193,6 +194,85 @@ def resolve_conversion(color: ColorInfo, height: int, pix_fmt: str) -> Conversio
         color_range="JPEG",
         tags=ColorInfo(matrix=matrix, range=color_range, primaries=primaries, transfer=transfer),
     )
+
+
+@dataclass(frozen=True)
+class HdrMetadata:
+    """HDR10 static metadata: the mastering display (SMPTE ST 2086) and content light levels.
+
+    Attributes:
+        primaries: red, green and blue ``(x, y)`` CIE 1931 chromaticities, or ``None``.
+        white_point: ``(x, y)`` of the white point, or ``None``.
+        luminance: ``(min, max)`` of the mastering display in cd/m², or ``None``.
+        max_cll, max_fall: maximum content and frame-average light levels in cd/m², or ``None``.
+    """
+
+    primaries: tuple[tuple[Fraction, Fraction], ...] | None = None
+    white_point: tuple[Fraction, Fraction] | None = None
+    luminance: tuple[Fraction, Fraction] | None = None
+    max_cll: int | None = None
+    max_fall: int | None = None
+
+    @classmethod
+    def from_frame(cls, frame) -> HdrMetadata | None:
+        """Read a decoded ``av.VideoFrame``'s side data; ``None`` when it carries neither kind."""
+        import struct
+
+        from av.sidedata.sidedata import Type
+
+        def raw(kind):
+            try:
+                return bytes(frame.side_data[kind])
+            except (KeyError, ValueError):
+                return None
+
+        display, light = raw(Type.MASTERING_DISPLAY_METADATA), raw(Type.CONTENT_LIGHT_LEVEL)
+        if display is None and light is None:
+            return None
+        fields: dict = {}
+        if display is not None and len(display) >= 88:
+            # AVMasteringDisplayMetadata: 8 rationals (R, G, B, white point as x, y), min and
+            # max luminance as rationals, then has_primaries and has_luminance.
+            v = struct.unpack("<22i", display[:88])
+            ratio = [Fraction(v[i], v[i + 1]) if v[i + 1] else Fraction(0) for i in range(0, 20, 2)]
+            if v[20]:
+                fields["primaries"] = ((ratio[0], ratio[1]), (ratio[2], ratio[3]), (ratio[4], ratio[5]))
+                fields["white_point"] = (ratio[6], ratio[7])
+            if v[21]:
+                fields["luminance"] = (ratio[8], ratio[9])
+        if light is not None and len(light) >= 8:
+            fields["max_cll"], fields["max_fall"] = struct.unpack("<2I", light[:8])
+        return cls(**fields) if fields else None
+
+    def x265_params(self) -> list[str]:
+        """``master-display=...`` and ``max-cll=...`` as x265 takes them (chromaticity in 1/50000, cd/m² in 1/10000)."""
+        params = []
+        if self.primaries and self.white_point and self.luminance:
+            (r, g, b), wp = self.primaries, self.white_point
+
+            def xy(p):
+                return f"({round(p[0] * 50000)},{round(p[1] * 50000)})"
+
+            params.append(f"master-display=G{xy(g)}B{xy(b)}R{xy(r)}WP{xy(wp)}"
+                          f"L({round(self.luminance[1] * 10000)},{round(self.luminance[0] * 10000)})")
+        if self.max_cll is not None:
+            params.append(f"max-cll={self.max_cll},{self.max_fall or 0}")
+        return params
+
+    def svtav1_params(self) -> list[str]:
+        """``mastering-display=...`` and ``content-light=...`` as SVT-AV1 takes them (plain numbers)."""
+        params = []
+        if self.primaries and self.white_point and self.luminance:
+            (r, g, b), wp = self.primaries, self.white_point
+
+            def xy(p):
+                return f"({float(p[0]):.5f},{float(p[1]):.5f})"
+
+            params.append(f"mastering-display=G{xy(g)}B{xy(b)}R{xy(r)}WP{xy(wp)}"
+                          f"L({float(self.luminance[1]):.4f},{float(self.luminance[0]):.4f})")
+        if self.max_cll is not None:
+            params.append(f"content-light={self.max_cll},{self.max_fall or 0}")
+        return params
 
 
 def apply_tags(target, tags: ColorInfo) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from vsr.errors import InputError
-from vsr.io.color import RgbConverter, resolve_conversion
+from vsr.io.color import HdrMetadata, RgbConverter, resolve_conversion
 from vsr.io.source import OpenOptions, is_url, mask_url, open_input, select_video_stream, video_info
 from vsr.types import Frame, VideoInfo
 
@@ -125,6 +125,7 @@ class Decoder:
         self._to_rgb = RgbConverter(self.conversion, rgb_format(self.info.bit_depth))
         self.stats = DecodeStats()
         self.rotation = self.info.rotation  # refined from the first frame's display matrix
+        self.hdr: HdrMetadata | None = None  # HDR10 metadata, read from the first frame
         self._closed = False
 
     def __iter__(self) -> Iterator[Frame]:
@@ -266,6 +267,7 @@ class Decoder:
     def _frame(self, vframe, pts: int, time_base: Fraction) -> Frame:
         if self.stats.frames == 0:
             self.rotation = int(getattr(vframe, "rotation", 0) or 0)
+            self.hdr = HdrMetadata.from_frame(vframe)
         import torch
 
         data = torch.from_numpy(self._to_rgb(vframe)).permute(2, 0, 1)

@@ -16,7 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from vsr.errors import CodecError, ConfigError, OutputError
-from vsr.io.color import YuvConverter, apply_tags, resolve_conversion
+from vsr.io.color import HdrMetadata, YuvConverter, apply_tags, resolve_conversion
 from vsr.io.source import is_url, mask_url
 from vsr.types import VideoInfo
 
@@ -486,6 +486,24 @@ class Sink:
         self.rotation = degrees
         if degrees and self.stream is not None:
             self.stream.set_display_rotation(degrees)
+
+    def set_hdr(self, hdr: HdrMetadata | None) -> None:
+        """Write HDR10 mastering-display and light-level metadata into the video stream.
+
+        Call after :meth:`open` and before anything is written. x265 and SVT-AV1 carry it
+        (SEI / metadata OBUs); with another encoder a note says it was not kept.
+        """
+        if hdr is None or self.stream is None:
+            return
+        key, params = {"libx265": ("x265-params", hdr.x265_params), "libsvtav1": ("svtav1-params", hdr.svtav1_params)}.get(
+            self.settings.codec, (None, None))
+        if key is None:
+            self.notes.append(f"HDR10 mastering-display and light-level metadata not kept: {self.settings.codec} "
+                              "cannot write them (libx265 and libsvtav1 can)")
+            return
+        options = self.stream.codec_context.options
+        options[key] = ":".join(filter(None, [options.get(key, ""), *params()]))
+        self.stream.codec_context.options = options
 
     # -- writing ---------------------------------------------------------------------------
     def picture(self, rgb):

@@ -270,6 +270,8 @@ class Pipeline:
             if first:
                 first = False
                 sink.set_rotation(self.decoder.rotation)  # known once the first frame is decoded
+                if hasattr(sink, "set_hdr"):
+                    sink.set_hdr(self.decoder.hdr)  # likewise
             self._drain_packets()
             sink.write_frame(picture, pts, duration)
             self.stats.frames_written += 1
