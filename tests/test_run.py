@@ -104,12 +104,15 @@ def test_rotation_metadata_is_kept(clip_factory, tmp_path):
         assert (frame.width, frame.height) == (128, 96)
 
 
-@pytest.mark.parametrize("scale,codec,expected", [(2, "libx264", (478, 270)), (3, "libx264", (716, 404)),
-                                                  (3, "ffv1", (717, 405))])
-def test_odd_sizes(clip_factory, tmp_path, scale, codec, expected):
+@pytest.mark.parametrize("scale,codec,pix_fmt,expected", [(2, "libx264", "yuv420p", (478, 270)),
+                                                          (3, "libx264", "yuv420p", (716, 404)),
+                                                          (3, "libx264", None, (717, 405)),  # 4:4:4 kept
+                                                          (3, "ffv1", None, (717, 405))])
+def test_odd_sizes(clip_factory, tmp_path, scale, codec, pix_fmt, expected):
     src = clip_factory("odd.mkv", size=(239, 135), codec="ffv1", pix_fmt="yuv444p", audio=False, frames=3)
-    out = tmp_path / f"odd_{scale}_{codec}.mkv"
-    vsr.upscale(str(src), str(out), method="bicubic", scale=scale, encode=vsr.EncodeSettings(codec=codec))
+    out = tmp_path / f"odd_{scale}_{codec}_{pix_fmt}.mkv"
+    vsr.upscale(str(src), str(out), method="bicubic", scale=scale,
+                encode=vsr.EncodeSettings(codec=codec, pix_fmt=pix_fmt))
     assert _video(out)[:2] == expected
 
 

@@ -14,8 +14,8 @@ where they came from and the output keeps the source's range tag.
 
 Chroma is interpolated, not replicated: decoding upsamples it with a bicubic filter at
 the stream's chroma siting (FFmpeg's scale filter reads it from each frame) and encoding
-filters the full-resolution chroma down, as ``-sws_flags
-bicubic+full_chroma_int+full_chroma_inp+accurate_rnd`` does on the ffmpeg command line.
+filters the full-resolution chroma down, as ``-sws_flags bicubic+full_chroma_int+accurate_rnd``
+(decode) and ``-sws_flags bicubic+full_chroma_inp`` (encode) do on the ffmpeg command line.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from vsr.types import ColorInfo
 #: swscale takes its unscaled fast path, which ignores ``full_chroma_int`` and replicates chroma.
 DECODE_SCALE_FLAGS = "bicubic+full_chroma_int+accurate_rnd"
 #: swscale flags on the way out: chroma filtered down (bicubic) from full-resolution input.
-ENCODE_SWS_FLAGS = ("BICUBIC", "FULL_CHR_H_INP", "ACCURATE_RND")
+#: ``accurate_rnd`` would move chroma by at most one level here and cost a third more time.
+ENCODE_SWS_FLAGS = ("BICUBIC", "FULL_CHR_H_INP")
 
 # swscale matrix name -> the scale filter's name for it.
 _SCALE_MATRIX = {"itu709": "bt709", "itu601": "bt601", "smpte170m": "smpte170m", "smpte240m": "smpte240m",
@@ -138,8 +139,8 @@ class RgbConverter:
 class YuvConverter:
     """Packed RGB frames to the encoder's YUV format, with one cached swscale context.
 
-    Chroma is filtered down from full-resolution input (bicubic, accurate rounding), as
-    ``-sws_flags bicubic+full_chroma_inp+accurate_rnd`` does; safe to call from several threads.
+    Chroma is filtered down from full-resolution input (bicubic), as ``-sws_flags
+    bicubic+full_chroma_inp`` does; safe to call from several threads.
 
     Args:
         conversion: the stream's matrix, range and tags.

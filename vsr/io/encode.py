@@ -315,6 +315,7 @@ class Sink:
         self.size: tuple[int, int] | None = None
         self.frames = 0
         self.packets = 0
+        self.damaged_packets = 0
         self.dropped_streams: list[str] = []
         self._last_pts: int | None = None
         self.adjusted_pts = 0
@@ -569,25 +570,38 @@ class Sink:
                 self._next_key += interval
 
     def write_packet(self, packet) -> None:
-        """Remux one audio/subtitle packet of the source, timestamps untouched."""
+        """Remux one audio/subtitle packet of the source, timestamps untouched.
+
+        A packet the muxer rejects as invalid data (damaged in the source: a broken ADTS
+        header, say) is skipped and counted, as the decoder skips damaged video packets;
+        any other failure is an :class:`OutputError`.
+        """
         # stream_index, not packet.stream: the input (and its streams) may be closed by now.
         out = self.stream_map.get(packet.stream_index)
         if out is None:
             return
         packet.stream = out
-        self._mux_all((packet,))
-        self.packets += 1
+        if self._mux_all((packet,), skip_damaged=True):
+            self.packets += 1
 
-    def _mux_all(self, packets) -> None:
+    def _mux_all(self, packets, skip_damaged: bool = False) -> bool:
+        """Mux ``packets``; False when one was rejected as damaged and ``skip_damaged`` let it go."""
         import av
 
         try:
             for p in packets:
                 self.container.mux(p)
+        except av.error.InvalidDataError as exc:
+            if not skip_damaged:
+                raise OutputError(f"writing {mask_url(self.target)} failed: {exc}") from exc
+            self.damaged_packets += 1
+            log.warning("skipped a damaged packet: %s", exc)
+            return False
         except av.error.FFmpegError as exc:
             raise OutputError(f"writing {mask_url(self.target)} failed: {exc}") from exc
         except OSError as exc:
             raise OutputError(f"writing {mask_url(self.target)} failed: {exc.strerror or exc}") from exc
+        return True
 
     # -- closing ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -601,6 +615,8 @@ class Sink:
             self.abort()
             raise
         self.container = None
+        if self.damaged_packets:
+            self.notes.append(f"{self.damaged_packets} damaged audio/subtitle packets skipped")
         if self.temp is not None:
             os.replace(self.temp, self.target)
 
