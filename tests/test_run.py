@@ -80,15 +80,17 @@ def test_colours_survive_the_round_trip(clip_factory, tmp_path, matrix, color_ra
     vsr.upscale(str(src), str(out), method="nearest", scale=2, encode=vsr.EncodeSettings(crf=0))
     _, _, _, out_matrix, out_range = _video(out)
     assert (out_matrix, out_range) == (matrix, color_range)
-    decoded = next(iter(vsr.frames(str(out), method="nearest", scale=1))).data
-    rgb = (decoded.permute(1, 2, 0).numpy() * 255).round()
+    sws_matrix = {1: "itu709", 5: "itu601", 6: "smpte170m"}[matrix]
+    with av.open(str(out)) as c:
+        frame = next(c.decode(video=0))
+        rgb = frame.to_ndarray(format="rgb24", src_colorspace=sws_matrix, dst_color_range="JPEG",
+                               src_color_range="JPEG" if color_range == 2 else "MPEG").astype(float)
+        wrong = frame.to_ndarray(
+            format="rgb24", src_colorspace="itu601" if matrix == 1 else "itu709",
+            src_color_range="MPEG" if color_range == 2 else "JPEG", dst_color_range="JPEG")
     # Two 8-bit YUV round trips cost a few levels; a wrong matrix or range costs 10 to 30.
     assert np.abs(rgb[20:76, 8:56] - (200, 40, 40)).max() <= 6
     assert np.abs(rgb[20:76, 72:120] - (30, 160, 220)).max() <= 6
-    with av.open(str(out)) as c:
-        wrong = next(c.decode(video=0)).to_ndarray(
-            format="rgb24", src_colorspace="itu601" if matrix == 1 else "itu709",
-            src_color_range="MPEG" if color_range == 2 else "JPEG", dst_color_range="JPEG")
     assert np.abs(wrong[20:76, 8:56].astype(float) - (200, 40, 40)).max() > 10
 
 
@@ -102,12 +104,15 @@ def test_rotation_metadata_is_kept(clip_factory, tmp_path):
         assert (frame.width, frame.height) == (128, 96)
 
 
-@pytest.mark.parametrize("scale,codec,expected", [(2, "libx264", (478, 270)), (3, "libx264", (716, 404)),
-                                                  (3, "ffv1", (717, 405))])
-def test_odd_sizes(clip_factory, tmp_path, scale, codec, expected):
+@pytest.mark.parametrize("scale,codec,pix_fmt,expected", [(2, "libx264", "yuv420p", (478, 270)),
+                                                          (3, "libx264", "yuv420p", (716, 404)),
+                                                          (3, "libx264", None, (717, 405)),  # 4:4:4 kept
+                                                          (3, "ffv1", None, (717, 405))])
+def test_odd_sizes(clip_factory, tmp_path, scale, codec, pix_fmt, expected):
     src = clip_factory("odd.mkv", size=(239, 135), codec="ffv1", pix_fmt="yuv444p", audio=False, frames=3)
-    out = tmp_path / f"odd_{scale}_{codec}.mkv"
-    vsr.upscale(str(src), str(out), method="bicubic", scale=scale, encode=vsr.EncodeSettings(codec=codec))
+    out = tmp_path / f"odd_{scale}_{codec}_{pix_fmt}.mkv"
+    vsr.upscale(str(src), str(out), method="bicubic", scale=scale,
+                encode=vsr.EncodeSettings(codec=codec, pix_fmt=pix_fmt))
     assert _video(out)[:2] == expected
 
 

@@ -107,6 +107,8 @@ def upscale(
             raise ConfigError(str(exc)) from exc
     built = build_method(method, scale, params, device, size)
     encode = encode or EncodeSettings()
+    if live and not encode.live:
+        encode = replace(encode, live=True)  # an HLS output becomes a rolling playlist
     if live and encode.codec in ("libx264", "libx265") and "tune" not in encode.options:
         # No lookahead or frame reordering delay on a live path.
         encode = replace(encode, options={**encode.options, "tune": "zerolatency"})
@@ -128,7 +130,7 @@ def upscale(
             check_output(source, output, overwrite)
             info = decoder.info
             in_h, in_w = (roi.h, roi.w) if roi else (info.height, info.width)
-            sink = Sink(output, info, encode, passthrough=decoder.passthrough)
+            sink = Sink(output, info, encode, passthrough=decoder.passthrough, source=decoder.container)
             pipeline = Pipeline(decoder, built, sink, output_size=_output_size(built, in_h, in_w, size),
                                 queue_size=(2 if live else 8) if queue_size is None else queue_size, live=live,
                                 partial=None if output == "-" or is_url(output) else partial_path(output))

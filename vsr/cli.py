@@ -86,6 +86,13 @@ def preset_names() -> list[str]:
                   if entry.name.endswith(".toml"))
 
 
+def _option(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--muxer-option takes KEY=VALUE, e.g. hls_time=4; got {text!r}")
+    return key, value
+
+
 def load_preset(name: str) -> dict[str, Any]:
     """Read a pipeline preset: a path to a TOML file, or the name of one shipped in ``vsr/pipelines/``.
 
@@ -140,6 +147,9 @@ def _add_run(sub) -> None:
     e.add_argument("--preset", help="encoder preset (ultrafast..veryslow; 0..13 for libsvtav1)")
     e.add_argument("--pix-fmt", help="output pixel format (default: source bit depth, 4:2:0)")
     e.add_argument("--format", help="container format when the extension does not say (e.g. mpegts)")
+    e.add_argument("--muxer-option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="a container or protocol option passed to FFmpeg's muxer, e.g. hls_time=4 or "
+                        "pkt_size=1316 (repeatable)")
     r = p.add_argument_group("running")
     r.add_argument("--video-stream", type=int, help="index of the video stream to upscale")
     r.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
@@ -158,7 +168,8 @@ def _add_run(sub) -> None:
     r.add_argument("--segment-seconds", type=float, default=10.0,
                    help="segment length for --resume and --ray (default 10)")
     r.add_argument("--live", action="store_true",
-                   help="never fall behind the source: drop the oldest waiting frame when the method is slower")
+                   help="never fall behind the source: drop the oldest waiting frame when the method is slower; "
+                        "an .m3u8 output becomes a rolling live playlist (without: VOD, every segment kept)")
     r.add_argument("--overwrite", "-y", action="store_true", help="replace an existing output")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     r.add_argument("--json-progress", action="store_true", help="progress as JSON lines on standard error")
@@ -220,6 +231,9 @@ def _run(args: argparse.Namespace) -> int:
         pix_fmt=args.pix_fmt or encode_cfg.get("pix_fmt"),
         format=args.format or encode_cfg.get("format"),
         options={str(k): str(v) for k, v in encode_cfg.get("options", {}).items()},
+        muxer_options={**{str(k): str(v) for k, v in encode_cfg.get("muxer_options", {}).items()},
+                       **dict(args.muxer_option)},
+        live=args.live,
     )
     args.input = _input(args)
     output = args.output or _default_output(args.input, method, scale)
@@ -284,6 +298,7 @@ def _run(args: argparse.Namespace) -> int:
             extra.append(f"{stats.reconnects} reconnects")
         for dropped in stats.dropped_streams:
             extra.append(f"dropped {dropped}")
+        extra.extend(getattr(stats, "notes", []))
         print(f"wrote {mask_url(output)}: {stats.frames_written} frames in {stats.elapsed:.1f} s "
               f"({stats.fps:.1f} fps)" + ("; " + "; ".join(extra) if extra else ""), file=sys.stderr)
     return 0
@@ -335,6 +350,7 @@ def _probe(args: argparse.Namespace) -> int:
         data["time_base"] = str(info.time_base)
         data["average_rate"] = str(info.average_rate) if info.average_rate else None
         data["color_assumed"] = asdict(resolve_conversion(info.color, info.height, info.pix_fmt).tags)
+        data["sample_aspect_ratio"] = str(info.sample_aspect_ratio) if info.sample_aspect_ratio else None
         print(json.dumps(data, indent=2))
         return 0
     from rich.console import Console

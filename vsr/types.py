@@ -23,7 +23,9 @@ class Frame:
         data: ``(C, H, W)`` tensor with ``C == 3`` (RGB). ``uint8`` for 8-bit
             sources (0..255), ``uint16`` for deeper sources (0..65535, the full
             16-bit range whatever the source depth), or floating point in [0, 1]
-            once a method has produced it.
+            once a method has produced it. Levels are the source's as coded: a
+            limited-range source gives studio swing, black at 16/255 and white at
+            235/255 of the scale, with its super-blacks and super-whites beyond them.
         pts: presentation timestamp in ``time_base`` units, exactly as the
             demuxer gave it; ``None`` only for streams that carry no timing.
         time_base: the unit of ``pts``, e.g. ``Fraction(1, 12800)``.
@@ -104,6 +106,8 @@ class VideoInfo:
         bit_depth: bits per component of the source (8, 10, 12, 16).
         color: colour tags of the source.
         rotation: display rotation in degrees (counter-clockwise, as FFmpeg's display matrix), 0 if none.
+        sample_aspect_ratio: shape of one pixel (``Fraction(32, 27)`` for anamorphic 16:9 NTSC),
+            ``None`` when the stream does not say (square).
         duration: duration in seconds when the container knows it, else ``None``.
         frame_count: number of frames when the container knows it, else ``None`` (live streams).
         start_time: pts of the stream's first frame in ``time_base``, or ``None``.
@@ -126,3 +130,4 @@ class VideoInfo:
     codec: str = ""
     stream_index: int = 0
     streams: tuple[StreamInfo, ...] = field(default_factory=tuple)
+    sample_aspect_ratio: Fraction | None = None

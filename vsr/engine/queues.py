@@ -83,6 +83,8 @@ class RunStats:
         scene_cuts: shot boundaries found (windowed methods only).
         cancelled: the run was stopped early and the output holds a prefix.
         dropped_streams: streams of the source the output container could not take.
+        notes: what else the output could not keep as the source had it (pixel format,
+            streams and metadata), one line each.
         first_pts, last_pts: pts of the first and last frame written.
     """
 
@@ -98,6 +100,7 @@ class RunStats:
     packets_passed: int = 0
     cancelled: bool = False
     dropped_streams: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     frames_dropped: int = 0
     reconnects: int = 0
     first_pts: int | None = None
@@ -340,6 +343,7 @@ class Pipeline:
             if first:
                 first = False
                 sink.set_rotation(self.decoder.rotation)  # known once the first frame is decoded
+                sink.set_hdr(self.decoder.hdr)  # likewise
             self._drain_packets()
             sink.write_frame(picture, pts, duration)
             self.stats.frames_written += 1
@@ -397,6 +401,10 @@ class Pipeline:
                 self.decoder.close()
                 raise
             self.stats.dropped_streams = list(self.sink.dropped_streams)
+            self.stats.notes = getattr(self.sink, "notes", [])  # the sink's own list: it may add to it later
+            kept = getattr(self.sink, "stream_map", None)
+            if kept is not None:  # demux only what the output takes, so "packets copied" counts copies
+                self.decoder.passthrough = [s for s in self.decoder.passthrough if s.index in kept]
         self.threads = [
             self._spawn("decode", self._decode_worker, self.frames_q),
             self._spawn("method", self._method_worker, self.images_q),

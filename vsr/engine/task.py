@@ -132,6 +132,7 @@ class SegmentWriter:
         self._first: Sink | None = None  # converts pictures for every segment (same size and format)
         self._size: tuple[int, int] | None = None
         self._rotation = 0
+        self._hdr = None
         self._pts: list[int] = []
         self._credited = (0, 0)
 
@@ -150,12 +151,18 @@ class SegmentWriter:
         self._sink = Sink(job.path, self.info, job.recipe.encode)
         self._sink.open(*self._size)
         self._sink.set_rotation(self._rotation)
+        self._sink.set_hdr(self._hdr)
         self._pts = []
 
     def set_rotation(self, degrees: int) -> None:
         self._rotation = degrees
         if self._sink is not None:
             self._sink.set_rotation(degrees)
+
+    def set_hdr(self, hdr) -> None:
+        self._hdr = hdr
+        if self._sink is not None:
+            self._sink.set_hdr(hdr)
 
     def picture(self, rgb):
         return self._first.picture(rgb)

@@ -4,14 +4,38 @@ FFmpeg stores the colour matrix, range, primaries and transfer as small integers
 (``AVColorSpace``, ``AVColorRange``...). swscale, left to itself, converts every
 YUV frame with the BT.601 matrix and limited range, which shifts the colours of
 HD (BT.709) and full-range footage. Every conversion in vsr therefore passes the
-source's matrix and range explicitly, and the output is tagged with the same.
+source's matrix explicitly, and the output is tagged with the same.
+
+Levels pass as coded: swscale is told every source is full range, so a limited-range
+source gives RGB in studio swing (black at 16, white at 235 in 8-bit terms) and its
+super-blacks and super-whites (Y below 16 or above 235) survive the round trip instead
+of being clipped. The encode side makes the same assumption, so the samples go back
+where they came from and the output keeps the source's range tag.
+
+Chroma is interpolated, not replicated: decoding upsamples it with a bicubic filter at
+the stream's chroma siting (FFmpeg's scale filter reads it from each frame) and encoding
+filters the full-resolution chroma down, as ``-sws_flags bicubic+full_chroma_int+accurate_rnd``
+(decode) and ``-sws_flags bicubic+full_chroma_inp`` (encode) do on the ffmpeg command line.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 from vsr.types import ColorInfo
+
+#: The scale filter's options on the way in: bicubic chroma, interpolated to every pixel with
+#: accurate rounding; the filter reads each frame's chroma siting. Without ``accurate_rnd``
+#: swscale takes its unscaled fast path, which ignores ``full_chroma_int`` and replicates chroma.
+DECODE_SCALE_FLAGS = "bicubic+full_chroma_int+accurate_rnd"
+#: swscale flags on the way out: chroma filtered down (bicubic) from full-resolution input.
+#: ``accurate_rnd`` would move chroma by at most one level here and cost a third more time.
+ENCODE_SWS_FLAGS = ("BICUBIC", "FULL_CHR_H_INP")
+
+# swscale matrix name -> the scale filter's name for it.
+_SCALE_MATRIX = {"itu709": "bt709", "itu601": "bt601", "smpte170m": "smpte170m", "smpte240m": "smpte240m",
+                 "fcc": "fcc", "bt2020": "bt2020"}
 
 # AVColorSpace -> name, as FFmpeg prints it.
 MATRIX_NAMES = {
@@ -45,7 +69,8 @@ class Conversion:
 
     Attributes:
         colorspace: swscale matrix name (``"itu709"``, ``"itu601"``, ``"bt2020"``...).
-        color_range: ``"MPEG"`` (limited) or ``"JPEG"`` (full).
+        color_range: the range swscale is told, always ``"JPEG"``: levels pass as coded,
+            so limited-range sources give studio-swing RGB (see the module's notes).
         tags: the colour tags to write on the output, with guessed values filled in.
     """
 
@@ -62,6 +87,86 @@ def color_info_from_codec(codec_context) -> ColorInfo:
         primaries=PRIMARIES_NAMES.get(int(codec_context.color_primaries)),
         transfer=TRANSFER_NAMES.get(int(codec_context.color_trc)),
     )
+
+
+class RgbConverter:
+    """Decoded YUV frames to packed RGB, through FFmpeg's scale filter.
+
+    The filter, unlike a bare swscale call, places chroma at the siting each frame
+    carries (left for most H.264/HEVC, centre for JPEG-style streams, top-left for
+    some 4:2:0 HDR), so colour edges land where the source put them. A new graph is
+    built whenever the frames' size or format changes.
+
+    Args:
+        conversion: the stream's matrix and range.
+        fmt: ``"rgb24"`` (8-bit sources) or ``"rgb48le"`` (deeper).
+    """
+
+    def __init__(self, conversion: Conversion, fmt: str) -> None:
+        self.conversion = conversion
+        self.fmt = fmt
+        self._graph = None
+        self._geometry: tuple | None = None
+
+    def __call__(self, frame):
+        """Convert one ``av.VideoFrame``; returns an ``(H, W, 3)`` uint8 or uint16 numpy array."""
+        geometry = (frame.width, frame.height, frame.format.name)
+        if geometry != self._geometry:
+            self._graph = self._build(*geometry)
+            self._geometry = geometry
+        self._graph.push(frame)
+        return self._graph.pull().to_ndarray()
+
+    def _build(self, width: int, height: int, pix_fmt: str):
+        from fractions import Fraction
+
+        import av
+
+        graph = av.filter.Graph()
+        chain = [
+            graph.add_buffer(width=width, height=height, format=pix_fmt, time_base=Fraction(1, 1000)),
+            graph.add("scale", f"flags={DECODE_SCALE_FLAGS}:in_color_matrix={_SCALE_MATRIX[self.conversion.colorspace]}"
+                               f":in_range={'full' if self.conversion.color_range == 'JPEG' else 'limited'}"),
+            graph.add("format", self.fmt),
+            graph.add("buffersink"),
+        ]
+        for a, b in zip(chain, chain[1:]):
+            a.link_to(b)
+        graph.configure()
+        return graph
+
+
+class YuvConverter:
+    """Packed RGB frames to the encoder's YUV format, with one cached swscale context.
+
+    Chroma is filtered down from full-resolution input (bicubic), as ``-sws_flags
+    bicubic+full_chroma_inp`` does; safe to call from several threads.
+
+    Args:
+        conversion: the stream's matrix, range and tags.
+        pix_fmt: the encoder's pixel format.
+    """
+
+    def __init__(self, conversion: Conversion, pix_fmt: str) -> None:
+        import threading
+
+        from av.video.reformatter import Interpolation, VideoReformatter
+
+        self.conversion = conversion
+        self.pix_fmt = pix_fmt
+        self._flags = 0
+        for name in ENCODE_SWS_FLAGS:
+            self._flags |= Interpolation[name]
+        self._reformatter = VideoReformatter()
+        self._lock = threading.Lock()
+
+    def __call__(self, frame):
+        """Convert one RGB ``av.VideoFrame``; returns a new frame in ``pix_fmt`` tagged with the stream's colour."""
+        with self._lock:
+            out = self._reformatter.reformat(frame, format=self.pix_fmt, dst_colorspace=self.conversion.colorspace,
+                                             dst_color_range=self.conversion.color_range, interpolation=self._flags)
+        apply_tags(out, self.conversion.tags)
+        return out
 
 
 def resolve_conversion(color: ColorInfo, height: int, pix_fmt: str) -> Conversion:
@@ -87,9 +192,88 @@ def resolve_conversion(color: ColorInfo, height: int, pix_fmt: str) -> Conversio
     sws = _SWS_MATRIX[_code(MATRIX_NAMES, matrix)]
     return Conversion(
         colorspace=sws,
-        color_range="JPEG" if color_range == "pc" else "MPEG",
+        color_range="JPEG",
         tags=ColorInfo(matrix=matrix, range=color_range, primaries=primaries, transfer=transfer),
     )
+
+
+@dataclass(frozen=True)
+class HdrMetadata:
+    """HDR10 static metadata: the mastering display (SMPTE ST 2086) and content light levels.
+
+    Attributes:
+        primaries: red, green and blue ``(x, y)`` CIE 1931 chromaticities, or ``None``.
+        white_point: ``(x, y)`` of the white point, or ``None``.
+        luminance: ``(min, max)`` of the mastering display in cd/m², or ``None``.
+        max_cll, max_fall: maximum content and frame-average light levels in cd/m², or ``None``.
+    """
+
+    primaries: tuple[tuple[Fraction, Fraction], ...] | None = None
+    white_point: tuple[Fraction, Fraction] | None = None
+    luminance: tuple[Fraction, Fraction] | None = None
+    max_cll: int | None = None
+    max_fall: int | None = None
+
+    @classmethod
+    def from_frame(cls, frame) -> HdrMetadata | None:
+        """Read a decoded ``av.VideoFrame``'s side data; ``None`` when it carries neither kind."""
+        import struct
+
+        from av.sidedata.sidedata import Type
+
+        def raw(kind):
+            try:
+                return bytes(frame.side_data[kind])
+            except (KeyError, ValueError):
+                return None
+
+        display, light = raw(Type.MASTERING_DISPLAY_METADATA), raw(Type.CONTENT_LIGHT_LEVEL)
+        if display is None and light is None:
+            return None
+        fields: dict = {}
+        if display is not None and len(display) >= 88:
+            # AVMasteringDisplayMetadata: 8 rationals (R, G, B, white point as x, y), min and
+            # max luminance as rationals, then has_primaries and has_luminance.
+            v = struct.unpack("<22i", display[:88])
+            ratio = [Fraction(v[i], v[i + 1]) if v[i + 1] else Fraction(0) for i in range(0, 20, 2)]
+            if v[20]:
+                fields["primaries"] = ((ratio[0], ratio[1]), (ratio[2], ratio[3]), (ratio[4], ratio[5]))
+                fields["white_point"] = (ratio[6], ratio[7])
+            if v[21]:
+                fields["luminance"] = (ratio[8], ratio[9])
+        if light is not None and len(light) >= 8:
+            fields["max_cll"], fields["max_fall"] = struct.unpack("<2I", light[:8])
+        return cls(**fields) if fields else None
+
+    def x265_params(self) -> list[str]:
+        """``master-display=...`` and ``max-cll=...`` as x265 takes them (chromaticity in 1/50000, cd/m² in 1/10000)."""
+        params = []
+        if self.primaries and self.white_point and self.luminance:
+            (r, g, b), wp = self.primaries, self.white_point
+
+            def xy(p):
+                return f"({round(p[0] * 50000)},{round(p[1] * 50000)})"
+
+            params.append(f"master-display=G{xy(g)}B{xy(b)}R{xy(r)}WP{xy(wp)}"
+                          f"L({round(self.luminance[1] * 10000)},{round(self.luminance[0] * 10000)})")
+        if self.max_cll is not None:
+            params.append(f"max-cll={self.max_cll},{self.max_fall or 0}")
+        return params
+
+    def svtav1_params(self) -> list[str]:
+        """``mastering-display=...`` and ``content-light=...`` as SVT-AV1 takes them (plain numbers)."""
+        params = []
+        if self.primaries and self.white_point and self.luminance:
+            (r, g, b), wp = self.primaries, self.white_point
+
+            def xy(p):
+                return f"({float(p[0]):.5f},{float(p[1]):.5f})"
+
+            params.append(f"mastering-display=G{xy(g)}B{xy(b)}R{xy(r)}WP{xy(wp)}"
+                          f"L({float(self.luminance[1]):.4f},{float(self.luminance[0]):.4f})")
+        if self.max_cll is not None:
+            params.append(f"content-light={self.max_cll},{self.max_fall or 0}")
+        return params
 
 
 def apply_tags(target, tags: ColorInfo) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from vsr.errors import InputError
-from vsr.io.color import Conversion, resolve_conversion
+from vsr.io.color import HdrMetadata, RgbConverter, resolve_conversion
 from vsr.io.source import (
     OpenOptions,
     close_input,
@@ -79,22 +79,6 @@ class DecodeStats:
 def rgb_format(bit_depth: int) -> str:
     """The packed RGB format frames are converted to: ``rgb24`` for 8-bit, ``rgb48le`` deeper."""
     return "rgb24" if bit_depth <= 8 else "rgb48le"
-
-
-def frame_to_rgb(frame, conversion: Conversion, bit_depth: int):
-    """Convert a PyAV ``VideoFrame`` to a ``(3, H, W)`` uint8/uint16 torch tensor with the source's matrix.
-
-    The tensor is a view of a fresh numpy array (no copy beyond swscale's own).
-    """
-    import torch
-
-    array = frame.to_ndarray(
-        format=rgb_format(bit_depth),
-        src_colorspace=conversion.colorspace,
-        src_color_range=conversion.color_range,
-        dst_color_range="JPEG",
-    )
-    return torch.from_numpy(array).permute(2, 0, 1)
 
 
 class Decoder:
@@ -165,8 +149,10 @@ class Decoder:
         self.on_packet = on_packet
         self.roi = roi
         self.conversion = resolve_conversion(self.info.color, self.info.height, self.info.pix_fmt)
+        self._to_rgb = RgbConverter(self.conversion, rgb_format(self.info.bit_depth))
         self.stats = DecodeStats()
         self.rotation = self.info.rotation  # refined from the first frame's display matrix
+        self.hdr: HdrMetadata | None = None  # HDR10 metadata, read from the first frame
         self._closed = False
 
     def __iter__(self) -> Iterator[Frame]:
@@ -351,7 +337,10 @@ class Decoder:
     def _frame(self, vframe, pts: int, time_base: Fraction) -> Frame:
         if self.stats.frames == 0:
             self.rotation = int(getattr(vframe, "rotation", 0) or 0)
-        data = frame_to_rgb(vframe, self.conversion, self.info.bit_depth)
+            self.hdr = HdrMetadata.from_frame(vframe)
+        import torch
+
+        data = torch.from_numpy(self._to_rgb(vframe)).permute(2, 0, 1)
         if self.roi is not None:
             r = self.roi
             data = data[:, r.y : r.y + r.h, r.x : r.x + r.w]

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 from vsr.errors import CodecError, ConfigError, OutputError
-from vsr.io.color import apply_tags, resolve_conversion
+from vsr.io.color import HdrMetadata, YuvConverter, apply_tags, resolve_conversion
 from vsr.io.source import is_url, mask_url
 from vsr.io.transport import FfmpegPipe, needs_transport
 from vsr.types import VideoInfo
@@ -44,11 +45,14 @@ class EncodeSettings:
         codec: ``libx264`` (default), ``libx265``, ``libsvtav1`` or ``ffv1`` (lossless).
         crf: constant rate factor; ``None`` for the codec's vsr default (x264 18, x265 20, AV1 30).
         preset: encoder speed preset (x264/x265 names, 0..13 for SVT-AV1); ``None`` for the default.
-        pix_fmt: output pixel format; ``None`` keeps the source's bit depth in 4:2:0
-            (4:4:4 for ffv1).
+        pix_fmt: output pixel format; ``None`` keeps the source's chroma subsampling and
+            bit depth where the encoder can (see :func:`choose_pix_fmt`).
         format: container format; ``None`` chooses from the file extension.
         options: further encoder options, passed to FFmpeg as they are.
-        muxer_options: further container/protocol options (``hls_time``, ``pkt_size``...).
+        muxer_options: further container/protocol options (``hls_time``, ``pkt_size``...),
+            over vsr's own choices.
+        live: the output is watched while it is written: an HLS playlist keeps only the
+            last segments (a rolling live playlist) instead of every one (VOD).
     """
 
     codec: str = "libx264"
@@ -58,6 +62,7 @@ class EncodeSettings:
     format: str | None = None
     options: dict[str, str] = field(default_factory=dict)
     muxer_options: dict[str, str] = field(default_factory=dict)
+    live: bool = False
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for a codec this build lacks or an option it does not take."""
@@ -75,31 +80,84 @@ class EncodeSettings:
                               + ", ".join(X26X_PRESETS))
 
 
-def choose_pix_fmt(settings: EncodeSettings, bit_depth: int) -> str:
-    """The output pixel format: the user's, else the source depth in 4:2:0 (4:4:4 for ffv1)."""
-    import av
-
-    if settings.pix_fmt:
-        pix_fmt = settings.pix_fmt
-    else:
-        chroma = "444" if settings.codec == "ffv1" else "420"
-        pix_fmt = f"yuv{chroma}p" if bit_depth <= 8 else f"yuv{chroma}p10le"
-    supported = {f.name for f in av.codec.Codec(settings.codec, "w").video_formats or []}
-    if supported and pix_fmt not in supported:
-        if settings.pix_fmt:
-            raise ConfigError(f"{settings.codec} cannot encode {pix_fmt}; it takes: {', '.join(sorted(supported))}")
-        pix_fmt = "yuv420p" if "yuv420p" in supported else sorted(supported)[0]
-    return pix_fmt
+_SUBSAMPLING = {"444": (1, 1), "422": (2, 1), "420": (2, 2), "440": (1, 2), "411": (4, 1), "410": (4, 2)}
+_CHROMA_NAMES = {(1, 1): "4:4:4", (2, 1): "4:2:2", (2, 2): "4:2:0", (1, 2): "4:4:0", (4, 1): "4:1:1",
+                 (4, 2): "4:1:0"}
+_PLANAR_YUV = re.compile(r"^yuv(4[0-4][0-4])p(\d+)?(le)?$")
 
 
-def even_size(width: int, height: int, pix_fmt: str) -> tuple[int, int]:
-    """The largest size not above ``width x height`` that ``pix_fmt``'s chroma subsampling allows."""
+def _subsampling(pix_fmt: str) -> tuple[int, int]:
+    """Horizontal and vertical chroma subsampling of ``pix_fmt``: ``(2, 2)`` for 4:2:0; RGB counts as ``(1, 1)``."""
     import av
 
     fmt = av.VideoFormat(pix_fmt, 4, 4)  # chroma planes of a 4x4 picture reveal the subsampling
     chroma = [c for c in fmt.components if not c.is_luma and not c.is_alpha] if not fmt.is_rgb else []
-    sub_w = 4 // min((c.width for c in chroma), default=4)
-    sub_h = 4 // min((c.height for c in chroma), default=4)
+    return 4 // min((c.width for c in chroma), default=4), 4 // min((c.height for c in chroma), default=4)
+
+
+def _depth(pix_fmt: str) -> int:
+    import av
+
+    return max(c.bits for c in av.VideoFormat(pix_fmt).components)
+
+
+def choose_pix_fmt(settings: EncodeSettings, source_pix_fmt: str, bit_depth: int) -> tuple[str, str | None]:
+    """The output pixel format, and a note when it is not what the source had.
+
+    The user's ``pix_fmt`` if given. Otherwise the source's chroma subsampling (4:2:0,
+    4:2:2, 4:4:4; RGB and grey sources as 4:4:4 and 4:2:0) and bit depth in planar YUV,
+    ffv1 always 4:4:4, where the encoder takes it; where it does not, the nearest format
+    it takes, preferring to keep the chroma resolution, then not to lose depth.
+
+    Returns:
+        ``(pix_fmt, note)``; ``note`` says what changed (``"libsvtav1 cannot encode
+        yuv422p10le: writing yuv420p10le (4:2:2 -> 4:2:0)"``) or is ``None``.
+
+    Raises:
+        ConfigError: the user's ``pix_fmt`` is one the encoder does not take.
+    """
+    import av
+
+    supported = {f.name for f in av.codec.Codec(settings.codec, "w").video_formats or []}
+    if settings.pix_fmt:
+        if supported and settings.pix_fmt not in supported:
+            raise ConfigError(f"{settings.codec} cannot encode {settings.pix_fmt}; "
+                              f"it takes: {', '.join(sorted(supported))}")
+        return settings.pix_fmt, None
+    try:
+        grey = av.VideoFormat(source_pix_fmt).name.startswith("gray")
+        sub = (2, 2) if grey else _subsampling(source_pix_fmt)
+    except (ValueError, TypeError):
+        sub = (2, 2)
+    if settings.codec == "ffv1":
+        sub = (1, 1)
+    chroma = next((k for k, v in _SUBSAMPLING.items() if v == sub), "420")
+    wanted = f"yuv{chroma}p" if bit_depth <= 8 else f"yuv{chroma}p{bit_depth}le"
+    if not supported or wanted in supported:
+        return wanted, None
+    options = [name for name in supported if _PLANAR_YUV.match(name)]
+    if not options:
+        return sorted(supported)[0], f"{settings.codec} cannot encode {wanted}: writing {sorted(supported)[0]}"
+
+    def cost(name: str) -> tuple:
+        cw, ch = _subsampling(name)
+        samples, wanted_samples = 1 / (cw * ch), 1 / (sub[0] * sub[1])
+        depth = _depth(name)
+        return ((cw, ch) != sub, samples > wanted_samples, abs(samples - wanted_samples),
+                depth < bit_depth, abs(depth - bit_depth), name)
+
+    chosen = min(options, key=cost)
+    changes = []
+    if _subsampling(chosen) != sub:
+        changes.append(f"{_CHROMA_NAMES.get(sub, '?')} -> {_CHROMA_NAMES.get(_subsampling(chosen), '?')}")
+    if _depth(chosen) != bit_depth:
+        changes.append(f"{bit_depth}-bit -> {_depth(chosen)}-bit")
+    return chosen, f"{settings.codec} cannot encode {wanted}: writing {chosen} ({', '.join(changes)})"
+
+
+def even_size(width: int, height: int, pix_fmt: str) -> tuple[int, int]:
+    """The largest size not above ``width x height`` that ``pix_fmt``'s chroma subsampling allows."""
+    sub_w, sub_h = _subsampling(pix_fmt)
     return width - width % sub_w, height - height % sub_h
 
 
@@ -131,6 +189,76 @@ def container_format(target: str, explicit: str | None) -> str:
     if suffix not in CONTAINERS:
         raise ConfigError(f"unknown output container {suffix or '(no extension)'!r}; use .mp4, .mkv or .mov")
     return CONTAINERS[suffix]
+
+
+def _probe_format(fmt: str, muxer_options: dict[str, str]) -> str:
+    """The muxer that decides which codecs ``fmt`` takes: HLS segments and RTSP's RTP streams."""
+    if fmt == "hls":
+        return "mp4" if muxer_options.get("hls_segment_type") == "fmp4" else "mpegts"
+    if fmt == "rtsp":
+        return "rtp"
+    return fmt
+
+
+def muxer_refusal(fmt: str, stream, muxer_options: dict[str, str] | None = None) -> str | None:
+    """Why the ``fmt`` muxer will not take a copy of ``stream``, or ``None`` when it will.
+
+    The muxer itself is asked: ``stream`` is added to an in-memory container of that
+    format and its header written. PyAV's ``supported_codecs`` cannot answer this: it
+    lists only the codecs a muxer's tag table names, so it leaves out, for instance,
+    every codec MPEG-TS carries (AAC, AC-3, MP3...).
+
+    Args:
+        fmt: the output's muxer name (``"mpegts"``, ``"mp4"``, ``"hls"``...).
+        stream: a PyAV stream of the source (audio, subtitle...).
+        muxer_options: the output's muxer options (``hls_segment_type`` picks HLS's segment muxer).
+
+    Returns:
+        FFmpeg's reason, one line, or ``None``.
+    """
+    import io
+
+    import av
+
+    try:
+        with av.open(io.BytesIO(), mode="w", format=_probe_format(fmt, muxer_options or {})) as probe:
+            probe.add_stream_from_template(stream)
+            probe.start_encoding()
+    except (av.error.FFmpegError, ValueError) as exc:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return None
+
+
+# Container tags the muxer writes for itself; the rest of the source's are copied.
+_MUXER_OWN_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands"}
+# Video stream tags worth keeping (not the old encoder's name nor its statistics).
+_VIDEO_TAGS = {"title", "language", "handler_name", "timecode", "comment"}
+_CHAPTER_FORMATS = {"matroska", "webm", "mp4", "mov"}
+_ATTACHMENT_FORMATS = {"matroska"}
+
+
+def _stream_name(stream) -> str:
+    if stream.type == "attachment":
+        return getattr(stream, "name", None) or "attachment"
+    cc = stream.codec_context
+    return (cc.name if cc is not None else None) or stream.metadata.get("handler_name") or "unknown codec"
+
+
+def output_sample_aspect_ratio(info: VideoInfo, width: int, height: int) -> Fraction | None:
+    """The pixel shape for a ``width x height`` output, so that it displays as the source does.
+
+    A uniformly scaled picture keeps the source's sample aspect ratio; an output of another
+    shape (``--size``) gets the one that keeps the source's display aspect ratio.
+
+    Returns:
+        the ratio, or ``None`` for square pixels (a source that does not say, or 1:1).
+    """
+    sar = info.sample_aspect_ratio
+    if not sar or sar == 1:
+        return None
+    if abs(width * info.height - height * info.width) <= max(info.width, info.height) * 2:
+        return sar  # the same shape, within cropping to even sizes
+    return (sar * info.width * height / (info.height * width)).limit_denominator(10000)
 
 
 def temporary_path(target: Path) -> Path:
@@ -176,28 +304,40 @@ class Sink:
         info: the source video stream.
         settings: encoder settings.
         passthrough: source streams to copy (audio, subtitles), as PyAV stream objects.
+        source: the open source container, whose title and other metadata, chapters,
+            attachments (fonts for ASS subtitles), video stream tags and disposition the
+            output keeps where its format can; what it cannot keep is named in :attr:`notes`.
     """
 
     def __init__(self, target: str, info: VideoInfo, settings: EncodeSettings,
-                 passthrough: list | tuple = ()) -> None:
+                 passthrough: list | tuple = (), source=None) -> None:
         settings.validate()
         self.target = target
         self.info = info
         self.settings = settings
         self.format = container_format(target, settings.format)
-        self.pix_fmt = choose_pix_fmt(settings, info.bit_depth)
+        self.notes: list[str] = []  # what the output could not keep, for the run's summary
+        self.pix_fmt, note = choose_pix_fmt(settings, info.pix_fmt, info.bit_depth)
+        if note:
+            self.notes.append(note)
         self.conversion = resolve_conversion(info.color, info.height, info.pix_fmt)
+        self._to_yuv = YuvConverter(self.conversion, self.pix_fmt)
         self.rotation = 0  # display rotation, degrees counter-clockwise: see set_rotation
         self._passthrough_sources = list(passthrough)
-        # HLS writes a playlist plus segments beside it, rewritten as it goes: no temporary name.
-        self.is_file = not (target == "-" or is_url(target) or self.format == "hls")
+        self._source = source
+        # A live HLS playlist is rewritten as it goes, for players to follow: no temporary name.
+        # A VOD playlist is written under one and renamed once complete, like any file.
+        self.is_file = not (target == "-" or is_url(target) or (self.format == "hls" and settings.live))
         self.temp = temporary_path(Path(target)) if self.is_file else None
+        self._key_interval = float(self._muxer_options()["hls_time"]) if self.format == "hls" else None
+        self._next_key: Fraction | None = None
         self.container = None
         self.stream = None
         self.stream_map: dict[int, object] = {}
         self.size: tuple[int, int] | None = None
         self.frames = 0
         self.packets = 0
+        self.damaged_packets = 0
         self.dropped_streams: list[str] = []
         self._last_pts: int | None = None
         self.adjusted_pts = 0
@@ -234,6 +374,8 @@ class Sink:
         try:
             self._add_video_stream(enc_w, enc_h)
             self._add_passthrough_streams()
+            if self._source is not None:
+                self._copy_source_details()
             self._open_encoder()
         except Exception:
             self.abort()
@@ -245,9 +387,14 @@ class Sink:
         options: dict[str, str] = {}
         if self.format in ("mp4", "mov") and self.is_file:
             options["movflags"] = "+faststart"
-        elif self.format == "hls":
+        elif self.format == "hls" and self.settings.live:
             # A rolling live playlist: six 2-second segments, older ones deleted.
             options.update({"hls_time": "2", "hls_list_size": "6", "hls_flags": "delete_segments"})
+        elif self.format == "hls":
+            # Video on demand: every segment kept, named after the playlist (not its temporary name).
+            target = Path(self.target)
+            options.update({"hls_time": "2", "hls_list_size": "0", "hls_playlist_type": "vod",
+                            "hls_segment_filename": str(target.with_name(f"{target.stem}%d.ts"))})
         elif self.format == "rtsp":
             options["rtsp_transport"] = "tcp"
         elif self.format == "mpegts" and self.target.startswith("udp://"):
@@ -268,6 +415,8 @@ class Sink:
             raise ConfigError(f"{s.codec} has no presets: drop --preset")
         if s.codec == "libx265":
             options.setdefault("x265-params", "log-level=error")
+        if self._key_interval and s.codec in ("libx264", "libx265"):
+            options.setdefault("forced-idr", "1")  # forced keyframes (segment starts) as IDR frames
         if s.codec == "ffv1":
             options.setdefault("level", "3")
             options.setdefault("slicecrc", "1")
@@ -295,6 +444,11 @@ class Sink:
         language = next((s.language for s in self.info.streams if s.index == self.info.stream_index), None)
         if language:
             stream.metadata["language"] = language
+        sar = output_sample_aspect_ratio(self.info, width, height)
+        if sar is not None:
+            stream.sample_aspect_ratio = cc.sample_aspect_ratio = sar
+        if s.codec == "libx265" and self.format in ("mp4", "mov"):
+            stream.codec_tag = "hvc1"  # what Apple's players and browsers require; FFmpeg's default is hev1
         self.stream = stream
 
     def _open_encoder(self) -> None:
@@ -318,11 +472,12 @@ class Sink:
                              f"and the encoder options for {codec}") from exc
 
     def _add_passthrough_streams(self) -> None:
-        supported = getattr(self.container, "supported_codecs", None)
         for src in self._passthrough_sources:
             name = src.codec_context.name if src.codec_context is not None else "?"
-            if supported is not None and name not in supported:
-                self.dropped_streams.append(f"{src.type} stream {src.index} ({name}) cannot go into {self.format}")
+            refusal = muxer_refusal(self.format, src, self.settings.muxer_options)
+            if refusal is not None:
+                self.dropped_streams.append(f"{src.type} stream {src.index} ({name}) cannot go into {self.format}: "
+                                            f"{refusal}")
                 continue
             try:
                 out = self.container.add_stream_from_template(src)
@@ -338,11 +493,70 @@ class Sink:
         for message in self.dropped_streams:
             log.warning("dropping %s", message)
 
+    def _copy_source_details(self) -> None:
+        """Container metadata, chapters, attachments and the video stream's tags, or a note for each loss."""
+        import av
+
+        src = self._source
+        for key, value in src.metadata.items():
+            if key.lower() not in _MUXER_OWN_TAGS:
+                self.container.metadata[key] = value
+        video = next((s for s in src.streams if s.index == self.info.stream_index), None)
+        if video is not None:
+            for key, value in video.metadata.items():
+                if key.lower() in _VIDEO_TAGS:
+                    self.stream.metadata[key.lower()] = value
+            self.stream.disposition = video.disposition
+        chapters = src.chapters()
+        if chapters:
+            if self.format in _CHAPTER_FORMATS:
+                self.container.set_chapters(chapters)
+            else:
+                self.notes.append(f"{len(chapters)} chapters not kept: {self.format} has no chapters")
+        timecode = video is not None and any(k.lower() == "timecode" for k in video.metadata)
+        for s in src.streams:
+            if s.index == self.info.stream_index or s.index in self.stream_map:
+                continue
+            what = f"{s.type} stream {s.index} ({_stream_name(s)})"
+            if s.type == "attachment":
+                if self.format in _ATTACHMENT_FORMATS:
+                    self.container.add_attachment(s.name, s.mimetype, s.data)
+                else:
+                    self.notes.append(f"{what} not kept: only Matroska holds attachments")
+            elif s.type == "data" and timecode and s.metadata.get("timecode"):
+                continue  # a QuickTime timecode track: its timecode goes on the video stream
+            elif s.type in ("audio", "subtitle"):
+                continue  # already in dropped_streams when the output could not take it
+            elif s.type == "video":
+                picture = s.disposition & av.stream.Disposition.attached_pic
+                self.notes.append(f"{what} not copied: vsr writes one video stream"
+                                  + (" (this one is a cover picture)" if picture else ""))
+            else:
+                self.notes.append(f"{what} not copied")
+
     def set_rotation(self, degrees: int) -> None:
         """Write a display rotation; call after :meth:`open` and before anything is written."""
         self.rotation = degrees
         if degrees and self.stream is not None:
             self.stream.set_display_rotation(degrees)
+
+    def set_hdr(self, hdr: HdrMetadata | None) -> None:
+        """Write HDR10 mastering-display and light-level metadata into the video stream.
+
+        Call after :meth:`open` and before anything is written. x265 and SVT-AV1 carry it
+        (SEI / metadata OBUs); with another encoder a note says it was not kept.
+        """
+        if hdr is None or self.stream is None:
+            return
+        key, params = {"libx265": ("x265-params", hdr.x265_params), "libsvtav1": ("svtav1-params", hdr.svtav1_params)}.get(
+            self.settings.codec, (None, None))
+        if key is None:
+            self.notes.append(f"HDR10 mastering-display and light-level metadata not kept: {self.settings.codec} "
+                              "cannot write them (libx265 and libsvtav1 can)")
+            return
+        options = self.stream.codec_context.options
+        options[key] = ":".join(filter(None, [options.get(key, ""), *params()]))
+        self.stream.codec_context.options = options
 
     # -- writing ---------------------------------------------------------------------------
     def picture(self, rgb):
@@ -361,13 +575,7 @@ class Sink:
         if rgb.shape[0] != h or rgb.shape[1] != w:
             rgb = rgb[:h, :w]
         fmt = "rgb24" if rgb.dtype.itemsize == 1 else "rgb48le"
-        frame = av.VideoFrame.from_ndarray(rgb, format=fmt).reformat(
-            format=self.pix_fmt,
-            dst_colorspace=self.conversion.colorspace,
-            dst_color_range=self.conversion.color_range,
-        )
-        apply_tags(frame, self.conversion.tags)
-        return frame
+        return self._to_yuv(av.VideoFrame.from_ndarray(rgb, format=fmt))
 
     def write_frame(self, rgb, pts: int | None, duration: int | None = None) -> None:
         """Encode one frame with presentation time ``pts``.
@@ -387,6 +595,8 @@ class Sink:
             pts = self._last_pts + 1
             self.adjusted_pts += 1
         frame.pts = pts
+        if self._key_interval and pts is not None:
+            self._force_keyframe(frame, pts)
         if duration:
             frame.duration = duration
         frame.time_base = self.info.time_base
@@ -394,27 +604,60 @@ class Sink:
         self._mux_all(self.stream.encode(frame))
         self.frames += 1
 
+    def _force_keyframe(self, frame, pts: int) -> None:
+        """Make ``frame`` a keyframe when it is the first at or after the next segment boundary.
+
+        Boundaries fall every ``hls_time`` seconds from the first frame, where the HLS muxer
+        cuts; a keyframe there lets every segment start on one and last what it says.
+        """
+        import av
+
+        time = pts * self.info.time_base
+        if self._next_key is None:
+            self._next_key = time
+        if time >= self._next_key:
+            frame.pict_type = av.video.frame.PictureType.I
+            interval = Fraction(self._key_interval)
+            while self._next_key <= time:
+                self._next_key += interval
+
     def write_packet(self, packet) -> None:
-        """Remux one audio/subtitle packet of the source, timestamps untouched."""
+        """Remux one audio/subtitle packet of the source, timestamps untouched.
+
+        A packet the muxer rejects as invalid data (damaged in the source: a broken ADTS
+        header, say) is skipped and counted, as the decoder skips damaged video packets;
+        any other failure is an :class:`OutputError`.
+        """
         # stream_index, not packet.stream: the input (and its streams) may be closed by now.
         out = self.stream_map.get(packet.stream_index)
         if out is None:
             return
         packet.stream = out
-        self._mux_all((packet,))
-        self.packets += 1
+        if self._mux_all((packet,), skip_damaged=True):
+            self.packets += 1
 
-    def _mux_all(self, packets) -> None:
+    def _mux_all(self, packets, skip_damaged: bool = False) -> bool:
+        """Mux ``packets``; False when one was rejected as damaged and ``skip_damaged`` let it go."""
         import av
 
         try:
             for p in packets:
                 self.container.mux(p)
+        except av.error.InvalidDataError as exc:
+            if not skip_damaged:
+                raise self._write_error(exc) from exc
+            self.damaged_packets += 1
+            log.warning("skipped a damaged packet: %s", exc)
+            return False
         except (av.error.FFmpegError, OSError) as exc:
-            # A stream carried by the ffmpeg binary fails there: its message says why.
-            why = self._pipe.error() if self._pipe is not None else None
-            detail = why or (exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
-            raise OutputError(f"writing {mask_url(self.target)} failed: {detail}") from exc
+            raise self._write_error(exc) from exc
+        return True
+
+    def _write_error(self, exc: Exception) -> OutputError:
+        # A stream carried by the ffmpeg binary fails there: its message says why.
+        why = self._pipe.error() if self._pipe is not None else None
+        detail = why or (exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
+        return OutputError(f"writing {mask_url(self.target)} failed: {detail}")
 
     # -- closing ---------------------------------------------------------------------------
     def close(self, target: str | Path | None = None) -> None:
@@ -432,6 +675,8 @@ class Sink:
             failed, self._pipe = self._pipe.close(), None
             if failed:
                 raise OutputError(f"sending to {mask_url(self.target)} failed: {failed}")
+        if self.damaged_packets:
+            self.notes.append(f"{self.damaged_packets} damaged audio/subtitle packets skipped")
         if self.temp is not None:
             os.replace(self.temp, target or self.target)
 

@@ -312,6 +312,7 @@ def video_info(container, stream) -> VideoInfo:
         codec=cc.name,
         stream_index=stream.index,
         streams=tuple(describe_stream(s) for s in container.streams),
+        sample_aspect_ratio=Fraction(stream.sample_aspect_ratio) if stream.sample_aspect_ratio else None,
     )
 
 
