@@ -126,6 +126,11 @@ def _add_run(sub) -> None:
     r.add_argument("--overwrite", "-y", action="store_true", help="replace an existing output")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     r.add_argument("--json-progress", action="store_true", help="progress as JSON lines on standard error")
+    r.add_argument("--no-verify", action="store_true",
+                   help="do not read the output back to check frames, pts, audio, colour and duration")
+    r.add_argument("--report", metavar="PAGE.html",
+                   help="write an HTML report of the run: streams, verification, method, hashes, "
+                        "throughput over time, frames before and after")
     d = p.add_argument_group("scaling out (needs pip install 'vsr[ray]')")
     d.add_argument("--ray", metavar="ADDRESS",
                    help="split the job over a Ray cluster: auto (the running one), local (start one here), "
@@ -179,10 +184,17 @@ def _run(args: argparse.Namespace) -> int:
         from vsr.progress import RichProgress
 
         display = RichProgress(f"{method} x{scale}" if scale else method)
+    if args.report:
+        from vsr.progress import Recorder
+
+        display = Recorder(display)
 
     terminated = []
+    started = []
 
     def on_start(pipeline) -> None:
+        started.append(pipeline)
+
         def on_term(signum, frame):  # noqa: ARG001 - signal handler signature
             terminated.append(signum)
             pipeline.cancel()
@@ -223,7 +235,58 @@ def _run(args: argparse.Namespace) -> int:
             extra.append(f"dropped {dropped}")
         print(f"wrote {mask_url(output)}: {stats.frames_written} frames in {stats.elapsed:.1f} s "
               f"({stats.fps:.1f} fps)" + ("; " + "; ".join(extra) if extra else ""), file=sys.stderr)
+    pipeline = started[0] if started else None
+    verification = None if args.no_verify else _verify(args, output, scale, params, stats, pipeline)
+    if args.report:
+        from vsr.report.run import write_run_report
+
+        write_run_report(args.report, argv=sys.argv, source=args.input, output=output,
+                         method=pipeline.method.describe() if pipeline else {"name": method, "scale": scale, **params},
+                         encode=encode, stats=stats, samples=display.samples, verification=verification,
+                         video_stream=args.video_stream, evidence=params.get("evidence"))
+        if not args.quiet:
+            print(f"report: {args.report}", file=sys.stderr)
+    if verification is not None and not verification.ok:
+        from vsr.errors import VerificationError
+
+        raise VerificationError(f"{mask_url(output)} does not match its input: "
+                                + "; ".join(verification.problems)
+                                + " (the output is kept for inspection; --no-verify skips this check)")
     return 0
+
+
+def _verify(args: argparse.Namespace, output: str, scale: int | None, params: dict[str, Any], stats, pipeline):
+    """Read the finished output back and check it against the input; prints the one-line result."""
+    from vsr.verify import RunFacts, can_read_back, verify, verify_sent
+
+    sink = pipeline.sink if pipeline is not None else None
+    facts = RunFacts(
+        frames_written=None if args.resume else stats.frames_written,
+        frames_skipped=stats.corrupt_packets + stats.frames_dropped,
+        dropped_streams=len(stats.dropped_streams),
+        expected_size=_expected_size(args, scale, params, pipeline),
+        adjusted_pts=getattr(sink, "adjusted_pts", 0),
+    )
+    if can_read_back(args.input) and can_read_back(output):
+        result = verify(args.input, output, args.video_stream, facts)
+    else:
+        result = verify_sent(output, stats.frames_decoded, facts)
+    if result.ok and not args.quiet:
+        print(result.summary, file=sys.stderr)
+    return result
+
+
+def _expected_size(args: argparse.Namespace, scale: int | None, params: dict[str, Any],
+                   pipeline) -> tuple[int, int] | None:
+    """The ``(width, height)`` the options ask for, or ``None`` where a method decides it."""
+    if args.size:
+        return args.size
+    if not scale or params.get("outscale") or pipeline is None:
+        return None
+    roi = pipeline.decoder.roi
+    info = pipeline.decoder.info
+    width, height = (roi.w, roi.h) if roi else (info.width, info.height)
+    return width * scale, height * scale
 
 
 def _run_on_ray(args: argparse.Namespace, output: str, method: str, scale: int, params: dict[str, Any],
