@@ -1,4 +1,4 @@
-"""The ``vsr`` command: ``run``, ``probe``, ``methods`` and ``models``.
+"""The ``vsr`` command: ``run``, ``probe``, ``compare``, ``methods`` and ``models``.
 
 Errors end with one line on standard error and a non-zero exit code; ``--debug``
 shows the traceback as well.
@@ -237,15 +237,20 @@ def _run(args: argparse.Namespace) -> int:
               f"({stats.fps:.1f} fps)" + ("; " + "; ".join(extra) if extra else ""), file=sys.stderr)
     pipeline = started[0] if started else None
     verification = None if args.no_verify else _verify(args, output, scale, params, stats, pipeline)
+    record = args.record or (f"{output}.json" if args.roi else None)
     if args.report:
         from vsr.report.run import write_run_report
 
         write_run_report(args.report, argv=sys.argv, source=args.input, output=output,
                          method=pipeline.method.describe() if pipeline else {"name": method, "scale": scale, **params},
                          encode=encode, stats=stats, samples=display.samples, verification=verification,
-                         video_stream=args.video_stream, evidence=params.get("evidence"))
+                         video_stream=args.video_stream, evidence=params.get("evidence"), record=record)
         if not args.quiet:
             print(f"report: {args.report}", file=sys.stderr)
+    elif record and verification is not None:
+        from vsr.report.run import amend_record
+
+        amend_record(record, {"verification": verification.as_dict()})
     if verification is not None and not verification.ok:
         from vsr.errors import VerificationError
 
@@ -303,6 +308,35 @@ def _run_on_ray(args: argparse.Namespace, output: str, method: str, scale: int, 
                       segment_seconds=args.segment_seconds, size=args.size, params=params, encode=encode,
                       video_stream=args.video_stream, roi=args.roi, overwrite=args.overwrite, device=args.device,
                       open_options=OpenOptions(timeout=args.timeout), on_progress=display)
+
+
+def _add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="line up videos of the same content frame by frame: crops and an HTML page",
+                       description="Line up two or more videos of the same content (input and outputs, at their "
+                                   "own sizes) frame by frame by pts; write PNG crops side by side and a "
+                                   "self-contained HTML page with a before/after slider per frame.")
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="two or more videos; the first is 'before'")
+    p.add_argument("-o", "--output", default="compare", help="folder for compare.html and the crops (default: compare)")
+    p.add_argument("--at", help="times of the frames to show, e.g. 6s,12.5s (default: a fifth, half and four fifths "
+                                "of the first video)")
+    p.add_argument("--crop", help="region x,y,w,h in pixels of the first video (default: the most detailed one)")
+    p.add_argument("--reference", metavar="GT", help="ground truth: adds per-frame PSNR, SSIM, VMAF and flicker")
+    p.add_argument("--evidence", help="the --evidence folder of the misr run that made the second video")
+    p.add_argument("--no-vmaf", action="store_true", help="leave VMAF out (it is the slowest metric)")
+    p.set_defaults(handler=_compare)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from vsr.report.compare import compare, parse_times
+
+    times = parse_times(args.at) if args.at else None
+    result = compare(args.videos, args.output, at=times, crop=args.crop, reference=args.reference,
+                     evidence=args.evidence, vmaf=not args.no_vmaf)
+    for label, means in result.metrics.items():
+        figures = ", ".join(f"{k} {v:.4g}" for k, v in means.items() if v is not None)
+        print(f"{label}: {figures}", file=sys.stderr)
+    print(f"wrote {result.page} and {len(result.crops)} crop images", file=sys.stderr)
+    return 0
 
 
 def _add_probe(sub) -> None:
@@ -381,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     _add_probe(sub)
+    _add_compare(sub)
     _add_methods(sub)
     try:
         from vsr.models.commands import add_models_command
