@@ -52,6 +52,19 @@ def test_no_verify_skips_it(tmp_path):
     assert "verified" not in done.stderr.decode()
 
 
+def test_streams_in_and_out_verify_what_can_be(tmp_path):
+    src = SAMPLES / "full_range_10bit.mkv"
+    piped = run_cli("run", str(src), "-o", "-", "-m", "nearest")
+    assert piped.returncode == 0
+    assert piped.stderr.decode().splitlines()[-1] == \
+        "verified what can be: 50 frames sent, every pts kept (the output is a stream: not read back)"
+    out = tmp_path / "from_stdin.mkv"
+    done = run_cli("run", "-", "-o", str(out), "-m", "nearest", input=src.read_bytes())
+    assert done.returncode == 0
+    assert done.stderr.decode().splitlines()[-1] == \
+        "verified what can be: 50 frames sent, every pts kept (the input is a stream: not read back)"
+
+
 def _remux(src: Path, dst: Path, *, drop_video: int | None = None, change_audio: int | None = None) -> None:
     """Copy ``src`` packet for packet, leaving out one video packet or flipping a byte of one audio packet."""
     with av.open(str(src)) as inp, av.open(str(dst), "w") as out:

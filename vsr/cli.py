@@ -262,6 +262,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace, output: str, scale: int | None, params: dict[str, Any], stats, pipeline):
     """Read the finished output back and check it against the input; prints the one-line result."""
+    from dataclasses import replace
+
     from vsr.verify import RunFacts, can_read_back, verify, verify_sent
 
     sink = pipeline.sink if pipeline is not None else None
@@ -275,7 +277,8 @@ def _verify(args: argparse.Namespace, output: str, scale: int | None, params: di
     if can_read_back(args.input) and can_read_back(output):
         result = verify(args.input, output, args.video_stream, facts)
     else:
-        result = verify_sent(output, stats.frames_decoded, facts)
+        why = "the input is a stream" if can_read_back(output) else "the output is a stream"
+        result = verify_sent(stats.frames_decoded, replace(facts, frames_skipped=stats.frames_dropped), why)
     if result.ok and not args.quiet:
         print(result.summary, file=sys.stderr)
     return result

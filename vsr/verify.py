@@ -27,7 +27,7 @@ from fractions import Fraction
 from typing import Any
 
 from vsr.io.color import color_info_from_codec, resolve_conversion
-from vsr.io.source import is_url, mask_url, open_input, select_video_stream
+from vsr.io.source import is_url, open_input, select_video_stream
 from vsr.types import ColorInfo
 
 _MAX_LISTED = 3  # differences named in one message, per check
@@ -96,15 +96,10 @@ class VideoTrack:
 
 @dataclass(frozen=True)
 class Demuxed:
-    """What one demux pass over a container tells: its video stream and its other streams.
-
-    Attributes:
-        start: the earliest pts of any of these streams, in seconds (``None``: no pts at all).
-    """
+    """What one demux pass over a container tells: its video stream and its other streams."""
 
     video: VideoTrack
     others: tuple[PacketStream, ...]
-    start: Fraction | None
 
 
 def demux(path: str, video_stream: int | None = None) -> Demuxed:
@@ -127,16 +122,12 @@ def demux(path: str, video_stream: int | None = None) -> Demuxed:
         missing = 0
         end: int | None = None
         rotation: int | None = None  # from the first decoded frame: PyAV has no stream side data
-        start: Fraction | None = None
         hashes: dict[int, list[str]] = {s.index: [] for s in others}
         stamps: dict[int, list[int | None]] = {s.index: [] for s in others}
         totals = {s.index: hashlib.sha256() for s in others}
         for packet in container.demux([video, *others]):
             if not packet.size:
                 continue
-            if packet.pts is not None:
-                when = packet.pts * packet.time_base
-                start = when if start is None else min(start, when)
             index = packet.stream_index
             if index == video.index:
                 if packet.pts is None:
@@ -168,7 +159,7 @@ def demux(path: str, video_stream: int | None = None) -> Demuxed:
                          digests=tuple(hashes[s.index]), sha256=totals[s.index].hexdigest())
             for s in others
         )
-        return Demuxed(track, streams, start)
+        return Demuxed(track, streams)
     finally:
         container.close()
 
@@ -242,12 +233,15 @@ def verify(source: str, output: str, video_stream: int | None = None, facts: Run
     facts = facts or RunFacts()
     src, out = demux(source, video_stream), demux(output)
     problems: list[str] = []
+    pairs, absent, unknown = _pair(src.others, out.others)
     # A container that cannot store negative timestamps (Matroska) shifts every stream by the
     # same amount: the streams stay in sync, and the timestamps are compared after that shift.
-    shift = out.start - src.start if src.start is not None and out.start is not None else Fraction(0)
+    src_start = _start(src.video, [a for a, _ in pairs])
+    out_start = _start(out.video, [b for _, b in pairs])
+    shift = out_start - src_start if src_start is not None and out_start is not None else Fraction(0)
     checks: dict[str, Any] = {"shift_seconds": float(shift)}
     kept_all = _check_frames(src.video, out.video, facts, shift, problems, checks)
-    copied = _check_streams(src.others, out.others, facts.dropped_streams, shift, problems, checks)
+    copied = _check_streams(pairs, absent, unknown, facts.dropped_streams, shift, problems, checks)
     _check_picture(src.video, out.video, facts.expected_size, problems, checks)
     _check_duration(src.video, out.video, facts.frames_skipped, shift, problems, checks)
     if problems:
@@ -263,14 +257,14 @@ def verify(source: str, output: str, video_stream: int | None = None, facts: Run
                         "colour tags and duration kept", [], checks)
 
 
-def verify_sent(output: str, frames_decoded: int, facts: RunFacts) -> Verification:
+def verify_sent(frames_decoded: int, facts: RunFacts, why: str = "the output is a stream") -> Verification:
     """What can be checked of a run whose output or input cannot be read again: the count of
     frames sent against the count decoded, and whether every pts went out unchanged.
 
     Args:
-        output: the output (for the message only).
         frames_decoded: frames the decoder produced.
         facts: what the run reported; ``frames_written`` must be set.
+        why: why nothing is read back, for the message.
     """
     problems = []
     sent = facts.frames_written or 0
@@ -283,8 +277,8 @@ def verify_sent(output: str, frames_decoded: int, facts: RunFacts) -> Verificati
     if problems:
         return Verification(False, "verification failed: " + "; ".join(problems), problems, checks)
     dropped = f", {facts.frames_skipped} dropped to keep up" if facts.frames_skipped else ""
-    return Verification(True, f"verified what {mask_url(output)} allows: {sent} frames sent{dropped}, "
-                              "every pts kept (a stream is not read back)", [], checks)
+    return Verification(True, f"verified what can be: {sent} frames sent{dropped}, every pts kept "
+                              f"({why}: not read back)", [], checks)
 
 
 def can_read_back(path: str) -> bool:
@@ -360,11 +354,12 @@ def _align(expected: list[int], got: list[int], tolerance: int) -> tuple[list[in
     return missing + expected[i:], extra + got[j:]
 
 
-def _check_streams(src: tuple[PacketStream, ...], out: tuple[PacketStream, ...], dropped: int, shift: Fraction,
-                   problems: list[str], checks: dict[str, Any]) -> str:
-    """Pair the output's audio/subtitle streams with the input's, in order, and compare them.
+def _pair(src: tuple[PacketStream, ...], out: tuple[PacketStream, ...]):
+    """Pair the output's audio/subtitle streams with the input's, in order, by kind and codec.
 
-    Returns the phrase for the summary, e.g. ``"2 audio streams bit-identical"``.
+    Returns:
+        ``(pairs, absent, unknown)``: (input, output) pairs, input streams with no output
+        stream, output streams with no input stream.
     """
     pairs: list[tuple[PacketStream, PacketStream]] = []
     absent: list[PacketStream] = []
@@ -374,6 +369,27 @@ def _check_streams(src: tuple[PacketStream, ...], out: tuple[PacketStream, ...],
             pairs.append((stream, remaining.pop(0)))
         else:
             absent.append(stream)
+    return pairs, absent, remaining
+
+
+def _start(video: VideoTrack, others: list[PacketStream]) -> Fraction | None:
+    """The earliest pts of ``video`` and ``others``, in seconds (``None``: no pts at all)."""
+    starts = [video.pts[0] * video.time_base] if video.pts else []
+    for stream in others:
+        stamps = [p for p in stream.pts if p is not None]
+        if stamps:
+            starts.append(min(stamps) * stream.time_base)
+    return min(starts) if starts else None
+
+
+def _check_streams(pairs: list[tuple[PacketStream, PacketStream]], absent: list[PacketStream],
+                   remaining: list[PacketStream], dropped: int, shift: Fraction, problems: list[str],
+                   checks: dict[str, Any]) -> str:
+    """Compare each paired audio/subtitle stream; streams absent beyond those the run reported
+    dropping, and streams the input does not have, are problems.
+
+    Returns the phrase for the summary, e.g. ``"2 audio streams bit-identical"``.
+    """
     listed = []
     for stream in absent[:len(absent) - dropped] if len(absent) > dropped else []:
         problems.append(f"{stream.kind} stream {stream.index} ({stream.codec}) of the input is missing from the output")
@@ -398,7 +414,8 @@ def _check_streams(src: tuple[PacketStream, ...], out: tuple[PacketStream, ...],
             words.append(f"{count} {kind} stream{'s' if count > 1 else ''}")
     phrase = " and ".join(words) + " bit-identical" if words else ""
     if absent and len(absent) <= dropped:
-        phrase += (", " if phrase else "") + f"{len(absent)} dropped as reported"
+        names = ", ".join(f"{s.kind} stream {s.index}" for s in absent)
+        phrase += (", " if phrase else "") + f"{names} dropped as the run reported"
     return phrase
 
 
