@@ -109,7 +109,19 @@ def test_a_crop_outside_the_picture_is_refused(clips, tmp_path):
     assert "--crop 40,40,64,64 is not inside the first video's 64x48 picture" in done.stderr.decode()
 
 
+def test_the_templates_are_declared_package_data():
+    import tomllib
+    from fnmatch import fnmatch
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["vsr.report"]
+    templates = [p.relative_to(ROOT / "vsr" / "report").as_posix() for p in (ROOT / "vsr" / "report").rglob("*.j2")]
+    assert templates and all(any(fnmatch(t, pattern) for pattern in declared) for t in templates)
+
+
 def test_the_templates_ship_in_the_wheel(tmp_path):
+    setuptools = pytest.importorskip("setuptools", reason="setuptools is not installed: no wheel to build")
+    if tuple(int(x) for x in setuptools.__version__.split(".")[:2]) < (70, 1):
+        pytest.skip(f"setuptools {setuptools.__version__} needs the wheel package to build wheels; 70.1+ does not")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                     str(tmp_path), str(ROOT)], check=True, capture_output=True)
     wheel = next(tmp_path.glob("vsr-*.whl"))

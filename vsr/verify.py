@@ -26,11 +26,15 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any
 
+import av
+
+from vsr.errors import InputError
 from vsr.io.color import color_info_from_codec, resolve_conversion
 from vsr.io.source import is_url, open_input, select_video_stream
 from vsr.types import ColorInfo
 
 _MAX_LISTED = 3  # differences named in one message, per check
+_MAX_DEMUX_ERRORS = 100
 
 
 @dataclass(frozen=True)
@@ -103,14 +107,14 @@ class Demuxed:
 
 
 def demux(path: str, video_stream: int | None = None) -> Demuxed:
-    """Read ``path`` once, packet by packet, without decoding.
+    """Read ``path`` once, packet by packet, decoding only the first video frame (its rotation).
 
     Args:
         path: a media file.
         video_stream: index of the video stream to describe; ``None`` for the default one.
 
     Raises:
-        InputError: the file cannot be opened or has no such video stream.
+        InputError: the file cannot be opened, has no such video stream, or is too damaged to read.
     """
     container = open_input(path)
     try:
@@ -118,50 +122,71 @@ def demux(path: str, video_stream: int | None = None) -> Demuxed:
         # As the stream declares them: decoding a frame may fill in the decoder's own guesses.
         color = color_info_from_codec(video.codec_context)
         others = [s for s in container.streams if s.type in ("audio", "subtitle")]
-        pts: list[int] = []
-        missing = 0
-        end: int | None = None
-        rotation: int | None = None  # from the first decoded frame: PyAV has no stream side data
-        hashes: dict[int, list[str]] = {s.index: [] for s in others}
-        stamps: dict[int, list[int | None]] = {s.index: [] for s in others}
-        totals = {s.index: hashlib.sha256() for s in others}
-        for packet in container.demux([video, *others]):
-            if not packet.size:
-                continue
-            index = packet.stream_index
-            if index == video.index:
-                if packet.pts is None:
-                    missing += 1
-                    continue
-                if rotation is None:
-                    for frame in packet.decode():
-                        rotation = int(getattr(frame, "rotation", 0) or 0) % 360
-                        break
-                pts.append(packet.pts)
-                stop = packet.pts + (packet.duration or 0)
-                end = stop if end is None else max(end, stop)
-                continue
-            payload = bytes(packet)
-            hashes[index].append(hashlib.sha256(payload).hexdigest())
-            stamps[index].append(packet.pts)
-            totals[index].update(payload)
+        seen = _Packets(video.index, [s.index for s in others])
+        errors = 0
+        while True:  # a damaged packet stops the demuxer, which carries on from where it stands
+            try:
+                for packet in container.demux([video, *others]):
+                    seen.add(packet)
+                break
+            except av.error.FFmpegError as exc:
+                errors += 1
+                if errors > _MAX_DEMUX_ERRORS:
+                    raise InputError(f"cannot read {path} back: {exc}") from exc
         cc = video.codec_context
         track = VideoTrack(
             index=video.index, width=cc.width, height=cc.height, pix_fmt=cc.pix_fmt or "?",
-            color=color, rotation=rotation or 0, time_base=Fraction(video.time_base),
-            pts=tuple(sorted(pts)), missing_pts=missing,
-            end=_end(video, end),
+            color=color, rotation=seen.rotation or 0, time_base=Fraction(video.time_base),
+            pts=tuple(sorted(seen.pts)), missing_pts=seen.missing, end=_end(video, seen.end),
             average_rate=Fraction(video.average_rate) if video.average_rate else None,
         )
         streams = tuple(
             PacketStream(index=s.index, kind=s.type, codec=s.codec_context.name if s.codec_context else "?",
-                         time_base=Fraction(s.time_base), pts=tuple(stamps[s.index]),
-                         digests=tuple(hashes[s.index]), sha256=totals[s.index].hexdigest())
+                         time_base=Fraction(s.time_base), pts=tuple(seen.stamps[s.index]),
+                         digests=tuple(seen.hashes[s.index]), sha256=seen.totals[s.index].hexdigest())
             for s in others
         )
         return Demuxed(track, streams)
     finally:
         container.close()
+
+
+class _Packets:
+    """What :func:`demux` gathers, packet by packet."""
+
+    def __init__(self, video: int, others: list[int]) -> None:
+        self.video = video
+        self.pts: list[int] = []
+        self.missing = 0
+        self.end: int | None = None
+        self.rotation: int | None = None  # from the first decoded frame: PyAV has no stream side data
+        self.hashes: dict[int, list[str]] = {i: [] for i in others}
+        self.stamps: dict[int, list[int | None]] = {i: [] for i in others}
+        self.totals = {i: hashlib.sha256() for i in others}
+
+    def add(self, packet) -> None:
+        if not packet.size:
+            return
+        index = packet.stream_index
+        if index != self.video:
+            payload = bytes(packet)
+            self.hashes[index].append(hashlib.sha256(payload).hexdigest())
+            self.stamps[index].append(packet.pts)
+            self.totals[index].update(payload)
+            return
+        if packet.pts is None:
+            self.missing += 1
+            return
+        if self.rotation is None:
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                frames = []
+            if frames:
+                self.rotation = int(getattr(frames[0], "rotation", 0) or 0) % 360
+        self.pts.append(packet.pts)
+        stop = packet.pts + (packet.duration or 0)
+        self.end = stop if self.end is None else max(self.end, stop)
 
 
 def _end(stream, last_end: int | None) -> float | None:
@@ -245,11 +270,16 @@ def verify(source: str, output: str, video_stream: int | None = None, facts: Run
     _check_picture(src.video, out.video, facts.expected_size, problems, checks)
     _check_duration(src.video, out.video, facts.frames_skipped, shift, problems, checks)
     if problems:
+        if facts.adjusted_pts:
+            problems.append(f"{_count(facts.adjusted_pts, 'frame')} of the input came with a pts at or before "
+                            "the previous one's and were moved forward")
         return Verification(False, "verification failed: " + "; ".join(problems), problems, checks)
     frames = out.video.frames
     parts = [f"{frames} frames" if kept_all else f"{frames} of {src.video.frames} frames "
              f"({src.video.frames - frames} skipped as the run reported)",
              "every pts kept" if kept_all else "the pts of every frame written kept"]
+    if facts.adjusted_pts:
+        parts[1] += f" but {_count(facts.adjusted_pts, 'frame')} the input stamped out of order (moved forward)"
     parts.append(copied or "no audio or subtitle streams")
     if shift:
         parts.append(f"every stream moved {float(shift) * 1000:+.0f} ms by the container")
