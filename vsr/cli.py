@@ -244,7 +244,8 @@ def _run(args: argparse.Namespace) -> int:
         write_run_report(args.report, argv=sys.argv, source=args.input, output=output,
                          method=pipeline.method.describe() if pipeline else {"name": method, "scale": scale, **params},
                          encode=encode, stats=stats, samples=display.samples, verification=verification,
-                         video_stream=args.video_stream, evidence=params.get("evidence"), record=record)
+                         video_stream=args.video_stream, evidence=params.get("evidence"), record=record,
+                         model=params.get("model"))
         if not args.quiet:
             print(f"report: {args.report}", file=sys.stderr)
     elif record and verification is not None:

@@ -35,10 +35,9 @@ def _stream_facts(path: str, video_stream: int | None = None) -> dict[str, Any]:
     }
 
 
-def _weights(method: dict[str, Any]) -> list[dict[str, str]]:
-    """sha256 of the weights behind a neural method: the manifest's (checked when the model
-    loaded) or the user's model file's."""
-    model = method.get("model")
+def _weights(model: str | None) -> list[dict[str, str]]:
+    """sha256 of the weights behind a neural method (``model``: a manifest name or a file):
+    the manifest's (checked when the model loaded) or the file's."""
     if not model:
         return []
     from vsr.errors import ModelError
@@ -54,8 +53,12 @@ def _weights(method: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def run_facts(*, argv: list[str], source: str, output: str, method: dict[str, Any], encode, stats,
-              samples: list[dict[str, Any]], verification, video_stream: int | None) -> dict[str, Any]:
-    """Everything the report states, as JSON-able data (the page renders this dict)."""
+              samples: list[dict[str, Any]], verification, video_stream: int | None,
+              model: str | None = None) -> dict[str, Any]:
+    """Everything the report states, as JSON-able data (the page renders this dict).
+
+    ``model`` is the model name or file the run was given (default: the method's own).
+    """
     from vsr.models.loader import sha256_file
     from vsr.verify import can_read_back
 
@@ -70,7 +73,7 @@ def run_facts(*, argv: list[str], source: str, output: str, method: dict[str, An
         "output": {"path": mask_url(output), **side(output, None)},
         "method": {k: v for k, v in method.items() if v is not None},
         "encode": asdict(encode),
-        "weights": _weights(method),
+        "weights": _weights(model or method.get("model")),
         "run": {"frames_decoded": stats.frames_decoded, "frames_written": stats.frames_written,
                 "elapsed": stats.elapsed, "fps": stats.fps, "corrupt_packets": stats.corrupt_packets,
                 "dropped": stats.frames_dropped, "reconnects": stats.reconnects,
@@ -117,8 +120,23 @@ def progress_charts(samples: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 def write_run_report(path: str, *, argv: list[str], source: str, output: str, method: dict[str, Any], encode,
                      stats, samples: list[dict[str, Any]], verification, video_stream: int | None = None,
-                     evidence: str | None = None, record: str | None = None) -> dict[str, Any]:
+                     evidence: str | None = None, record: str | None = None,
+                     model: str | None = None) -> dict[str, Any]:
     """Write the report page to ``path`` (and add its facts to the JSON ``record`` if it exists).
+
+    Args:
+        path: the HTML file to write (atomically).
+        argv: the command line, shown with credentials masked.
+        source, output: the run's input and output.
+        method: the method's :meth:`~vsr.methods.base.Method.describe`.
+        encode: the :class:`~vsr.io.encode.EncodeSettings` used.
+        stats: the run's final :class:`~vsr.pipeline.runner.RunStats`.
+        samples: the progress snapshots (:class:`vsr.progress.Recorder`).
+        verification: the :class:`~vsr.verify.Verification`, or ``None`` with ``--no-verify``.
+        video_stream: the input's video stream, when not the default one.
+        evidence: misr's evidence folder, to overlay on the frames shown.
+        record: the run's JSON record, amended with these facts.
+        model: the model name or file given to a neural method.
 
     Returns:
         The facts (see :func:`run_facts`).
@@ -130,7 +148,7 @@ def write_run_report(path: str, *, argv: list[str], source: str, output: str, me
     from vsr.verify import can_read_back
 
     facts = run_facts(argv=argv, source=source, output=output, method=method, encode=encode, stats=stats,
-                      samples=samples, verification=verification, video_stream=video_stream)
+                      samples=samples, verification=verification, video_stream=video_stream, model=model)
     views: list[dict[str, Any]] = []
     frames_note = ""
     if can_read_back(source) and can_read_back(output) and video_stream is None:
