@@ -97,6 +97,20 @@ def test_run_report_and_record_hold_the_same_facts(reported):
     assert facts["method"]["name"] == "misr"
 
 
+def test_compare_command(clips, tmp_path):
+    done = run_cli("compare", str(clips["lr"]), str(clips["nearest"]), "--at", "0.1s,0.3s", "--crop", "8,8,24,16",
+                   "--reference", str(clips["gt"]), "--no-vmaf", "-o", str(tmp_path / "cmp"))
+    err = done.stderr.decode()
+    assert done.returncode == 0, err
+    assert err.splitlines()[-1] == f"wrote {tmp_path / 'cmp' / 'compare.html'} and 2 crop images"
+    assert re.match(r"nearest\.mp4: psnr \d+\.\d+, ssim 0\.\d+, flicker \d", err.splitlines()[0])
+    assert sorted(p.name for p in (tmp_path / "cmp").iterdir()) == ["compare.html", "crops_0.100s.png",
+                                                                    "crops_0.300s.png"]
+    strip = cv2.imread(str(tmp_path / "cmp" / "crops_0.100s.png"))
+    # The crop is 24x16 of the 64x48 input and 48x32 of the output, both zoomed to 480x320.
+    assert strip.shape == (28 + 320, 2 * 480 + 8, 3)
+
+
 def test_compare_needs_two_videos(clips):
     done = run_cli("compare", str(clips["lr"]))
     assert done.returncode == 2
