@@ -165,7 +165,9 @@ def test_damaged_packets_mid_file_are_skipped(tmp_path):
     bad = tmp_path / "damaged.ts"
     bad.write_bytes(bytes(data))
     out = tmp_path / "out.mp4"
-    result = run_cli("run", str(bad), "-o", str(out), "-m", "nearest", "-s", "2")
+    # --no-verify: one damaged timestamp leaps hours ahead, and the read-back check rightly says the
+    # output's length differs from the input's (tests/test_verify.py covers verification).
+    result = run_cli("run", str(bad), "-o", str(out), "-m", "nearest", "-s", "2", "--no-verify")
     assert result.returncode == 0, result.stderr.decode()
     assert 0 < len(framemd5(out)) <= len(framemd5(ts))
 

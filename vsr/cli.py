@@ -1,4 +1,4 @@
-"""The ``vsr`` command: ``run``, ``probe``, ``methods`` and ``models``.
+"""The ``vsr`` command: ``run``, ``probe``, ``compare``, ``methods`` and ``models``.
 
 Errors end with one line on standard error and a non-zero exit code; ``--debug``
 shows the traceback as well.
@@ -173,6 +173,11 @@ def _add_run(sub) -> None:
     r.add_argument("--overwrite", "-y", action="store_true", help="replace an existing output")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     r.add_argument("--json-progress", action="store_true", help="progress as JSON lines on standard error")
+    r.add_argument("--no-verify", action="store_true",
+                   help="do not read the output back to check frames, pts, audio, colour and duration")
+    r.add_argument("--report", metavar="PAGE.html",
+                   help="write an HTML report of the run: streams, verification, method, hashes, "
+                        "throughput over time, frames before and after")
     d = p.add_argument_group("scaling out (needs pip install 'vsr[ray]')")
     d.add_argument("--ray", metavar="ADDRESS",
                    help="split the job over a Ray cluster: auto (the running one), local (start one here), "
@@ -250,20 +255,28 @@ def _run(args: argparse.Namespace) -> int:
         from vsr.progress import RichProgress
 
         display = RichProgress(f"{method} x{scale}" if scale else method)
+    if args.report:
+        from vsr.progress import Recorder
+
+        display = Recorder(display)
 
     terminated = []
+    started = []
 
     def on_start(pipeline) -> None:
-        if pipeline.decoder.partial:
+        decoder = getattr(pipeline, "decoder", None)  # a resumed run's executor opens one per segment
+        if decoder is not None and decoder.partial:
             print(f"vsr: warning: {mask_url(args.input)} is a partial file: {pipeline.decoder.partial}; "
                   "upscaling what it holds (--accept-partial)", file=sys.stderr)
+        started.append(pipeline)
 
         def on_term(signum, frame):  # noqa: ARG001 - signal handler signature
             terminated.append(signum)
             pipeline.cancel()
 
         signal.signal(signal.SIGTERM, on_term)
-        pipeline.on_notice = _say
+        if hasattr(pipeline, "on_notice"):
+            pipeline.on_notice = _say
 
     try:
         if args.ray:
@@ -301,6 +314,29 @@ def _run(args: argparse.Namespace) -> int:
         extra.extend(getattr(stats, "notes", []))
         print(f"wrote {mask_url(output)}: {stats.frames_written} frames in {stats.elapsed:.1f} s "
               f"({stats.fps:.1f} fps)" + ("; " + "; ".join(extra) if extra else ""), file=sys.stderr)
+    pipeline = started[0] if started else None
+    verification = None if args.no_verify else _verify(args, output, scale, params, stats, pipeline)
+    record = args.record or (f"{output}.json" if args.roi else None)
+    if args.report:
+        from vsr.report.run import write_run_report
+
+        write_run_report(args.report, argv=sys.argv, source=args.input, output=output,
+                         method=pipeline.method.describe() if pipeline is not None else {"name": method, "scale": scale, **params},
+                         encode=encode, stats=stats, samples=display.samples, verification=verification,
+                         video_stream=args.video_stream, evidence=params.get("evidence"), record=record,
+                         model=params.get("model"))
+        if not args.quiet:
+            print(f"report: {args.report}", file=sys.stderr)
+    elif record and verification is not None:
+        from vsr.report.run import amend_record
+
+        amend_record(record, {"verification": verification.as_dict()})
+    if verification is not None and not verification.ok:
+        from vsr.errors import VerificationError
+
+        raise VerificationError(f"{mask_url(output)} does not match its input: "
+                                + "; ".join(verification.problems)
+                                + " (the output is kept for inspection; --no-verify skips this check)")
     return 0
 
 
@@ -314,6 +350,44 @@ def quiet_libraries() -> None:
     os.environ.setdefault("RAY_LOGGER_LEVEL", "error")
 
 
+def _verify(args: argparse.Namespace, output: str, scale: int | None, params: dict[str, Any], stats, pipeline):
+    """Read the finished output back and check it against the input; prints the one-line result."""
+    from dataclasses import replace
+
+    from vsr.verify import RunFacts, can_read_back, verify, verify_sent
+
+    sink = pipeline.sink if pipeline is not None else None
+    facts = RunFacts(
+        frames_written=None if args.resume else stats.frames_written,
+        frames_skipped=stats.corrupt_packets + stats.frames_dropped,
+        dropped_streams=len(stats.dropped_streams),
+        expected_size=_expected_size(args, scale, params, pipeline),
+        adjusted_pts=getattr(sink, "adjusted_pts", 0),
+    )
+    if can_read_back(args.input) and can_read_back(output):
+        result = verify(args.input, output, args.video_stream, facts)
+    else:
+        why = "the input is a stream" if can_read_back(output) else "the output is a stream"
+        result = verify_sent(stats.frames_decoded, replace(facts, frames_skipped=stats.frames_dropped), why)
+    if result.ok and not args.quiet:
+        print(result.summary, file=sys.stderr)
+    return result
+
+
+def _expected_size(args: argparse.Namespace, scale: int | None, params: dict[str, Any],
+                   pipeline) -> tuple[int, int] | None:
+    """The ``(width, height)`` the options ask for, or ``None`` where a method decides it."""
+    if args.size:
+        return args.size
+    decoder = getattr(pipeline, "decoder", None)
+    if not scale or params.get("outscale") or decoder is None:
+        return None
+    roi = decoder.roi
+    info = decoder.info
+    width, height = (roi.w, roi.h) if roi else (info.width, info.height)
+    return width * scale, height * scale
+
+
 def _run_on_ray(args: argparse.Namespace, output: str, method: str, scale: int, params: dict[str, Any],
                 encode, display, open_options):
     """``vsr run --ray``: the same job as a plain run, split over a Ray cluster."""
@@ -325,6 +399,35 @@ def _run_on_ray(args: argparse.Namespace, output: str, method: str, scale: int, 
                       segment_seconds=args.segment_seconds, size=args.size, params=params, encode=encode,
                       video_stream=args.video_stream, roi=args.roi, record=args.record, overwrite=args.overwrite,
                       device=args.device, open_options=open_options, on_progress=display)
+
+
+def _add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="line up videos of the same content frame by frame: crops and an HTML page",
+                       description="Line up two or more videos of the same content (input and outputs, at their "
+                                   "own sizes) frame by frame by pts; write PNG crops side by side and a "
+                                   "self-contained HTML page with a before/after slider per frame.")
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="two or more videos; the first is 'before'")
+    p.add_argument("-o", "--output", default="compare", help="folder for compare.html and the crops (default: compare)")
+    p.add_argument("--at", help="times of the frames to show, e.g. 6s,12.5s (default: a fifth, half and four fifths "
+                                "of the first video)")
+    p.add_argument("--crop", help="region x,y,w,h in pixels of the first video (default: the most detailed one)")
+    p.add_argument("--reference", metavar="GT", help="ground truth: adds per-frame PSNR, SSIM, VMAF and flicker")
+    p.add_argument("--evidence", help="the --evidence folder of the misr run that made the second video")
+    p.add_argument("--no-vmaf", action="store_true", help="leave VMAF out (it is the slowest metric)")
+    p.set_defaults(handler=_compare)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from vsr.report.compare import compare, parse_times
+
+    times = parse_times(args.at) if args.at else None
+    result = compare(args.videos, args.output, at=times, crop=args.crop, reference=args.reference,
+                     evidence=args.evidence, vmaf=not args.no_vmaf)
+    for label, means in result.metrics.items():
+        figures = ", ".join(f"{k} {v:.4g}" for k, v in means.items() if v is not None)
+        print(f"{label}: {figures}", file=sys.stderr)
+    print(f"wrote {result.page} and {len(result.crops)} crop images", file=sys.stderr)
+    return 0
 
 
 def _add_probe(sub) -> None:
@@ -412,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     _add_probe(sub)
+    _add_compare(sub)
     _add_methods(sub)
     try:
         from vsr.models.commands import add_models_command

@@ -57,3 +57,9 @@ class Cancelled(VsrError):
     """The run was stopped by the user (Ctrl-C) or by SIGTERM; the output holds what was done."""
 
     exit_code = 130
+
+
+class VerificationError(VsrError, RuntimeError):
+    """The output, read back after the run, does not match the input; the output is kept."""
+
+    exit_code = 6

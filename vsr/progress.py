@@ -74,6 +74,27 @@ def silence(stream: TextIO) -> None:
         pass
 
 
+class Recorder:
+    """Keeps every progress snapshot (for the run report) and passes the stats on to ``display``.
+
+    Attributes:
+        samples: the :func:`snapshot` dicts, in order; ``elapsed`` is their time axis.
+    """
+
+    def __init__(self, display=None) -> None:
+        self.display = display
+        self.samples: list[dict[str, object]] = []
+
+    def __call__(self, stats: RunStats) -> None:
+        self.samples.append(snapshot(stats))
+        if self.display is not None:
+            self.display(stats)
+
+    def close(self) -> None:
+        if self.display is not None:
+            self.display.close()
+
+
 class RichProgress:
     """A live bar: frames done (of total when known), fps, ETA and each queue's fill."""
 
