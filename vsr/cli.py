@@ -275,8 +275,7 @@ def _run(args: argparse.Namespace) -> int:
             pipeline.cancel()
 
         signal.signal(signal.SIGTERM, on_term)
-        if hasattr(pipeline, "on_notice"):
-            pipeline.on_notice = _say
+        pipeline.on_notice = _say
 
     try:
         if args.ray:
