@@ -313,13 +313,26 @@ def _run(args: argparse.Namespace) -> int:
         extra.extend(getattr(stats, "notes", []))
         print(f"wrote {mask_url(output)}: {stats.frames_written} frames in {stats.elapsed:.1f} s "
               f"({stats.fps:.1f} fps)" + ("; " + "; ".join(extra) if extra else ""), file=sys.stderr)
-    pipeline = started[0] if started else None
+    _check_and_report(args, output, method, scale, params, encode, stats, started[0] if started else None, display)
+    return 0
+
+
+def _check_and_report(args: argparse.Namespace, output: str, method: str, scale: int | None, params: dict[str, Any],
+                      encode, stats, pipeline, display) -> None:
+    """After a run: verify the output (unless ``--no-verify``), write ``--report``, add the
+    verification to the record.
+
+    Raises:
+        VerificationError: the output does not match its input (after the report is written).
+    """
+    from vsr.io.source import mask_url
+
     verification = None if args.no_verify else _verify(args, output, scale, params, stats, pipeline)
     record = args.record or (f"{output}.json" if args.roi else None)
     if args.report:
         from vsr.report.run import write_run_report
 
-        write_run_report(args.report, argv=sys.argv, source=args.input, output=output,
+        write_run_report(args.report, argv=args.argv, source=args.input, output=output,
                          method=pipeline.method.describe() if pipeline is not None else {"name": method, "scale": scale, **params},
                          encode=encode, stats=stats, samples=display.samples, verification=verification,
                          video_stream=args.video_stream, evidence=params.get("evidence"), record=record,
@@ -336,7 +349,6 @@ def _run(args: argparse.Namespace) -> int:
         raise VerificationError(f"{mask_url(output)} does not match its input: "
                                 + "; ".join(verification.problems)
                                 + " (the output is kept for inspection; --no-verify skips this check)")
-    return 0
 
 
 def quiet_libraries() -> None:
@@ -575,6 +587,7 @@ def _main(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
     from vsr.io.source import mask_url
 
+    args.argv = ["vsr", *(sys.argv[1:] if argv is None else argv)]  # for the run report
     handler = logging.StreamHandler()
     handler.setFormatter(_MaskingFormatter("vsr: %(levelname)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR, handlers=[handler])
