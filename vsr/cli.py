@@ -230,7 +230,8 @@ def _run(args: argparse.Namespace) -> int:
                 video_stream=args.video_stream, roi=args.roi, record=args.record, overwrite=args.overwrite,
                 device=args.device, queue_size=args.queue_size, open_options=open_options,
                 reconnect=args.reconnect, reconnect_at_end=args.reconnect_at_end,
-                accept_partial=args.accept_partial, live=args.live, resume=args.resume, segment_seconds=args.segment_seconds,
+                accept_partial=args.accept_partial, live=args.live, resume=args.resume,
+                segment_seconds=args.segment_seconds,
                 on_progress=display, on_start=on_start,
             )
     except Cancelled as exc:
