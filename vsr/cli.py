@@ -131,7 +131,8 @@ def _add_run(sub) -> None:
     r.add_argument("--segment-seconds", type=float, default=10.0,
                    help="segment length for --resume and --ray (default 10)")
     r.add_argument("--live", action="store_true",
-                   help="never fall behind the source: drop the oldest waiting frame when the method is slower")
+                   help="never fall behind the source: drop the oldest waiting frame when the method is slower; "
+                        "a stream that ends is reopened (see --reconnect)")
     r.add_argument("--overwrite", "-y", action="store_true", help="replace an existing output")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     r.add_argument("--json-progress", action="store_true", help="progress as JSON lines on standard error")
