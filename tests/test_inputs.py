@@ -7,6 +7,7 @@ Every clip is made here with the ffmpeg binary; every network peer is real, on l
 from __future__ import annotations
 
 import http.server
+import itertools
 import json
 import re
 import shlex
@@ -52,7 +53,7 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Serves one file with byte ranges; the first full request can be cut off midway."""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         server = self.server
         data = server.data
         requested = re.match(r"bytes=(\d+)-", self.headers.get("Range", ""))
@@ -167,7 +168,7 @@ def test_live_reopens_a_url_at_its_end(tmp_path):
         for frame in decoder.frames(stop=lambda: len(pts) >= 25):  # reopened at every end: a loop
             pts.append(frame.pts)
         assert decoder.stats.reconnects == 2
-    assert len(pts) == 25 and all(b > a for a, b in zip(pts, pts[1:]))
+    assert len(pts) == 25 and all(b > a for a, b in itertools.pairwise(pts))
 
 
 # -- SRT, carried by the ffmpeg binary ---------------------------------------------------------
@@ -200,7 +201,7 @@ def test_srt_input_from_an_ffmpeg_peer(tmp_path, vsr_mode):
     frames = framemd5(out)
     # SRT's live mode loses what the receiver still buffers when the sender hangs up (a frame or two).
     assert 45 <= len(frames) <= 50
-    assert all(b[0] > a[0] for a, b in zip(frames, frames[1:]))
+    assert all(b[0] > a[0] for a, b in itertools.pairwise(frames))
     assert set(frame_sizes(out)) == {(320, 240)}
     assert len(framemd5(out, "a:0", copy=True)) > 30
 
@@ -253,7 +254,7 @@ def test_a_size_change_midway_keeps_one_output_size(two_sizes, tmp_path, method)
     assert result.returncode == 0, result.stderr
     assert frame_sizes(out) == [(128, 96)] * 20
     pts = [f[0] for f in framemd5(out)]
-    assert all(b > a for a, b in zip(pts, pts[1:]))
+    assert all(b > a for a, b in itertools.pairwise(pts))
 
 
 def test_windows_restart_where_the_size_changes():
@@ -335,10 +336,10 @@ def test_input_format_reads_a_raw_stream_it_names(tmp_path):
     ("rtsp://admin:p@ss@cam.local/live", "rtsp://admin:***@cam.local/live", "p@ss"),
     ("rtsp://tok3n@cam.local/live", "rtsp://***@cam.local/live", "tok3n"),
     ("srt://h:9000?mode=caller&passphrase=longsecret99", "srt://h:9000?mode=caller&passphrase=***", "longsecret99"),
-    ("https://cdn/v.m3u8?token=abc&res=720&X-Amz-Signature=f00d", "https://cdn/v.m3u8?token=***&res=720"
-     "&X-Amz-Signature=***", "f00d"),
-    ("http://h/x?password=pw1&passwd=pw2&pass=pw3&key=k&secret=s&auth=a&sig=g", "http://h/x?password=***"
-     "&passwd=***&pass=***&key=***&secret=***&auth=***&sig=***", "pw1"),
+    ("https://cdn/v.m3u8?token=abc&res=720&X-Amz-Signature=f00d",
+     "https://cdn/v.m3u8?token=***&res=720&X-Amz-Signature=***", "f00d"),
+    ("http://h/x?password=pw1&passwd=pw2&pass=pw3&key=k&secret=s&auth=a&sig=g",
+     "http://h/x?password=***&passwd=***&pass=***&key=***&secret=***&auth=***&sig=***", "pw1"),
     ("rtmp://server/live/sk-12345", "rtmp://server/live/***", "sk-12345"),
     ("rtmps://server:443/app/sk-12345?x=1", "rtmps://server:443/app/***?x=1", "sk-12345"),
     ("rtmp://server/live", "rtmp://server/live", None),

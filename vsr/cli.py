@@ -169,7 +169,8 @@ def _add_run(sub) -> None:
                    help="segment length for --resume and --ray (default 10)")
     r.add_argument("--live", action="store_true",
                    help="never fall behind the source: drop the oldest waiting frame when the method is slower; "
-                        "an .m3u8 output becomes a rolling live playlist (without: VOD, every segment kept)")
+                        "a stream that ends is reopened (see --reconnect); an .m3u8 output becomes a rolling "
+                        "live playlist (without: VOD, every segment kept)")
     r.add_argument("--overwrite", "-y", action="store_true", help="replace an existing output")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     r.add_argument("--json-progress", action="store_true", help="progress as JSON lines on standard error")
@@ -286,7 +287,8 @@ def _run(args: argparse.Namespace) -> int:
                 video_stream=args.video_stream, roi=args.roi, record=args.record, overwrite=args.overwrite,
                 device=args.device, queue_size=args.queue_size, open_options=open_options,
                 reconnect=args.reconnect, reconnect_at_end=args.reconnect_at_end,
-                accept_partial=args.accept_partial, live=args.live, resume=args.resume, segment_seconds=args.segment_seconds,
+                accept_partial=args.accept_partial, live=args.live, resume=args.resume,
+                segment_seconds=args.segment_seconds,
                 on_progress=display, on_start=on_start,
             )
     except Cancelled as exc:

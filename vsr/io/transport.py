@@ -76,11 +76,15 @@ class FfmpegPipe:
             command += ["-nostdin", *protocol, *(["-f", input_format] if input_format else []), "-i", url,
                         "-map", "0", "-c", "copy", "-f", "mpegts", "pipe:1"]
         else:
-            command += ["-analyzeduration", "0", "-probesize", "32768", "-f", "mpegts", "-i", "pipe:0", "-map", "0", "-c", "copy", "-flush_packets", "1", *protocol, "-f", "mpegts", url]
+            # Probe little and write every packet at once: each is sent as soon as it is encoded.
+            command += ["-analyzeduration", "0", "-probesize", "32768", "-f", "mpegts", "-i", "pipe:0",
+                        "-map", "0", "-c", "copy", "-flush_packets", "1", *protocol, "-f", "mpegts", url]
         self._stderr: collections.deque[str] = collections.deque(maxlen=20)
+        # A session of its own: Ctrl-C stops vsr, which then ends the transport in order (an output
+        # sends what vsr finishes), rather than reaching ffmpeg directly.
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE if mode == "w" else subprocess.DEVNULL,
                                      stdout=subprocess.PIPE if mode == "r" else subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+                                     stderr=subprocess.PIPE, start_new_session=True)
         self.file = self.proc.stdout if mode == "r" else self.proc.stdin
         self._reader = threading.Thread(target=self._read_stderr, name="vsr-ffmpeg-stderr", daemon=True)
         self._reader.start()
