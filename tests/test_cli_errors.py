@@ -43,10 +43,23 @@ def test_unknown_preset_names_the_choices(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_encoder_rejecting_its_settings_is_a_codec_error(tmp_path):
-    _one_line(_run(tmp_path, "--codec", "libsvtav1", "--preset", "99", output="out.mkv"), CODEC,
-              "libsvtav1 rejected its settings", "--preset")
+@pytest.mark.parametrize("args,needles", [
+    (["--codec", "libsvtav1", "--preset", "99"], ["'99' is not a libsvtav1 preset", "-1", "13"]),
+    (["--codec", "libsvtav1", "--preset", "fast"], ["'fast' is not a libsvtav1 preset"]),
+    (["--codec", "libx265", "--crf", "60"], ["--crf for libx265 must be between 0 and 51"]),
+    (["--crf", "60"], ["--crf for libx264 must be between 0 and 51"]),
+])
+def test_encoder_settings_out_of_range(tmp_path, args, needles):
+    _one_line(_run(tmp_path, *args, output="out.mkv"), USAGE, *needles)
     assert not list(tmp_path.iterdir())
+
+
+def test_encoder_rejecting_its_settings_is_a_codec_error(tmp_path):
+    preset = tmp_path / "lossless.toml"
+    preset.write_text('[method]\nname = "nearest"\n[encode]\ncodec = "ffv1"\n[encode.options]\ncontext = "7"\n')
+    _one_line(_run(tmp_path, "--pipeline", str(preset), output="out.mkv"), CODEC,
+              "ffv1 rejected its settings", "encoder options")
+    assert [p.name for p in tmp_path.iterdir()] == ["lossless.toml"]
 
 
 def _opens(codec: str) -> bool:

@@ -27,6 +27,7 @@ CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", "
 CODECS = ("libx264", "libx265", "libsvtav1", "ffv1")
 _DEFAULT_PRESET = {"libx264": "medium", "libx265": "medium", "libsvtav1": "8"}
 _DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libsvtav1": 30}
+_MAX_CRF = {"libx264": 51, "libx265": 51, "libsvtav1": 63}
 # x264's and x265's speed presets, fastest first; SVT-AV1 takes a number instead.
 X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
                 "placebo")
@@ -73,11 +74,16 @@ class EncodeSettings:
                              + ", ".join(c for c in CODECS if c in av.codecs_available))
         if self.codec == "ffv1" and self.crf is not None:
             raise ConfigError("ffv1 is lossless: --crf does not apply (drop it)")
-        if self.crf is not None and not 0 <= self.crf <= 63:
-            raise ConfigError(f"--crf must be between 0 and 63; got {self.crf:g}")
+        top = _MAX_CRF.get(self.codec, 63)
+        if self.crf is not None and not 0 <= self.crf <= top:
+            raise ConfigError(f"--crf for {self.codec} must be between 0 and {top}; got {self.crf:g}")
         if self.preset is not None and self.codec in ("libx264", "libx265") and self.preset not in X26X_PRESETS:
             raise ConfigError(f"--preset {self.preset!r} is not a {self.codec} preset; use one of: "
                               + ", ".join(X26X_PRESETS))
+        if self.preset is not None and self.codec == "libsvtav1" and (
+                not str(self.preset).lstrip("-").isdigit() or not -1 <= int(self.preset) <= 13):
+            raise ConfigError(f"--preset {self.preset!r} is not a libsvtav1 preset; use a number from -1 (slowest) "
+                              "to 13 (fastest)")
 
 
 _SUBSAMPLING = {"444": (1, 1), "422": (2, 1), "420": (2, 2), "440": (1, 2), "411": (4, 1), "410": (4, 2)}
