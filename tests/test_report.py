@@ -97,6 +97,15 @@ def test_run_report_and_record_hold_the_same_facts(reported):
     assert facts["method"]["name"] == "misr"
 
 
+def test_a_report_without_verification_says_so(clips, tmp_path):
+    page = tmp_path / "r.html"
+    done = run_cli("run", str(clips["lr"]), "-o", str(tmp_path / "o.mp4"), "-m", "nearest", "--no-verify",
+                   "--report", str(page))
+    assert done.returncode == 0, done.stderr.decode()
+    assert "verified" not in done.stderr.decode()
+    assert "Not verified (--no-verify)." in page.read_text()
+
+
 def test_compare_command(clips, tmp_path):
     done = run_cli("compare", str(clips["lr"]), str(clips["nearest"]), "--at", "0.1s,0.3s", "--crop", "8,8,24,16",
                    "--reference", str(clips["gt"]), "--no-vmaf", "-o", str(tmp_path / "cmp"))

@@ -6,8 +6,11 @@ display rotation):
 - the video frame count, and every frame's pts. The pts are compared in the output's time
   base: a container that counts time in other units than the input (Matroska counts
   milliseconds) rounds each pts to its own tick, so a pts within one output tick of the
-  input's, rescaled, is kept. Frames the run reported skipping (damaged packets, frames
-  dropped to keep up with a live source) may be missing, nothing else;
+  input's, rescaled, is kept. A container that cannot store a timestamp below zero
+  (Matroska) moves every stream by the same amount: that shift, measured on the streams
+  both files hold, is applied before comparing and named in the summary. Frames the run
+  reported skipping (damaged packets, frames dropped to keep up with a live source) may be
+  missing, and frames whose repeated pts the encoder moved forward may differ, nothing else;
 - every audio and subtitle stream: packet count, each packet's bytes and pts, and a sha256
   of all the payloads in order. Streams the run reported dropping (a codec the output
   container cannot hold) are expected to be absent;
