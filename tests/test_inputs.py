@@ -257,6 +257,13 @@ def test_a_size_change_midway_keeps_one_output_size(two_sizes, tmp_path, method)
     assert all(b > a for a, b in itertools.pairwise(pts))
 
 
+def test_frames_keeps_one_size_where_the_source_changes(two_sizes):
+    import vsr
+
+    sizes = {tuple(f.data.shape) for f in vsr.frames(str(two_sizes), method="misr", scale=2, device="cpu")}
+    assert sizes == {(3, 96, 128)}
+
+
 def test_windows_restart_where_the_size_changes():
     import torch
 
