@@ -185,7 +185,8 @@ def frames(
     built = build_method(method, scale, params, device, size)
     decoder = Decoder(source, video_stream=video_stream, roi=roi)
     in_h, in_w = (roi.h, roi.w) if roi else (decoder.info.height, decoder.info.width)
-    yield from _confined(iterate(decoder, built, _output_size(built, in_h, in_w, size)))
+    # One size for every frame, also where the source's picture size changes midway.
+    yield from _confined(iterate(decoder, built, _output_size(built, in_h, in_w, size) or built.output_size(in_h, in_w)))
 
 
 def _confined(steps: Generator[Frame, None, None]) -> Iterator[Frame]:
