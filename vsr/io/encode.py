@@ -496,14 +496,14 @@ class Sink:
         """
         if hdr is None or self.stream is None:
             return
-        key, params = {"libx265": ("x265-params", hdr.x265_params), "libsvtav1": ("svtav1-params", hdr.svtav1_params)}.get(
-            self.settings.codec, (None, None))
-        if key is None:
+        params = hdr.encoder_params(self.settings.codec)
+        if not params:
             self.notes.append(f"HDR10 mastering-display and light-level metadata not kept: {self.settings.codec} "
                               "cannot write them (libx265 and libsvtav1 can)")
             return
+        key = "x265-params" if self.settings.codec == "libx265" else "svtav1-params"
         options = self.stream.codec_context.options
-        options[key] = ":".join(filter(None, [options.get(key, ""), *params()]))
+        options[key] = ":".join(filter(None, [options.get(key, ""), *params]))
         self.stream.codec_context.options = options
 
     # -- writing ---------------------------------------------------------------------------
