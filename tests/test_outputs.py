@@ -317,3 +317,17 @@ def test_hdr10_metadata_an_encoder_cannot_carry_is_named(hdr10_clip, tmp_path):
     assert result.returncode == 0, result.stderr.decode()
     assert "HDR10 mastering-display and light-level metadata not kept: libx264 cannot write them" in \
         result.stderr.decode()
+
+
+def test_m3u8_output_with_live_is_a_rolling_playlist(tmp_path):
+    clip = tmp_path / "long.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=32x24:r=25:d=20", "-c:v", "libx264", "-preset", "ultrafast", str(clip))
+    out = tmp_path / "hls" / "live.m3u8"
+    out.parent.mkdir()
+    vsr.upscale(str(clip), str(out), method="nearest", scale=2, live=True, queue_size=1000,
+                encode=EncodeSettings(preset="ultrafast"))
+    playlist = out.read_text()
+    assert "#EXT-X-PLAYLIST-TYPE:VOD" not in playlist
+    segments = [line for line in playlist.splitlines() if line and not line.startswith("#")]
+    assert len(segments) == 6 and segments[-1] == "live9.ts"  # ten 2-second segments, the last six listed
+    assert len(list(out.parent.glob("*.ts"))) <= 7  # older ones deleted
