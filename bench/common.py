@@ -18,27 +18,30 @@ _CHILD = (
     "t = time.perf_counter()\n"
     "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
     "dt = time.perf_counter() - t\n"
-    "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-    "print(json.dumps({'rc': r.returncode, 'seconds': dt, 'peak_kib': peak, 'err': r.stderr.decode()[-400:]}))\n"
+    "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "print(json.dumps({'rc': r.returncode, 'seconds': dt, 'peak_kib': u.ru_maxrss, 'cpu': u.ru_utime + u.ru_stime,\n"
+    "                  'err': r.stderr.decode()[-400:]}))\n"
 )
 
 
 @dataclass
 class Measure:
-    """One timed command: median wall seconds over repeats and peak resident memory (MiB)."""
+    """One timed command: median wall seconds over repeats, peak resident memory (MiB) and
+    median CPU seconds (user + system; steadier than wall time on a shared machine)."""
 
     seconds: float
     peak_mib: float
     runs: list[float]
+    cpu_seconds: float | None = None
 
 
 def time_command(argv: list[str], repeats: int = 3) -> Measure:
-    """Run ``argv`` ``repeats`` times in a fresh child each; median wall time and max peak RSS.
+    """Run ``argv`` ``repeats`` times in a fresh child each; median wall and CPU time, max peak RSS.
 
     Raises:
         RuntimeError: the command failed (its last stderr lines are in the message).
     """
-    runs, peaks = [], []
+    runs, peaks, cpu = [], [], []
     for _ in range(repeats):
         out = subprocess.run([sys.executable, "-c", _CHILD, *argv], capture_output=True, text=True, check=True)
         result = json.loads(out.stdout)
@@ -46,7 +49,8 @@ def time_command(argv: list[str], repeats: int = 3) -> Measure:
             raise RuntimeError(f"{argv[0]} failed: {result['err']}")
         runs.append(result["seconds"])
         peaks.append(result["peak_kib"] / 1024)
-    return Measure(statistics.median(runs), max(peaks), runs)
+        cpu.append(result["cpu"])
+    return Measure(statistics.median(runs), max(peaks), runs, statistics.median(cpu))
 
 
 def time_call(fn, repeats: int = 3) -> float:

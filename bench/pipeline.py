@@ -84,21 +84,23 @@ def main() -> None:
         frames, info = upscaled_frames(args.clip)
         encode = time_call(lambda: encode_only(frames, info, out_enc, args.preset, args.crf), args.repeats)
 
-    def row(name: str, seconds: float, peak: float | None, note: str = "") -> list[str]:
+    def row(name: str, seconds: float, peak: float | None, note: str = "", cpu: float | None = None) -> list[str]:
         return [name, f"{seconds:.2f}", f"{n / seconds:.1f}", f"{1000 * seconds / n:.1f}",
-                "" if peak is None else f"{peak:.0f}", note]
+                "" if cpu is None else f"{cpu:.2f}", "" if peak is None else f"{peak:.0f}", note]
 
     rows = [
-        row("ffmpeg scale=bicubic + libx264 (baseline)", ffmpeg.seconds, ffmpeg.peak_mib),
+        row("ffmpeg scale=bicubic + libx264 (baseline)", ffmpeg.seconds, ffmpeg.peak_mib, cpu=ffmpeg.cpu_seconds),
         row("vsr run -m bicubic (CLI, incl. start-up)", vsr.seconds, vsr.peak_mib,
-            f"{vsr.seconds / ffmpeg.seconds:.2f}x ffmpeg"),
+            f"{vsr.seconds / ffmpeg.seconds:.2f}x ffmpeg (CPU {vsr.cpu_seconds / ffmpeg.cpu_seconds:.2f}x)",
+            cpu=vsr.cpu_seconds),
         row("vsr.upscale() in process", in_process, None, f"{in_process / ffmpeg.seconds:.2f}x ffmpeg"),
-        row("ffmpeg decode only", ff_decode.seconds, ff_decode.peak_mib),
+        row("ffmpeg decode only", ff_decode.seconds, ff_decode.peak_mib, cpu=ff_decode.cpu_seconds),
         row("vsr decode only (to RGB)", decode, None),
         row("vsr encode only (RGB 1280x720 -> x264)", encode, None),
     ]
     print_table(f"bicubic x2, {Path(args.clip).name}, {n} frames, libx264 {args.preset} crf {args.crf:g} "
-                f"-- {machine()}", ["job", "seconds", "frames/s", "ms/frame", "peak MiB", "vs baseline"], rows)
+                f"-- {machine()}", ["job", "seconds", "frames/s", "ms/frame", "CPU s", "peak MiB", "vs baseline"],
+                rows)
 
 
 def _settings(args):

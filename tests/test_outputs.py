@@ -293,13 +293,19 @@ def _hdr(path):
         return HdrMetadata.from_frame(next(c.decode(video=0)))
 
 
-def test_hdr10_metadata_is_copied(hdr10_clip, tmp_path):
+@pytest.mark.parametrize("codec", ["libx265", "libsvtav1"])
+def test_hdr10_metadata_is_copied(hdr10_clip, tmp_path, codec):
     source = _hdr(hdr10_clip)
     assert source.luminance == (Fraction(1, 10000), 1000) and (source.max_cll, source.max_fall) == (1000, 400)
     out = tmp_path / "out.mkv"
-    result = run_cli("run", str(hdr10_clip), "-o", str(out), "-m", "bicubic", "--codec", "libx265")
+    result = run_cli("run", str(hdr10_clip), "-o", str(out), "-m", "bicubic", "--codec", codec)
     assert result.returncode == 0, result.stderr.decode()
-    assert _hdr(out) == source
+    got = _hdr(out)
+    assert (got.max_cll, got.max_fall) == (1000, 400)
+    # AV1 stores the minimum luminance in units of 1/16384 cd/m² (HEVC: 1/10000).
+    assert all(abs(a - b) <= Fraction(1, 16384) for a, b in zip(got.luminance, source.luminance))
+    for a, b in zip([*got.primaries, got.white_point], [*source.primaries, source.white_point]):
+        assert abs(a[0] - b[0]) <= Fraction(1, 50000) and abs(a[1] - b[1]) <= Fraction(1, 50000)
     with av.open(str(out)) as c:
         cc = c.streams.video[0].codec_context
         assert (cc.pix_fmt, int(cc.color_primaries), int(cc.color_trc)) == ("yuv420p10le", 9, 16)  # bt2020, PQ
@@ -311,3 +317,17 @@ def test_hdr10_metadata_an_encoder_cannot_carry_is_named(hdr10_clip, tmp_path):
     assert result.returncode == 0, result.stderr.decode()
     assert "HDR10 mastering-display and light-level metadata not kept: libx264 cannot write them" in \
         result.stderr.decode()
+
+
+def test_m3u8_output_with_live_is_a_rolling_playlist(tmp_path):
+    clip = tmp_path / "long.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=32x24:r=25:d=20", "-c:v", "libx264", "-preset", "ultrafast", str(clip))
+    out = tmp_path / "hls" / "live.m3u8"
+    out.parent.mkdir()
+    vsr.upscale(str(clip), str(out), method="nearest", scale=2, live=True, queue_size=1000,
+                encode=EncodeSettings(preset="ultrafast"))
+    playlist = out.read_text()
+    assert "#EXT-X-PLAYLIST-TYPE:VOD" not in playlist
+    segments = [line for line in playlist.splitlines() if line and not line.startswith("#")]
+    assert len(segments) == 6 and segments[-1] == "live9.ts"  # ten 2-second segments, the last six listed
+    assert len(list(out.parent.glob("*.ts"))) <= 7  # older ones deleted

@@ -245,35 +245,33 @@ class HdrMetadata:
             fields["max_cll"], fields["max_fall"] = struct.unpack("<2I", light[:8])
         return cls(**fields) if fields else None
 
-    def x265_params(self) -> list[str]:
-        """``master-display=...`` and ``max-cll=...`` as x265 takes them (chromaticity in 1/50000, cd/m² in 1/10000)."""
+    def encoder_params(self, codec: str) -> list[str]:
+        """The ``KEY=VALUE`` parameters with which ``codec`` writes this metadata.
+
+        x265 (``x265-params``) takes chromaticities in units of 1/50000 and luminance in
+        1/10000 cd/m²; SVT-AV1 (``svtav1-params``) takes plain numbers.
+
+        Returns:
+            the parameters, ``[]`` for an encoder that cannot write them.
+        """
+        if codec not in _HDR_PARAMS:
+            return []
+        display_key, light_key, xy, luminance = _HDR_PARAMS[codec]
         params = []
         if self.primaries and self.white_point and self.luminance:
             (r, g, b), wp = self.primaries, self.white_point
-
-            def xy(p):
-                return f"({round(p[0] * 50000)},{round(p[1] * 50000)})"
-
-            params.append(f"master-display=G{xy(g)}B{xy(b)}R{xy(r)}WP{xy(wp)}"
-                          f"L({round(self.luminance[1] * 10000)},{round(self.luminance[0] * 10000)})")
+            points = "".join(f"{name}({xy(p[0])},{xy(p[1])})" for name, p in (("G", g), ("B", b), ("R", r), ("WP", wp)))
+            params.append(f"{display_key}={points}L({luminance(self.luminance[1])},{luminance(self.luminance[0])})")
         if self.max_cll is not None:
-            params.append(f"max-cll={self.max_cll},{self.max_fall or 0}")
+            params.append(f"{light_key}={self.max_cll},{self.max_fall or 0}")
         return params
 
-    def svtav1_params(self) -> list[str]:
-        """``mastering-display=...`` and ``content-light=...`` as SVT-AV1 takes them (plain numbers)."""
-        params = []
-        if self.primaries and self.white_point and self.luminance:
-            (r, g, b), wp = self.primaries, self.white_point
 
-            def xy(p):
-                return f"({float(p[0]):.5f},{float(p[1]):.5f})"
-
-            params.append(f"mastering-display=G{xy(g)}B{xy(b)}R{xy(r)}WP{xy(wp)}"
-                          f"L({float(self.luminance[1]):.4f},{float(self.luminance[0]):.4f})")
-        if self.max_cll is not None:
-            params.append(f"content-light={self.max_cll},{self.max_fall or 0}")
-        return params
+# encoder -> (mastering display key, light level key, chromaticity format, luminance format)
+_HDR_PARAMS = {
+    "libx265": ("master-display", "max-cll", lambda v: str(round(v * 50000)), lambda v: str(round(v * 10000))),
+    "libsvtav1": ("mastering-display", "content-light", lambda v: f"{float(v):.5f}", lambda v: f"{float(v):.4f}"),
+}
 
 
 def apply_tags(target, tags: ColorInfo) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from vsr.errors import CodecError, ConfigError, OutputError
 from vsr.io.color import HdrMetadata, YuvConverter, apply_tags, resolve_conversion
-from vsr.io.source import is_url, mask_url
+from vsr.io.source import _bit_depth, is_url, mask_url
 from vsr.io.transport import FfmpegPipe, needs_transport
 from vsr.types import VideoInfo
 
@@ -89,7 +89,7 @@ class EncodeSettings:
 _SUBSAMPLING = {"444": (1, 1), "422": (2, 1), "420": (2, 2), "440": (1, 2), "411": (4, 1), "410": (4, 2)}
 _CHROMA_NAMES = {(1, 1): "4:4:4", (2, 1): "4:2:2", (2, 2): "4:2:0", (1, 2): "4:4:0", (4, 1): "4:1:1",
                  (4, 2): "4:1:0"}
-_PLANAR_YUV = re.compile(r"^yuv(4[0-4][0-4])p(\d+)?(le)?$")
+_PLANAR_YUV = re.compile(r"^yuv4[0-4][0-4]p(\d+le)?$")
 
 
 def _subsampling(pix_fmt: str) -> tuple[int, int]:
@@ -99,12 +99,6 @@ def _subsampling(pix_fmt: str) -> tuple[int, int]:
     fmt = av.VideoFormat(pix_fmt, 4, 4)  # chroma planes of a 4x4 picture reveal the subsampling
     chroma = [c for c in fmt.components if not c.is_luma and not c.is_alpha] if not fmt.is_rgb else []
     return 4 // min((c.width for c in chroma), default=4), 4 // min((c.height for c in chroma), default=4)
-
-
-def _depth(pix_fmt: str) -> int:
-    import av
-
-    return max(c.bits for c in av.VideoFormat(pix_fmt).components)
 
 
 def choose_pix_fmt(settings: EncodeSettings, source_pix_fmt: str, bit_depth: int) -> tuple[str, str | None]:
@@ -148,7 +142,7 @@ def choose_pix_fmt(settings: EncodeSettings, source_pix_fmt: str, bit_depth: int
     def cost(name: str) -> tuple:
         cw, ch = _subsampling(name)
         samples, wanted_samples = 1 / (cw * ch), 1 / (sub[0] * sub[1])
-        depth = _depth(name)
+        depth = _bit_depth(name)
         return ((cw, ch) != sub, samples > wanted_samples, abs(samples - wanted_samples),
                 depth < bit_depth, abs(depth - bit_depth), name)
 
@@ -156,8 +150,8 @@ def choose_pix_fmt(settings: EncodeSettings, source_pix_fmt: str, bit_depth: int
     changes = []
     if _subsampling(chosen) != sub:
         changes.append(f"{_CHROMA_NAMES.get(sub, '?')} -> {_CHROMA_NAMES.get(_subsampling(chosen), '?')}")
-    if _depth(chosen) != bit_depth:
-        changes.append(f"{bit_depth}-bit -> {_depth(chosen)}-bit")
+    if _bit_depth(chosen) != bit_depth:
+        changes.append(f"{bit_depth}-bit -> {_bit_depth(chosen)}-bit")
     return chosen, f"{settings.codec} cannot encode {wanted}: writing {chosen} ({', '.join(changes)})"
 
 
@@ -554,14 +548,14 @@ class Sink:
         """
         if hdr is None or self.stream is None:
             return
-        key, params = {"libx265": ("x265-params", hdr.x265_params), "libsvtav1": ("svtav1-params", hdr.svtav1_params)}.get(
-            self.settings.codec, (None, None))
-        if key is None:
+        params = hdr.encoder_params(self.settings.codec)
+        if not params:
             self.notes.append(f"HDR10 mastering-display and light-level metadata not kept: {self.settings.codec} "
                               "cannot write them (libx265 and libsvtav1 can)")
             return
+        key = "x265-params" if self.settings.codec == "libx265" else "svtav1-params"
         options = self.stream.codec_context.options
-        options[key] = ":".join(filter(None, [options.get(key, ""), *params()]))
+        options[key] = ":".join(filter(None, [options.get(key, ""), *params]))
         self.stream.codec_context.options = options
 
     # -- writing ---------------------------------------------------------------------------
