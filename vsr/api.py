@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import asdict, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
-from vsr.digest import sha256_file
 from vsr.engine.job import plan_job
 from vsr.engine.local import LocalExecutor
 from vsr.engine.manifest import work_dir
 from vsr.engine.queues import Pipeline, RunStats, iterate, partial_path
+from vsr.engine.record import write_record
 from vsr.errors import ConfigError
 from vsr.io.decode import Decoder, Roi
 from vsr.io.encode import EncodeSettings, Sink, check_output
-from vsr.io.source import OpenOptions, is_url, mask_url
+from vsr.io.source import OpenOptions, is_url
 from vsr.methods.base import Method
 from vsr.methods.build import build_method
-from vsr.types import Frame, VideoInfo
+from vsr.types import Frame
 
 
 def _output_size(method: Method, height: int, width: int, size: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -226,30 +223,3 @@ def _confined(steps: Generator[Frame, None, None]) -> Iterator[Frame]:
         # Closing runs the steps' own clean-up (context exits, thread counts restored): confine it too.
         in_own_settings(steps.close)
 
-
-def _sha256(path: str) -> str | None:
-    """sha256 of a file; ``None`` for standard input/output and URLs."""
-    if path == "-" or is_url(path) or not os.path.isfile(path):
-        return None
-    return sha256_file(path)
-
-
-def write_record(path: str, source: str, output: str, method: Method, roi: Roi | None,
-                 encode: EncodeSettings, stats: RunStats, info: VideoInfo) -> None:
-    """Write the JSON record of a run: input (with sha256), region, method parameters, frames."""
-    from vsr import __version__
-
-    record = {
-        "vsr_version": __version__,
-        "input": {"source": mask_url(source), "sha256": _sha256(source), "width": info.width,
-                  "height": info.height, "time_base": str(info.time_base), "codec": info.codec},
-        "roi": asdict(roi) if roi else None,
-        "method": method.describe(),
-        "encode": asdict(encode),
-        "output": {"path": mask_url(output), "sha256": _sha256(output)},
-        "frames": {"decoded": stats.frames_decoded, "written": stats.frames_written,
-                   "corrupt_packets_skipped": stats.corrupt_packets, "scene_cuts": stats.scene_cuts},
-    }
-    tmp = Path(path).with_name(f".{Path(path).name}.partial")
-    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    os.replace(tmp, path)

@@ -23,6 +23,7 @@ from typing import Any
 from vsr.engine.job import plan_job
 from vsr.engine.manifest import Manifest, locked
 from vsr.engine.queues import RunStats
+from vsr.engine.record import write_record
 from vsr.engine.task import SegmentJob, SegmentResult, run_segment
 from vsr.errors import Cancelled, CodecError, ConfigError, InputError, ModelError, PipelineError, VsrError
 from vsr.io.decode import Roi
@@ -200,7 +201,6 @@ def run_on_ray(
         stats.finished = time.monotonic()
         shutil.rmtree(folder, ignore_errors=True)
     if roi is not None or record is not None:
-        from vsr.api import write_record
         from vsr.io.source import probe
 
         write_record(record or f"{output}.json", source, output, probe_method,

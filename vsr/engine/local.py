@@ -3,9 +3,9 @@
 The unfinished segments run through the same pipeline as a whole-file run: a run of
 consecutive segments is decoded in one pass that starts with a seek to the keyframe
 before the first of them, so what is finished is not decoded again. Each segment is
-recorded in the manifest as soon as its file is complete; at the end the segments and the source's audio
-and subtitles are joined without re-encoding, and the work directory is removed. The
-work directory is locked for the whole run, so two runs never share it.
+recorded in the manifest as soon as its file is complete; at the end the segments and
+the source's audio and subtitles are joined without re-encoding, and the work directory
+is removed. The work directory is locked for the whole run, so two runs never share it.
 
 Stopping:
 - an interrupt finishes the frames in flight of the current segment, joins what is
