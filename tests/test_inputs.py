@@ -22,7 +22,7 @@ import pytest
 from conftest import ffmpeg_exe, framemd5, run_cli
 
 from vsr.io.source import mask_url
-from vsr.pipeline.window import frame_windows
+from vsr.engine.window import frame_windows
 from vsr.types import Frame
 
 

@@ -369,18 +369,22 @@ def _verify(args: argparse.Namespace, output: str, scale: int | None, params: di
 
     from vsr.verify import RunFacts, can_read_back, verify, verify_sent
 
-    sink = pipeline.sink if pipeline is not None else None
+    sink = getattr(pipeline, "sink", None)  # a resumed run's executor has one per segment
+    decoder = getattr(pipeline, "decoder", None)
     facts = RunFacts(
         frames_written=None if args.resume else stats.frames_written,
         frames_skipped=stats.corrupt_packets + stats.frames_dropped,
         dropped_streams=len(stats.dropped_streams),
         expected_size=_expected_size(args, scale, params, pipeline),
         adjusted_pts=getattr(sink, "adjusted_pts", 0),
+        partial_input=bool(decoder is not None and decoder.partial),
     )
-    if can_read_back(args.input) and can_read_back(output):
+    # A forced demuxer (--input-format: a raw stream, a filter graph) is not read back as a file.
+    if can_read_back(args.input) and can_read_back(output) and not args.input_format:
         result = verify(args.input, output, args.video_stream, facts)
     else:
-        why = "the input is a stream" if can_read_back(output) else "the output is a stream"
+        why = "the output is a stream" if not can_read_back(output) else (
+            "the input is read through --input-format" if args.input_format else "the input is a stream")
         result = verify_sent(stats.frames_decoded, replace(facts, frames_skipped=stats.frames_dropped), why)
     if result.ok and not args.quiet:
         print(result.summary, file=sys.stderr)

@@ -6,11 +6,9 @@ YUV frame with the BT.601 matrix and limited range, which shifts the colours of
 HD (BT.709) and full-range footage. Every conversion in vsr therefore passes the
 source's matrix explicitly, and the output is tagged with the same.
 
-Levels pass as coded: swscale is told every source is full range, so a limited-range
-source gives RGB in studio swing (black at 16, white at 235 in 8-bit terms) and its
-super-blacks and super-whites (Y below 16 or above 235) survive the round trip instead
-of being clipped. The encode side makes the same assumption, so the samples go back
-where they came from and the output keeps the source's range tag.
+RGB frames are full range: a limited-range source's black (Y=16) becomes 0 and its white
+(Y=235) becomes 1, so every method sees the same levels whatever the source. Super-blacks and
+super-whites (Y below 16 or above 235) do not fit that integer RGB and are clipped.
 
 Chroma is interpolated, not replicated: decoding upsamples it with a bicubic filter at
 the stream's chroma siting (FFmpeg's scale filter reads it from each frame) and encoding
@@ -69,8 +67,7 @@ class Conversion:
 
     Attributes:
         colorspace: swscale matrix name (``"itu709"``, ``"itu601"``, ``"bt2020"``...).
-        color_range: the range swscale is told, always ``"JPEG"``: levels pass as coded,
-            so limited-range sources give studio-swing RGB (see the module's notes).
+        color_range: the source's range as swscale names it, ``"MPEG"`` (limited) or ``"JPEG"`` (full).
         tags: the colour tags to write on the output, with guessed values filled in.
     """
 
@@ -192,7 +189,7 @@ def resolve_conversion(color: ColorInfo, height: int, pix_fmt: str) -> Conversio
     sws = _SWS_MATRIX[_code(MATRIX_NAMES, matrix)]
     return Conversion(
         colorspace=sws,
-        color_range="JPEG",
+        color_range="JPEG" if color_range == "pc" else "MPEG",
         tags=ColorInfo(matrix=matrix, range=color_range, primaries=primaries, transfer=transfer),
     )
 

@@ -191,6 +191,10 @@ def container_format(target: str, explicit: str | None) -> str:
     return CONTAINERS[suffix]
 
 
+# The subtitle codecs MPEG-TS has stream types for (DVB bitmaps and teletext).
+_TS_SUBTITLES = {"dvb_subtitle", "dvb_teletext"}
+
+
 def _probe_format(fmt: str, muxer_options: dict[str, str]) -> str:
     """The muxer that decides which codecs ``fmt`` takes: HLS segments and RTSP's RTP streams."""
     if fmt == "hls":
@@ -220,8 +224,13 @@ def muxer_refusal(fmt: str, stream, muxer_options: dict[str, str] | None = None)
 
     import av
 
+    muxer = _probe_format(fmt, muxer_options or {})
+    if muxer == "mpegts" and stream.type == "subtitle" and _stream_name(stream) not in _TS_SUBTITLES:
+        # The muxer takes any subtitle stream, but writes it as private data that players and
+        # demuxers read back as a data stream, not as subtitles.
+        return f"MPEG-TS carries {_stream_name(stream)} subtitles only as opaque data"
     try:
-        with av.open(io.BytesIO(), mode="w", format=_probe_format(fmt, muxer_options or {})) as probe:
+        with av.open(io.BytesIO(), mode="w", format=muxer) as probe:
             probe.add_stream_from_template(stream)
             probe.start_encoding()
     except (av.error.FFmpegError, ValueError) as exc:
@@ -452,8 +461,9 @@ class Sink:
         self.stream = stream
 
     def _open_encoder(self) -> None:
-        """Open the video encoder now, so that settings it rejects fail before any frame is decoded
-        (PyAV would otherwise open it on the first frame encoded or packet muxed, mid-run).
+        """Open a twin of the video encoder now, so that settings it rejects fail before any frame
+        is decoded. The stream's own encoder opens on the first frame (as PyAV does), after
+        :meth:`set_hdr` has added what the first decoded frame tells about the source.
 
         Raises:
             CodecError: the encoder refuses its settings, or is a hardware encoder without its device.
@@ -461,8 +471,14 @@ class Sink:
         import av
 
         codec = self.settings.codec
+        cc = self.stream.codec_context
         try:
-            self.stream.codec_context.open()
+            twin = av.CodecContext.create(codec, "w")
+            twin.width, twin.height, twin.pix_fmt = cc.width, cc.height, cc.pix_fmt
+            twin.time_base, twin.framerate = cc.time_base, cc.framerate
+            twin.thread_count = 1
+            twin.options = dict(cc.options)
+            twin.open()
         except av.error.FFmpegError as exc:
             reason = exc.strerror or type(exc).__name__
             if any(marker in codec for marker in _HARDWARE_MARKERS):

@@ -130,7 +130,7 @@ def write_run_report(path: str, *, argv: list[str], source: str, output: str, me
         source, output: the run's input and output.
         method: the method's :meth:`~vsr.methods.base.Method.describe`.
         encode: the :class:`~vsr.io.encode.EncodeSettings` used.
-        stats: the run's final :class:`~vsr.pipeline.runner.RunStats`.
+        stats: the run's final :class:`~vsr.engine.queues.RunStats`.
         samples: the progress snapshots (:class:`vsr.progress.Recorder`).
         verification: the :class:`~vsr.verify.Verification`, or ``None`` with ``--no-verify``.
         video_stream: the input's video stream, when not the default one.
