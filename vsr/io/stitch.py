@@ -19,7 +19,7 @@ from pathlib import Path
 
 from vsr.errors import OutputError
 from vsr.io.decode import PASSTHROUGH_KINDS
-from vsr.io.encode import container_format, temporary_path
+from vsr.io.encode import container_format, muxer_refusal, temporary_path
 from vsr.io.source import OpenOptions, open_input, select_video_stream
 
 log = logging.getLogger(__name__)
@@ -120,11 +120,12 @@ def stitch(segments: Sequence[str | Path], source: str, target: str | Path, *, f
             if key in (chosen.metadata or {}):
                 video_out.metadata[key] = chosen.metadata[key]
         stream_map = {}
-        supported = getattr(out, "supported_codecs", None)
         for s in passthrough:
             name = s.codec_context.name if s.codec_context is not None else "?"
-            if supported is not None and name not in supported:
-                stats.dropped_streams.append(f"{s.type} stream {s.index} ({name}) cannot go into {out.format.name}")
+            refusal = muxer_refusal(out.format.name, s)
+            if refusal is not None:
+                stats.dropped_streams.append(f"{s.type} stream {s.index} ({name}) cannot go into "
+                                             f"{out.format.name}: {refusal}")
                 continue
             try:
                 copy = out.add_stream_from_template(s)
