@@ -98,7 +98,7 @@ def frame_views(videos: list[str], labels: list[str], times: list[float], crop_t
         for j in range(1, len(videos)):
             overlay = None
             if evidence and j == 1:
-                found = fr.evidence_overlay(str(Path(evidence) / f"{shots[j].index:06d}.png"), sizes[j])
+                found = fr.evidence_overlay(str(Path(evidence) / shots[j].evidence_name), sizes[j])
                 if found is not None:
                     from vsr.report.plots import colour_bar
 

@@ -23,13 +23,20 @@ class Picture:
 
     Attributes:
         time: presentation time in seconds.
-        index: position in decode order (what misr names its evidence maps by).
+        index: position in decode order.
         image: ``(H, W, 3)`` uint8 RGB.
+        pts: the frame's pts (what misr names its evidence maps by), ``None`` when untimed.
     """
 
     time: float
     index: int
     image: np.ndarray
+    pts: int | None = None
+
+    @property
+    def evidence_name(self) -> str:
+        """The file name misr gives this frame's evidence map."""
+        return f"{self.pts:012d}.png" if self.pts is not None else f"index{self.index:06d}.png"
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,7 @@ def pictures(path: str, video_stream: int | None = None) -> Iterator[Picture]:
     decoder = Decoder(path, video_stream=video_stream)
     try:
         for frame in decoder.frames():
-            yield Picture(time=frame.time or 0.0, index=frame.index, image=to_uint8(frame.data))
+            yield Picture(time=frame.time or 0.0, index=frame.index, image=to_uint8(frame.data), pts=frame.pts)
     finally:
         decoder.close()
 
