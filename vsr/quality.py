@@ -6,7 +6,8 @@
   ``scale``-th pixel).
 - :func:`rgb_to_y`, :func:`psnr_y`, :func:`ssim_y`: metrics on the Y channel
   (``Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255`` on 0..255 RGB, kept as float).
-- :func:`compress`: the compressed-input protocol (frames through libx264 at a crf, 4:2:0).
+- :func:`compress`: the compressed-input protocol (frames through libx264 at a crf, 4:2:0);
+  :func:`encode`: the bytes those frames cost.
 - Temporal metrics: :func:`tof` (TecoGAN's tOF), :func:`warping_error` (occlusion-masked,
   Lai et al. 2018), :func:`temporal_error_change`, and :func:`still_change` over a
   :func:`still_mask` (boiling where nothing moves).
@@ -459,22 +460,21 @@ def vmaf(outputs: list[np.ndarray], references: list[np.ndarray], ffmpeg: str | 
             return float(json.load(fh)["pooled_metrics"]["vmaf"]["mean"])
 
 
-def compress(frames: list[np.ndarray], crf: int = 23, codec: str = "libx264", rate: int = 25) -> list[np.ndarray]:
-    """Frames after a round trip through a lossy codec in 4:2:0: the compressed-input protocol.
+def encode(frames: list[np.ndarray], crf: int = 23, codec: str = "libx264", rate: int = 25) -> bytes:
+    """Frames encoded as a lossy 4:2:0 stream in Matroska: what they cost at a given ``crf``.
 
-    RGB is converted to 8-bit YUV 4:2:0 (BT.601, limited range), encoded by ``codec`` at
-    ``crf`` (default preset, one thread, so the result is the same on every machine) and decoded
-    back to RGB. Odd sizes are padded by repeating the last row/column and cropped back.
+    RGB is converted to 8-bit YUV 4:2:0 (BT.601, limited range) and encoded by ``codec`` at
+    ``crf`` (default preset, one thread, so the bytes are the same on every machine). Odd
+    sizes are padded by repeating the last row/column.
 
     Args:
         frames: non-empty list of ``(H, W, 3)`` uint8 RGB frames of one shape.
         crf: constant rate factor (libx264: 0..51, 23 is its default).
         codec: an FFmpeg encoder taking ``crf`` (``libx264``, ``libx265``).
-        rate: frame rate written in the stream (affects rate control only through the
-            time base).
+        rate: frame rate written in the stream.
 
     Returns:
-        As many ``(H, W, 3)`` uint8 RGB frames, in order.
+        The Matroska file's bytes.
 
     Raises:
         ValueError: empty list or frames of another shape or dtype.
@@ -484,11 +484,11 @@ def compress(frames: list[np.ndarray], crf: int = 23, codec: str = "libx264", ra
     import av
 
     if not frames:
-        raise ValueError("compress needs at least one frame")
+        raise ValueError("encoding needs at least one frame")
     h, w = frames[0].shape[:2]
     for f in frames:
         if f.shape != (h, w, 3) or f.dtype != np.uint8:
-            raise ValueError(f"compress needs (H, W, 3) uint8 frames of one shape; got {f.shape} {f.dtype}")
+            raise ValueError(f"encoding needs (H, W, 3) uint8 frames of one shape; got {f.shape} {f.dtype}")
     ph, pw = h + h % 2, w + w % 2
     buf = io.BytesIO()
     with av.open(buf, "w", format="matroska") as out:
@@ -503,7 +503,23 @@ def compress(frames: list[np.ndarray], crf: int = 23, codec: str = "libx264", ra
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
-    buf.seek(0)
-    with av.open(buf, "r") as src:
-        decoded = [fr.to_ndarray(format="rgb24")[:h, :w] for fr in src.decode(video=0)]
-    return [np.ascontiguousarray(d) for d in decoded]
+    return buf.getvalue()
+
+
+def compress(frames: list[np.ndarray], crf: int = 23, codec: str = "libx264", rate: int = 25) -> list[np.ndarray]:
+    """Frames after a round trip through a lossy codec in 4:2:0: the compressed-input protocol.
+
+    Encoded by :func:`encode` (same arguments, same errors) and decoded back to RGB, cropped
+    to the input size.
+
+    Returns:
+        As many ``(H, W, 3)`` uint8 RGB frames, in order.
+    """
+    import io
+
+    import av
+
+    data = encode(frames, crf, codec, rate)
+    h, w = frames[0].shape[:2]
+    with av.open(io.BytesIO(data), "r") as src:
+        return [np.ascontiguousarray(fr.to_ndarray(format="rgb24")[:h, :w]) for fr in src.decode(video=0)]
