@@ -215,6 +215,15 @@ def _gray_u8(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(image.astype(np.uint8)), cv2.COLOR_RGB2GRAY)
 
 
+def _check_pairs(outputs: list[np.ndarray], references: list[np.ndarray]) -> None:
+    """ValueError unless both lists are equally long and each frame has its reference's shape."""
+    if len(outputs) != len(references):
+        raise ValueError(f"{len(outputs)} output frames against {len(references)} reference frames")
+    for o, r in zip(outputs, references):
+        if o.shape != r.shape:
+            raise ValueError(f"shapes differ: {o.shape} vs {r.shape}")
+
+
 def _crop_tecogan(image: np.ndarray) -> np.ndarray:
     """TecoGAN's centred crop: the largest multiple of 32 per side that leaves at least 16 pixels."""
     h, w = image.shape[:2]
@@ -253,11 +262,7 @@ def tof(outputs: list[np.ndarray], references: list[np.ndarray]) -> float:
     Raises:
         ValueError: the lists differ in length or a frame's shape differs from its reference.
     """
-    if len(outputs) != len(references):
-        raise ValueError(f"{len(outputs)} output frames against {len(references)} reference frames")
-    for o, r in zip(outputs, references):
-        if o.shape != r.shape:
-            raise ValueError(f"shapes differ: {o.shape} vs {r.shape}")
+    _check_pairs(outputs, references)
     out = [_gray_u8(o) for o in outputs]
     ref = [_gray_u8(r) for r in references]
     diffs = []
@@ -327,11 +332,7 @@ def warping_error(outputs: list[np.ndarray], references: list[np.ndarray] | None
     import cv2
 
     motion = outputs if references is None else references
-    if len(motion) != len(outputs):
-        raise ValueError(f"{len(outputs)} output frames against {len(motion)} reference frames")
-    for o, r in zip(outputs, motion):
-        if o.shape != r.shape:
-            raise ValueError(f"shapes differ: {o.shape} vs {r.shape}")
+    _check_pairs(outputs, motion)
     grey = [_gray_u8(m) for m in motion]
     errors = []
     for t in range(len(outputs) - 1):
