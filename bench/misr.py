@@ -4,7 +4,9 @@ First the whole pipeline (``vsr.upscale``: decode, method, libx264 encode, audio
 bicubic and misr; then the method alone on frames decoded up front, and the cost of each
 stage apart: decode, flow (DIS, on its own thread), fusion (torch) and encode.
 
-    python bench/misr.py [--clip PATH] [--frames 40] [--scale 2] [--param key=value ...]
+    python bench/misr.py [--clip PATH] [--frames 40] [--scale 2] [--param key=value ...] [--also srcnn]
+
+``--also``: other registered methods (comma-separated) timed the same way, pipeline and alone.
 """
 
 from __future__ import annotations
@@ -116,7 +118,9 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=40, help="frames for the method-alone rows")
     ap.add_argument("--scale", type=int, default=2)
     ap.add_argument("--param", action="append", default=[], help="misr parameter key=value (repeatable)")
+    ap.add_argument("--also", default="", help="other methods to time beside misr, comma-separated")
     args = ap.parse_args()
+    also = [m for m in args.also.split(",") if m]
 
     frames = decode(args.clip, args.frames)
     h, w = frames[0].shape[:2]
@@ -128,11 +132,15 @@ def main() -> None:
     rows = [["pipeline: bicubic", f"{pipeline_fps(args.clip, 'bicubic', args.scale, {}):.1f}", "", ""]]
     for label, p in presets:
         rows.append([f"pipeline: {label}", f"{pipeline_fps(args.clip, 'misr', args.scale, p):.2f}", "", ""])
+    for m in also:
+        rows.append([f"pipeline: {m}", f"{pipeline_fps(args.clip, m, args.scale, {}):.2f}", "", ""])
     rows.append(["method alone: bicubic", f"{run(frames, args.scale, {}, 'bicubic')['fps']:.1f}", "", ""])
     for label, p in presets:
         r = run(frames, args.scale, p)
         rows.append([f"method alone: {label}", f"{r['fps']:.2f}", f"{r['flow_ms']:.0f} flow",
                      f"{r['fuse_ms']:.0f} fusion"])
+    for m in also:
+        rows.append([f"method alone: {m}", f"{run(frames, args.scale, {}, m)['fps']:.2f}", "", ""])
     dec, enc = decode_encode_ms(args.clip, frames, args.scale)
     rows.append(["decode alone (to RGB)", f"{1000 / dec:.0f}", f"{dec:.1f} decode", ""])
     rows.append([f"encode alone ({w * args.scale}x{h * args.scale} libx264 medium)", f"{1000 / enc:.0f}",

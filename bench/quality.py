@@ -1,13 +1,24 @@
-"""Reconstruction quality on Vid4: PSNR / SSIM (Y) and temporal consistency, per sequence.
+"""Reconstruction quality on Vid4 and on the shipped clips: what users see, for every method.
 
-Protocol of /work/shared/data/README.md: BI = MATLAB bicubic shrink of the ground truth,
-BD = Gaussian sigma 1.6 (13x13) then every s-th pixel; metrics on Y (BT.601 studio swing,
-float), no border crop unless ``--crop``; per-frame values averaged per sequence, then over
-sequences. ``bicubic-matlab`` is the published baseline (23.78 dB at x4 BI on all frames).
+Vid4 (protocol of /work/shared/data/README.md): BI = MATLAB bicubic shrink of the ground
+truth, BD = Gaussian sigma 1.6 (13x13) then every s-th pixel; ``--crf N`` then sends the
+low-resolution frames through libx264 at that crf in 4:2:0 (the compressed protocol:
+``--crf 23``). Metrics on Y (BT.601 studio swing, float), no border crop unless ``--crop``;
+per-frame values averaged per sequence, then over sequences. Beside PSNR / SSIM: tOF
+(TecoGAN's, pixels), the occlusion-masked warping error (Lai et al., x1000, motion from the
+ground truth), VMAF (ffmpeg's libvmaf, v0.6.1) and the mean change of the error between
+frames. ``bicubic-matlab`` is the published baseline (23.78 dB at x4 BI on all frames).
 
-    python bench/quality.py [--scale 4] [--degradation bi|bd] [--frames N]
-                            [--methods bicubic-matlab,bicubic,lanczos,misr] [--param key=value ...]
+    python bench/quality.py [--scale 4] [--degradation bi|bd] [--crf 23] [--frames N]
+                            [--methods bicubic-matlab,bicubic,lanczos,misr,srcnn] [--param key=value ...]
+    python bench/quality.py --clips [--frames 30] [--methods ...]
     python bench/quality.py --synthetic [--scale 4]
+
+``--clips``: the shipped clips of ../shared/data/clips, each frame area-downscaled x2 then
+upscaled x2 by each method: PSNR-Y against the clip, the still-region change (mean
+frame-to-frame luma change where the clip itself never changes by more than one level,
+eroded by 2 pixels; "-" where under 1 % of the picture is still) beside the clip's own, and
+the bytes the output costs through libx264 at ``--size-crf`` (23) against bicubic's.
 
 ``--synthetic``: frames made from a real photograph (a Vid4 ground-truth frame) shifted by
 known sub-pixel translations, then degraded; misr with estimated flow against the same
@@ -95,35 +106,76 @@ def parse_params(items: list[str]) -> dict:
 
 
 def vid4(args: argparse.Namespace) -> None:
-    from vsr.quality import psnr_y, ssim_y, temporal_error_change
+    from vsr.quality import compress, psnr_y, ssim_y, temporal_error_change, tof, vmaf, warping_error
 
     params = parse_params(args.param)
     if args.degradation == "bd":
         params.setdefault("psf", "gaussian")
     methods = args.methods.split(",")
-    table: dict[str, dict[str, tuple[float, float, float, float]]] = {m: {} for m in methods}
+    table: dict[str, dict[str, list[float]]] = {m: {} for m in methods}
     for seq in args.sequences.split(","):
         gt = load_sequence(seq, args.frames, args.scale)
         lr = [degrade(g, args.scale, args.degradation) for g in gt]
+        if args.crf is not None:
+            lr = compress(lr, args.crf)
         for m in methods:
             t = time.perf_counter()
             out = run_method(m, lr, args.scale, params)
             dt = time.perf_counter() - t
             p = float(np.mean([psnr_y(o, g, args.crop) for o, g in zip(out, gt)]))
             s = float(np.mean([ssim_y(o, g, args.crop) for o, g in zip(out, gt)]))
-            table[m][seq] = (p, s, temporal_error_change(out, gt), dt / len(gt))
+            v = vmaf(out, gt) if args.vmaf else float("nan")
+            table[m][seq] = [p, s, tof(out, gt), 1000 * warping_error(out, gt), v,
+                             temporal_error_change(out, gt), dt / len(gt)]
     seqs = args.sequences.split(",")
     rows = []
     for m in methods:
         cells = [f"{table[m][q][0]:.2f} / {table[m][q][1]:.4f}" for q in seqs]
-        avg_p = np.mean([table[m][q][0] for q in seqs])
-        avg_s = np.mean([table[m][q][1] for q in seqs])
-        tc = np.mean([table[m][q][2] for q in seqs])
-        sec = np.mean([table[m][q][3] for q in seqs])
-        rows.append([m, *cells, f"{avg_p:.2f} / {avg_s:.4f}", f"{tc:.3f}", f"{sec:.2f}"])
-    title = (f"Vid4 x{args.scale} {args.degradation.upper()}, PSNR/SSIM on Y, crop {args.crop}, "
+        avg = np.mean([table[m][q] for q in seqs], axis=0)
+        rows.append([m, *cells, f"{avg[0]:.2f} / {avg[1]:.4f}", f"{avg[2]:.3f}", f"{avg[3]:.3f}", f"{avg[4]:.2f}",
+                     f"{avg[5]:.3f}", f"{avg[6]:.2f}"])
+    crf = "" if args.crf is None else f", LR through libx264 crf {args.crf} 4:2:0"
+    title = (f"Vid4 x{args.scale} {args.degradation.upper()}{crf}, PSNR/SSIM on Y, crop {args.crop}, "
              f"frames {'all' if args.frames is None else args.frames}" + (f", misr {params}" if params else ""))
-    print_table(title, ["method", *seqs, "average", "temporal |dErr|", "s/frame"], rows)
+    print_table(title, ["method", *seqs, "average", "tOF", "warp err x1e3", "VMAF", "temporal |dErr|", "s/frame"],
+                rows)
+
+
+CLIPS = ("chaplin.mp4", "nasa_13013.mp4", "cockatoo.mp4", "realshort.mp4", "big_buck_bunny_0_30.webm",
+         "smpte-2997.mp4")
+
+
+def clips(args: argparse.Namespace) -> None:
+    """Down x2, up x2 on each shipped clip: PSNR, still-region change and output bytes per method."""
+    import cv2
+
+    from misr import decode
+    from vsr.quality import encode, psnr_y, still_change, still_mask
+
+    params = parse_params(args.param)
+    # bicubic first: the other sizes are given relative to it.
+    methods = ["bicubic", *(m for m in args.methods.split(",") if m not in ("bicubic", "bicubic-matlab"))]
+    rows = []
+    for name in args.clips.split(","):
+        frames = [f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2] for f in decode(str(SHARED / "clips" / name),
+                                                                                   args.frames or 30)]
+        h, w = frames[0].shape[:2]
+        lr = [cv2.resize(f, (w // 2, h // 2), interpolation=cv2.INTER_AREA) for f in frames]
+        mask = still_mask(frames)
+        still = mask.mean() >= 0.01
+        own = f"{still_change(frames, mask):.3f}" if still else "-"
+        bicubic_bytes = 0
+        for m in methods:
+            out = run_method(m, lr, 2, params)
+            p = float(np.mean([psnr_y(o, g) for o, g in zip(out, frames)]))
+            size = len(encode(out, crf=args.size_crf))
+            bicubic_bytes = bicubic_bytes or size
+            change = f"{still_change(out, mask):.3f}" if still else "-"
+            rows.append([name, m, f"{p:.2f}", change, own, f"{size / 1024:.0f}", f"{size / bicubic_bytes:.2f}"])
+    print_table(f"Shipped clips, first {args.frames or 30} frames, area-downscaled x2 then x2 back"
+                + (f", misr {params}" if params else ""),
+                ["clip", "method", "PSNR-Y", "still change", "clip's own", f"KiB at crf {args.size_crf}",
+                 "x bicubic"], rows)
 
 
 def synthetic(args: argparse.Namespace) -> None:
@@ -174,7 +226,12 @@ def main() -> None:
     ap.add_argument("--degradation", choices=("bi", "bd"), default="bi")
     ap.add_argument("--frames", type=int, default=None, help="first N frames of each sequence")
     ap.add_argument("--sequences", default=",".join(SEQUENCES))
-    ap.add_argument("--methods", default="bicubic-matlab,bicubic,lanczos,misr")
+    ap.add_argument("--methods", default="bicubic-matlab,bicubic,lanczos,misr,srcnn")
+    ap.add_argument("--crf", type=int, default=None, help="low-resolution frames through libx264 at this crf")
+    ap.add_argument("--no-vmaf", dest="vmaf", action="store_false", help="skip VMAF (the slowest metric)")
+    ap.add_argument("--clips", nargs="?", const=",".join(CLIPS), default=None,
+                    help="the shipped-clips check instead of Vid4 (comma-separated names; default all)")
+    ap.add_argument("--size-crf", type=int, default=23, help="crf of the output-size check")
     ap.add_argument("--crop", type=int, default=0, help="border pixels excluded from the metrics")
     ap.add_argument("--param", action="append", default=[], help="misr parameter key=value (repeatable)")
     ap.add_argument("--synthetic", action="store_true", help="known-motion check instead of Vid4")
@@ -182,7 +239,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    (synthetic if args.synthetic else vid4)(args)
+    (synthetic if args.synthetic else clips if args.clips else vid4)(args)
 
 
 if __name__ == "__main__":

@@ -279,3 +279,71 @@ def test_every_preset_builds_its_method_and_encoder(preset):
     built = get_method(method["name"], scale=method.get("scale", 2), **method.get("params", {}))
     assert built.scale == method.get("scale", 2)
     EncodeSettings(**config.get("encode", {})).validate()
+
+
+def still_scene(frames: int = 6, noise_pixels: float = 0.02, seed: int = 5) -> list[np.ndarray]:
+    """A still textured picture whose frames differ only by +-1 level on a few pixels (coding noise)."""
+    rng = np.random.default_rng(seed)
+    base = np.clip(np.round(texture(48, 64, seed)), 0, 255).astype(np.int16)
+    out = []
+    for _ in range(frames):
+        flips = (rng.random(base.shape) < noise_pixels) * rng.choice([-1, 1], base.shape)
+        out.append(np.clip(base + flips, 0, 255).astype(np.uint8))
+    return out
+
+
+def stream_outputs(method, lows: list[np.ndarray]) -> list[np.ndarray]:
+    tensors = [torch.from_numpy(x).permute(2, 0, 1).float() / 255 for x in lows]
+    n, r = len(tensors), method.radius
+    wins = []
+    for t in range(n):
+        idx = tuple(min(max(t + o, 0), n - 1) for o in range(-r, r + 1))
+        wins.append(Window(torch.stack([tensors[i] for i in idx]), r, idx))
+    return [to_uint8(o) for o in method.stream(wins)]
+
+
+def test_a_still_picture_does_not_boil():
+    from vsr.quality import still_change
+
+    lows = still_scene()
+    mask = np.ones((96, 128), bool)
+    steady = still_change(stream_outputs(build(2), lows), mask)
+    base = still_change([imresize(x, 2.0) for x in lows], mask)
+    assert steady <= 1.5 * base, (steady, base)
+    # The plain L1 prior, flow trusted everywhere and the old step: the faintest noise boils.
+    boiling = still_change(stream_outputs(build(2, btv_epsilon=0.0, still=0.0, step=2.0, data_scale=0.05), lows),
+                           mask)
+    assert boiling > 3 * base, (boiling, base)
+
+
+def test_still_motion_puts_still_pixels_at_rest():
+    from vsr.methods.misr.flow import still_motion
+
+    rng = np.random.default_rng(0)
+    ref = rng.integers(0, 256, (20, 30), dtype=np.uint8)
+    grid = np.stack(np.meshgrid(np.arange(30), np.arange(20)), -1).astype(np.float32)
+    pos = grid + rng.uniform(-0.4, 0.4, grid.shape).astype(np.float32)  # flow noise on a still frame
+    conf = np.full((20, 30), 0.3, np.float32)
+    still = still_motion(ref, ref, pos, conf, 0.01)
+    assert still.all() and (pos == grid).all() and (conf == 1).all()
+    # A frame that really moved (one pixel right) keeps its flow.
+    moved = np.roll(ref, 1, axis=1)
+    pos = grid - np.float32([1, 0])
+    assert not still_motion(moved, ref, pos, np.ones((20, 30), np.float32), 0.01)[:, 3:-3].any()
+
+
+def test_smoothed_btv_gradient_fades_on_flat_areas():
+    from vsr.methods.misr.fuse import _add_btv_gradient, _btv_offsets
+
+    flat = torch.full((1, 16, 16), 0.5) + 1e-6 * torch.randn(1, 16, 16, generator=torch.Generator().manual_seed(0))
+    sharp, smooth = torch.zeros_like(flat), torch.zeros_like(flat)
+    offsets = _btv_offsets(1, 0.7)
+    _add_btv_gradient(sharp, flat, offsets, 1.0)
+    _add_btv_gradient(smooth, flat, offsets, 1.0, epsilon=0.01)
+    assert sharp.abs().max() > 0.5 and smooth.abs().max() < 0.01
+    step = torch.zeros(1, 16, 16)
+    step[:, :, 8:] = 1.0
+    a, b = torch.zeros_like(step), torch.zeros_like(step)
+    _add_btv_gradient(a, step, offsets, 1.0)
+    _add_btv_gradient(b, step, offsets, 1.0, epsilon=0.01)
+    torch.testing.assert_close(a, b, atol=1e-3, rtol=0)  # real edges are pulled as before

@@ -42,6 +42,7 @@ _ENTRIES = (
     MethodEntry("bicubic", "vsr.methods.interp:bicubic", "bicubic interpolation (a = -0.75 on CPU, as OpenCV)"),
     MethodEntry("lanczos", "vsr.methods.interp:lanczos", "Lanczos interpolation (a = 4, 8x8 taps), the sharpest baseline"),
     MethodEntry("misr", "vsr.methods.misr.method:build", "multi-frame SR: optical-flow alignment + robust fusion"),
+    MethodEntry("srcnn", "vsr.methods.srcnn:build", "SRCNN 9-1-5 on luma, trained here on the bundled clips (x3, x4)", 4),
     MethodEntry("realesrgan", "vsr.methods.neural:realesrgan", "Real-ESRGAN x4plus (RRDBNet), photos and video", 4),
     MethodEntry("realesrgan-anime", "vsr.methods.neural:realesrgan_anime", "Real-ESRGAN x4plus anime (6 blocks)", 4),
     MethodEntry("realesr-animevideo", "vsr.methods.neural:realesr_animevideo",

@@ -148,6 +148,38 @@ def fb_confidence(forward: np.ndarray, backward: np.ndarray, sigma: float) -> np
     return conf
 
 
+def still_motion(luma: np.ndarray, ref_luma: np.ndarray, pos: np.ndarray, conf: np.ndarray,
+                 tolerance: float) -> np.ndarray:
+    """Put back at rest the pixels that match the reference at least as well without motion.
+
+    Optical flow on flat or noisy areas that do not move returns small random vectors; fused,
+    they scatter the samples of a still picture differently in every window, and the
+    output boils where the input is still. Where the local (5x5) mean squared difference to
+    the reference at zero motion is no more than the one along the flow plus
+    ``tolerance**2``, the pixel is taken as still: its position becomes its own grid point and
+    its confidence 1.
+
+    Args:
+        luma, ref_luma: ``(H, W)`` uint8 luma of the frame and of the reference.
+        pos: ``(H, W, 2)`` float32 positions of the frame's pixels in the reference; updated in place.
+        conf: ``(H, W)`` float32 confidence; updated in place.
+        tolerance: intensity (0..1) by which the zero-motion match may be worse.
+
+    Returns:
+        ``(H, W)`` bool, the pixels set at rest.
+    """
+    import cv2
+
+    frame = luma.astype(np.float32) * (1 / 255)
+    ref = ref_luma.astype(np.float32) * (1 / 255)
+    rest = cv2.blur((frame - ref) ** 2, (5, 5), borderType=cv2.BORDER_REPLICATE)
+    moved = cv2.blur((frame - _sample(ref, pos, None)) ** 2, (5, 5), borderType=cv2.BORDER_REPLICATE)
+    still = rest <= moved + tolerance * tolerance
+    pos[still] = _grid(*luma.shape)[still]
+    conf[still] = 1.0
+    return still
+
+
 class FlowBank:
     """Consecutive-frame flows keyed by decode index, computed on a background thread.
 
@@ -156,14 +188,16 @@ class FlowBank:
         fb_sigma: forward-backward tolerance in pixels.
         robust, robust_texture: tolerances of :func:`robustness`.
         threads: worker threads for flow (one keeps a core free for the fusion).
+        still: tolerance (intensity 0..1) of :func:`still_motion`; 0 keeps every flow as it is.
     """
 
     def __init__(self, preset: str = "fast", fb_sigma: float = 0.5, threads: int = 1,
-                 robust: float = 0.05, robust_texture: float = 0.5) -> None:
+                 robust: float = 0.05, robust_texture: float = 0.5, still: float = 0.0) -> None:
         self.preset = preset
         self.fb_sigma = fb_sigma
         self.robust = robust
         self.robust_texture = robust_texture
+        self.still = still
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="misr-flow")
         self._luma: dict[int, np.ndarray] = {}
@@ -248,6 +282,8 @@ class FlowBank:
                 conf[row] *= _sample(pair.conf, pos[row], 0.0)
                 pos[row] += _sample(pair.flow, pos[row], None)
             conf[row][~_inside(pos[row])] = 0
+            if self.still > 0:
+                still_motion(self._luma[chain[k]], self._luma[chain[ref]], pos[row], conf[row], self.still)
             row += 1
         robustness([self._stats[i].result() for i in order], pos, self.robust, self.robust_texture, out=conf)
         return Alignment(tuple(order), pos, conf)

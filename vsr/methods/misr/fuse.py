@@ -243,6 +243,8 @@ class FuseConfig:
     btv_weight: float
     btv_alpha: float
     btv_radius: int
+    btv_epsilon: float = 0.0
+    quant: float = 0.0
 
 
 def gaussian_taps(sigma: float, device: torch.device, dtype: torch.dtype,
@@ -349,15 +351,22 @@ def fuse(frames: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor, cfg: FuseC
             # The reference's own samples are trusted (quadratic); a neighbour's sample stops
             # pulling once its residual is well beyond ``data_scale`` (Lorentzian, redescending),
             # so misaligned samples the robustness test let through do not print ghosts.
-            ref_residual = (ref.sample(blurred) - ref_values).mul_(ref_weight)
+            ref_residual = ref.sample(blurred) - ref_values
+            if cfg.quant > 0:
+                # Coded samples are only known to within the quantiser's step: a residual inside
+                # that dead zone is noise the estimate need not follow (the prior decides there).
+                ref_residual = F.softshrink(ref_residual, cfg.quant)
+            ref_residual = ref_residual.mul_(ref_weight)
             psi = None
             if others is not None:
                 residual = others.sample(blurred).sub_(values)
+                if cfg.quant > 0:
+                    residual = F.softshrink(residual, cfg.quant)
                 psi = residual.mul(residual).mul_(inv_scale2).add_(1)
                 psi = residual.div_(psi).mul_(weight)
             grad = blur.adjoint(splat(ref_residual, psi)).div_(norm)
             if cfg.btv_weight > 0:
-                _add_btv_gradient(grad, probe, btv, cfg.btv_weight)
+                _add_btv_gradient(grad, probe, btv, cfg.btv_weight, cfg.btv_epsilon)
             stepped = probe.sub(grad, alpha=cfg.step)
             probe = torch.add(stepped, stepped - x, alpha=cfg.momentum) if cfg.momentum else stepped
             x = stepped
@@ -376,9 +385,12 @@ def _btv_offsets(radius: int, alpha: float) -> list[tuple[int, int, float]]:
 
 
 def _add_btv_gradient(grad: torch.Tensor, x: torch.Tensor, offsets: list[tuple[int, int, float]],
-                      weight: float) -> None:
+                      weight: float, epsilon: float = 0.0) -> None:
     """Add ``weight`` x the gradient of ``sum alpha^(|l|+|m|) |X - S^l_y S^m_x X|_1`` to ``grad``.
 
+    With ``epsilon > 0`` the absolute value is smoothed to ``sqrt(d^2 + epsilon^2)``: the
+    gradient ``d / sqrt(d^2 + epsilon^2)`` fades to 0 on flat areas instead of jumping between
+    -1 and 1 with the faintest noise, which would make still pictures boil from frame to frame.
     Only pairs of pixels that are both inside the image count, so no border is padded.
     """
     _, h, w = x.shape
@@ -387,6 +399,7 @@ def _add_btv_gradient(grad: torch.Tensor, x: torch.Tensor, offsets: list[tuple[i
         x0, x1 = max(0, -dx), min(w, w - dx)
         here = (slice(None), slice(0, h - dy), slice(x0, x1))
         there = (slice(None), slice(dy, h), slice(x0 + dx, x1 + dx))
-        d = (x[here] - x[there]).sign_()
+        d = x[here] - x[there]
+        d = d.div_(d.square().add_(epsilon * epsilon).sqrt_()) if epsilon > 0 else d.sign_()
         grad[here].add_(d, alpha=weight * a)
         grad[there].sub_(d, alpha=weight * a)

@@ -48,6 +48,9 @@ class MisrParams:
         robust: tolerated intensity difference (0..1) between an aligned sample and the reference
             on flat areas before the sample is rejected (moving objects, occlusions, flow errors).
         robust_texture: multiple of the reference's local standard deviation added to ``robust``.
+        still: a neighbour's pixel that matches the reference without motion within this
+            intensity (0..1) of how it matches along the flow is taken as not moving (no
+            boiling where the picture is still); 0 trusts the flow everywhere.
         iterations: back-projection steps. 0 leaves the kernel-regression estimate, which still
             carries the camera blur and scores below bicubic: keep at least 3.
         step: back-projection step size.
@@ -57,6 +60,12 @@ class MisrParams:
         btv_weight: weight of the bilateral-TV prior.
         btv_alpha: decay of the bilateral-TV prior with shift distance (0..1).
         btv_radius: largest shift of the bilateral-TV prior, output pixels.
+        btv_epsilon: smoothing of the bilateral-TV prior (intensity 0..1): differences well
+            below it are pulled gently instead of at full strength, so flat areas do not boil
+            with the faintest noise; 0 is the plain L1 prior.
+        quant: coding noise the input is expected to carry (intensity 0..1): residuals of the
+            data term within it are not followed, so the estimate does not copy blocking and
+            ringing of compressed input; 0 for clean input.
         chroma: ``"bicubic"`` (chroma of the reference, bicubic) or ``"fuse"`` (chroma fused like luma).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``None`` (the device the pipeline gives).
         dtype: ``"float32"`` or ``"float16"``: dtype of the output frames (and of the planes
@@ -81,13 +90,16 @@ class MisrParams:
     fallback: float = 0.5
     robust: float = 0.05
     robust_texture: float = 0.5
+    still: float = 0.01
     iterations: int = 6
-    step: float = 2.0
+    step: float = 1.5
     momentum: float = 0.7
-    data_scale: float = 0.05
+    data_scale: float = 0.02
     btv_weight: float = 0.001
     btv_alpha: float = 0.7
     btv_radius: int = 1
+    btv_epsilon: float = 0.01
+    quant: float = 0.0
     chroma: str = "bicubic"
     device: str | None = None
     dtype: str = "float32"
@@ -110,7 +122,7 @@ class MisrParams:
             value = getattr(self, name)
             need(isinstance(value, int | float) and not isinstance(value, bool) and value > 0,
                  f"{name} must be a positive number; got {value!r}")
-        for name in ("fallback", "robust_texture", "btv_weight"):
+        for name in ("fallback", "robust_texture", "btv_weight", "still", "btv_epsilon", "quant"):
             value = getattr(self, name)
             need(isinstance(value, int | float) and not isinstance(value, bool) and value >= 0,
                  f"{name} must be a number >= 0; got {value!r}")
@@ -168,7 +180,7 @@ class Misr(Method):
         from vsr.methods.misr.flow import FlowBank
 
         p = self.params
-        return FlowBank(p.flow_preset, p.fb_sigma, robust=p.robust, robust_texture=p.robust_texture)
+        return FlowBank(p.flow_preset, p.fb_sigma, robust=p.robust, robust_texture=p.robust_texture, still=p.still)
 
     def _fuse_config(self):
         from vsr.methods.misr.fuse import FuseConfig, make_psf
@@ -177,7 +189,8 @@ class Misr(Method):
         return FuseConfig(scale=self.scale, psf=make_psf(p.psf, self.scale, p.psf_sigma), kr_sigma=p.kr_sigma,
                           fallback=p.fallback,
                           iterations=p.iterations, step=p.step, momentum=p.momentum, data_scale=p.data_scale,
-                          btv_weight=p.btv_weight, btv_alpha=p.btv_alpha, btv_radius=p.btv_radius)
+                          btv_weight=p.btv_weight, btv_alpha=p.btv_alpha, btv_radius=p.btv_radius,
+                          btv_epsilon=p.btv_epsilon, quant=p.quant)
 
     def _ycc(self, frames: torch.Tensor) -> torch.Tensor:
         import torch
