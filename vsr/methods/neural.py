@@ -1,4 +1,4 @@
-"""Per-frame neural super-resolution: Real-ESRGAN, waifu2x and users' own models.
+"""Per-frame neural super-resolution: SPAN, Real-ESRGAN, waifu2x and users' own models.
 
 Every frame goes through one network. On CUDA the network runs in half precision
 (``fp16``, or ``bf16`` with ``half="bf16"``; ``fp32=True`` turns it off) in channels-last
@@ -495,7 +495,7 @@ def _options(method: str, params: dict[str, Any], allowed: tuple[str, ...]) -> d
             continue
         if key in ("fp32", "compile"):
             out[key] = _as_bool(key, value)
-        elif key in ("tile", "tile_pad", "batch", "noise"):
+        elif key in ("tile", "tile_pad", "batch", "noise", "channels"):
             out[key] = _as_number(key, value, int)
         elif key == "outscale":
             out[key] = _as_number(key, value, float)
@@ -516,6 +516,23 @@ def _build(method: str, scale: int, model_name: str, options: dict[str, Any]) ->
     model = load(options.pop("model", model_name))
     options.pop("noise", None)
     return NeuralSR(model, _check_scale(method, scale), name=method, **options)
+
+
+def span(scale: int = 2, **params: Any) -> NeuralSR:
+    """SPAN, a fidelity-trained network: the x2 model for scales 1 and 2, the x4 model above
+    (other scales resize its output); ``channels`` 48 (default) or 52 picks the width.
+
+    Params: ``channels`` and those of :func:`realesrgan`.
+
+    Raises:
+        ConfigError: unknown parameter or bad value. ModelError: weights unavailable.
+    """
+    options = _options("span", params, tuple(p for p in _PARAMS if p != "noise") + ("channels",))
+    channels = options.pop("channels", 48)
+    if channels not in (48, 52):
+        raise ConfigError(f"span channels must be 48 or 52; got {channels}")
+    native = 2 if _check_scale("span", scale) <= 2 else 4
+    return _build("span", scale, f"span-x{native}-ch{channels}", options)
 
 
 def realesrgan(scale: int = 4, **params: Any) -> NeuralSR:

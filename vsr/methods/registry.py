@@ -42,6 +42,7 @@ _ENTRIES = (
     MethodEntry("bicubic", "vsr.methods.interp:bicubic", "bicubic interpolation (a = -0.75 on CPU, as OpenCV)"),
     MethodEntry("lanczos", "vsr.methods.interp:lanczos", "Lanczos interpolation (a = 4, 8x8 taps), the sharpest baseline"),
     MethodEntry("misr", "vsr.methods.misr.method:build", "multi-frame SR: optical-flow alignment + robust fusion"),
+    MethodEntry("span", "vsr.methods.neural:span", "SPAN x2/x4, fidelity-trained, fast (channels=48|52)"),
     MethodEntry("realesrgan", "vsr.methods.neural:realesrgan", "Real-ESRGAN x4plus (RRDBNet), photos and video", 4),
     MethodEntry("realesrgan-anime", "vsr.methods.neural:realesrgan_anime", "Real-ESRGAN x4plus anime (6 blocks)", 4),
     MethodEntry("realesr-video", "vsr.methods.neural:realesr_video", "Real-ESRGAN compact video model x2/x3/x4, fast", 4),
