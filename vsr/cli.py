@@ -98,6 +98,9 @@ def _add_run(sub) -> None:
                    help="any output factor for neural methods (e.g. 1.5): the network's output, resized")
     g.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the network (neural methods; slow start, faster frames)")
+    g.add_argument("--temporal", action="store_true", default=None,
+                   help="neural methods: blend each output with the previous one warped along the optical flow "
+                        "(no flicker; occlusions and new content follow the current frame; no added latency)")
     g.add_argument("--evidence", help="directory for per-frame evidence maps (misr)")
     g.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
                    help="any other method parameter (repeatable)")
@@ -155,7 +158,7 @@ def _run(args: argparse.Namespace) -> int:
     method = args.method or method_cfg.get("name", "misr")
     scale = args.scale or method_cfg.get("scale") or default_scale(method)
     params: dict[str, Any] = dict(method_cfg.get("params", {})) if method == method_cfg.get("name", method) else {}
-    for key in ("window", "causal", "model", "tile", "fp32", "half", "outscale", "compile", "evidence"):
+    for key in ("window", "causal", "model", "tile", "fp32", "half", "outscale", "compile", "temporal", "evidence"):
         value = getattr(args, key)
         if value is not None:
             params[key] = value
