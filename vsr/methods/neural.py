@@ -572,7 +572,9 @@ def realesrgan_anime(scale: int = 4, **params: Any) -> Method:
 
 
 def realesr_video(scale: int = 4, **params: Any) -> Method:
-    """Real-ESRGAN compact video model (SRVGGNetCompact): the x2, x3 or x4 model, else x4 resized."""
+    """Real-ESRGAN's compact video model, ``realesr-animevideov3`` (SRVGGNetCompact): the x2, x3 or
+    x4 model, else x4 resized. Its weights were trained on anime video: on live-action footage it
+    flattens texture into cartoon-like areas (``span`` is the fast model for real footage)."""
     options = _options("realesr-video", params, tuple(p for p in _PARAMS if p != "noise"))
     native = scale if scale in (2, 3, 4) else 4
     return _build("realesr-video", scale, f"realesr-animevideov3-x{native}", options)
