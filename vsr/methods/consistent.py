@@ -17,6 +17,7 @@ what the frames did not support.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import fields
 from pathlib import Path
@@ -32,8 +33,8 @@ if TYPE_CHECKING:
 # Back-projection settings for a network's start, chosen with SPAN on Vid4 x4 BI (first 6 frames
 # of city, calendar and walk): the network's image is already sharp, so no bilateral-TV prior;
 # plain steps (momentum 0.7 overshoots on walk's fast motion: -0.26 dB); a strict data scale, so
-# that only neighbours' samples that agree to 2 % pull (0.05 costs walk 0.1 dB). 20 steps: +0.5 dB
-# on city, +0.3 on calendar, 0 on walk over SPAN alone.
+# that only neighbours' samples that agree to 2 % pull (0.05 costs walk 0.1 dB). On the first 10
+# frames of all four sequences: +0.35 dB over SPAN alone (bench/RESULTS.md).
 DC_DEFAULTS = {"iterations": 20, "step": 1.0, "momentum": 0.0, "btv_weight": 0.0, "data_scale": 0.02}
 
 
@@ -63,6 +64,7 @@ class DataConsistent(Misr):
         self.name = f"misr+{prior.name}"
         self.departure = departure
         self._network: dict[int, torch.Tensor] = {}  # decode index -> the network's Y, for departure maps
+        self._lock = threading.Lock()
         if departure is not None:
             Path(departure).mkdir(parents=True, exist_ok=True)
 
@@ -78,7 +80,10 @@ class DataConsistent(Misr):
         """The network's output for the window's reference frame, ``(3, s H, s W)`` float."""
         import torch
 
-        with torch.inference_mode():
+        # One network call at a time: misr fuses several windows at once on the CPU, and a
+        # network module is not safe to call from two threads (SPAN refolds its kernels on
+        # every call; concurrent calls gave corrupt frames).
+        with self._lock, torch.inference_mode():
             out = self.prior(window.frames.to(self.device), window.ref).float()
         if self.departure is not None and window.indices:
             self._network[window.indices[window.ref]] = _luma(out)
