@@ -254,20 +254,27 @@ def child_stability(case: str, device: str, frames_override: int | None) -> dict
     return {"frames": stats.frames_written, "seconds": seconds, "fps": stats.frames_written / seconds}
 
 
+def run_child(args, child_args: list[str]) -> dict | None:
+    """Run this script with ``child_args`` in a fresh process; its JSON result, or None (stderr printed)."""
+    cmd = [sys.executable, __file__, "--device", args.device, *child_args]
+    if args.frames:
+        cmd += ["--frames", str(args.frames)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        print(out.stderr[-2000:], file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def stability(args) -> int:
     """The --stability table: frames/s of each :data:`STABILITY` row, best of ``repeats`` child runs."""
     load_before = os.getloadavg()[0]
     best: dict[str, dict] = {}
     for _ in range(args.repeats):
         for case in STABILITY:  # alternating rows, so that load changes hit all of them
-            cmd = [sys.executable, __file__, "--device", args.device, "--stability-child", case]
-            if args.frames:
-                cmd += ["--frames", str(args.frames)]
-            out = subprocess.run(cmd, capture_output=True, text=True)
-            if out.returncode != 0:
-                print(out.stderr[-2000:], file=sys.stderr)
+            result = run_child(args, ["--stability-child", case])
+            if result is None:
                 return 1
-            result = json.loads(out.stdout.strip().splitlines()[-1])
             if case not in best or result["fps"] > best[case]["fps"]:
                 best[case] = result
     load = sorted((load_before, os.getloadavg()[0]))
@@ -367,14 +374,9 @@ def main() -> int:
         # load changes from minute to minute, and the best run is the least disturbed.
         for _ in range(args.repeats):
             for mode in ("naive", "vsr"):
-                cmd = [sys.executable, __file__, "--device", args.device, "--child", case, mode]
-                if args.frames:
-                    cmd += ["--frames", str(args.frames)]
-                out = subprocess.run(cmd, capture_output=True, text=True)
-                if out.returncode != 0:
-                    print(out.stderr[-2000:], file=sys.stderr)
+                result = run_child(args, ["--child", case, mode])
+                if result is None:
                     return 1
-                result = json.loads(out.stdout.strip().splitlines()[-1])
                 if mode not in runs or result["fps"] > runs[mode]["fps"]:
                     runs[mode] = result
         results.append((runs["naive"], runs["vsr"]))

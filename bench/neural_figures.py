@@ -23,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, SHARED  # noqa: E402
-from quality import load_sequence, to_uint8, windows  # noqa: E402
+from common import ROOT, SHARED
+from quality import load_sequence, to_uint8, windows
 
 CONTEXT = 16  # input pixels around the crop, so the crop's edges see what the whole frame would
 

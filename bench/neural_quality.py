@@ -29,8 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import print_table  # noqa: E402
-from quality import SEQUENCES, degrade, load_sequence, to_tensor, to_uint8, windows  # noqa: E402
+from common import print_table
+from quality import SEQUENCES, degrade, load_sequence, to_tensor, to_uint8, windows
 
 
 class Replay:

@@ -6,13 +6,15 @@ method is bicubic plus fresh noise every frame, the flicker a GAN's invented det
 
 from __future__ import annotations
 
+import itertools
+
 import av
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from conftest import run_cli
-from neural_fixtures import needs_package, vsr_weights  # noqa: F401
+from neural_fixtures import needs_package, vsr_weights
 
 from vsr.errors import ConfigError
 from vsr.methods.base import Method, Window
@@ -74,8 +76,11 @@ def test_still_background_stops_flickering_and_nothing_trails_the_moving_square(
     blended = _run(Temporal(Flickering(), strength=0.6), frames)
     # Background pixels the square never touches: frame-to-frame change is the flicker.
     never = _up(~np.any(masks, axis=0))
-    change = lambda outs: np.mean([(b - a).abs()[:, torch.from_numpy(never)].mean().item()  # noqa: E731
-                                   for a, b in zip(outs[4:], outs[5:])])
+
+    def change(outs: list[torch.Tensor]) -> float:
+        return float(np.mean([(b - a).abs()[:, torch.from_numpy(never)].mean().item()
+                              for a, b in itertools.pairwise(outs[4:])]))
+
     assert change(blended) < 0.6 * change(plain)
     # Where the square was one to three frames ago and is no more: background again, at once.
     for t in range(4, 12):

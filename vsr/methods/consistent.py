@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from vsr.errors import ConfigError
 from vsr.methods.base import Method, Window
 from vsr.methods.misr.method import Misr, MisrParams
+from vsr.methods.temporal import luma
 
 if TYPE_CHECKING:
     import torch
@@ -86,7 +87,7 @@ class DataConsistent(Misr):
         with self._lock, torch.inference_mode():
             out = self.prior(window.frames.to(self.device), window.ref).float()
         if self.departure is not None and window.indices:
-            self._network[window.indices[window.ref]] = _luma(out)
+            self._network[window.indices[window.ref]] = luma(out)
         return out
 
     def stream(self, windows: Iterable[Window]) -> Iterator[torch.Tensor]:
@@ -105,7 +106,7 @@ class DataConsistent(Misr):
             index = order[k]
             network = self._network.pop(index, None)
             if network is not None:
-                self._write_departure((_luma(out.float()) - network).abs(), index)
+                self._write_departure((luma(out.float()) - network).abs(), index)
             yield out
 
     def _write_departure(self, diff: torch.Tensor, index: int) -> None:
@@ -114,11 +115,6 @@ class DataConsistent(Misr):
 
         scaled = (diff * (255 * 256)).round().clamp(0, 65535).cpu().numpy().astype(np.uint16)
         cv2.imwrite(str(Path(self.departure) / f"{index:06d}.png"), scaled)
-
-
-def _luma(rgb: torch.Tensor) -> torch.Tensor:
-    r, g, b = rgb
-    return 0.299 * r + 0.587 * g + 0.114 * b
 
 
 def _build(network: str, scale: int, params: dict[str, Any]) -> DataConsistent:

@@ -37,13 +37,17 @@ if TYPE_CHECKING:
 _LUMA = (0.299, 0.587, 0.114)  # BT.601, as misr's luma
 
 
+def luma(rgb: torch.Tensor) -> torch.Tensor:
+    """``(3, H, W)`` RGB -> ``(H, W)`` float32 BT.601 luma, in the same range."""
+    r, g, b = rgb.float()
+    return r * _LUMA[0] + g * _LUMA[1] + b * _LUMA[2]
+
+
 def luma_u8(frame: torch.Tensor) -> np.ndarray:
     """``(3, H, W)`` RGB float in [0, 1] -> ``(H, W)`` uint8 BT.601 luma on the host (for flow)."""
     import torch
 
-    r, g, b = frame.float()
-    y = r * _LUMA[0] + g * _LUMA[1] + b * _LUMA[2]
-    return (y * 255).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
+    return (luma(frame) * 255).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
 
 
 def upsample_motion(pos: np.ndarray, conf: np.ndarray, size: tuple[int, int],
