@@ -16,6 +16,11 @@ float32 matmul; a GPU's with a float16 one).
 
     nice python bench/neural.py                 # CPU, default sizes
     python bench/neural.py --device cuda --write
+    nice python bench/neural.py --stability     # frames/s of --temporal and data consistency
+
+``--stability``: frames/s through ``vsr.upscale`` of SPAN per frame, SPAN with ``--temporal``,
+``misr+span`` (data consistency) and misr alone, on the same input; what ``--temporal`` and
+data consistency cost on top of the network.
 """
 
 from __future__ import annotations
@@ -47,6 +52,14 @@ GPU_CASES = {
     "waifu2x-photo": ("waifu2x-photo", 2, 1280, 720, 120),
 }
 ENCODE = {"preset": "veryfast", "crf": "18"}
+# --stability: (method, params); every row upscales the same input x4.
+STABILITY = {
+    "span": ("span", {}),
+    "span --temporal": ("span", {"temporal": True}),
+    "misr+span": ("misr+span", {}),
+    "misr": ("misr", {}),
+}
+STABILITY_INPUT = (160, 90, 24)
 
 
 def make_input(path: Path, width: int, height: int, count: int) -> Path:
@@ -220,6 +233,72 @@ def child(case: str, mode: str, device: str, frames_override: int | None) -> dic
     return result
 
 
+def child_stability(case: str, device: str, frames_override: int | None) -> dict:
+    """One ``vsr.upscale`` run of a :data:`STABILITY` row in this process."""
+    import tempfile
+
+    import vsr
+
+    name, params = STABILITY[case]
+    width, height, count = STABILITY_INPUT
+    count = frames_override or count
+    encode = vsr.EncodeSettings(preset=ENCODE["preset"], crf=float(ENCODE["crf"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = make_input(Path(tmp) / "in.mp4", width, height, count)
+        vsr.upscale(str(clip), str(Path(tmp) / "warm.mp4"), method=name, scale=4, params=params, encode=encode,
+                    device=device)  # loads (or converts) the weights, warms the kernels
+        start = time.perf_counter()
+        stats = vsr.upscale(str(clip), str(Path(tmp) / "out.mp4"), method=name, scale=4, params=params,
+                            encode=encode, device=device)
+        seconds = time.perf_counter() - start
+    return {"frames": stats.frames_written, "seconds": seconds, "fps": stats.frames_written / seconds}
+
+
+def run_child(args, child_args: list[str]) -> dict | None:
+    """Run this script with ``child_args`` in a fresh process; its JSON result, or None (stderr printed)."""
+    cmd = [sys.executable, __file__, "--device", args.device, *child_args]
+    if args.frames:
+        cmd += ["--frames", str(args.frames)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        print(out.stderr[-2000:], file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def stability(args) -> int:
+    """The --stability table: frames/s of each :data:`STABILITY` row, best of ``repeats`` child runs."""
+    load_before = os.getloadavg()[0]
+    best: dict[str, dict] = {}
+    for _ in range(args.repeats):
+        for case in STABILITY:  # alternating rows, so that load changes hit all of them
+            result = run_child(args, ["--stability-child", case])
+            if result is None:
+                return 1
+            if case not in best or result["fps"] > best[case]["fps"]:
+                best[case] = result
+    load = sorted((load_before, os.getloadavg()[0]))
+    width, height, _ = STABILITY_INPUT
+    base = best["span"]["fps"]
+    lines = [
+        "## Temporal stability and data consistency: frames/s", "",
+        f"`python bench/neural.py --stability` on {machine(args.device)}: `vsr.upscale` of {width}x{height} "
+        f"H.264 (the first frames of chaplin.mp4) x4, {best['span']['frames']} frames, output libx264 veryfast "
+        f"crf 18, each row in its own process after a warm-up run; best of {args.repeats} alternating runs; "
+        f"1-minute load average {load[0]:.1f} to {load[1]:.1f} (shared machine: figures move by tens of per cent).",
+        "", "| row | frames/s | seconds/frame | on top of SPAN, s/frame |", "|---|---|---|---|",
+    ]
+    for case, result in best.items():
+        extra = 1 / result["fps"] - 1 / base
+        lines.append(f"| {case} | {result['fps']:.2f} | {1 / result['fps']:.3f} | "
+                     f"{'' if case in ('span', 'misr') else f'{extra:+.3f}'} |")
+    markdown = "\n".join(lines) + "\n"
+    print(markdown)
+    if args.write:
+        write_results(markdown, "## Temporal stability and data consistency: frames/s")
+    return 0
+
+
 # Dense (no sparsity) float16 tensor-core peaks from the vendors' data sheets, TFLOP/s.
 SPEC_FP16_TFLOPS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.4, "H200": 989.4, "A100": 312.0}
 
@@ -273,11 +352,18 @@ def main() -> int:
     parser.add_argument("--frames", type=int, help="frames per run (default per model)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per mode; the best is kept")
     parser.add_argument("--write", action="store_true", help="write the table into bench/RESULTS.md")
+    parser.add_argument("--stability", action="store_true", help="frames/s of --temporal and data consistency")
     parser.add_argument("--child", nargs=2, metavar=("CASE", "MODE"), help=argparse.SUPPRESS)
+    parser.add_argument("--stability-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child[0], args.child[1], args.device, args.frames)))
         return 0
+    if args.stability_child:
+        print(json.dumps(child_stability(args.stability_child, args.device, args.frames)))
+        return 0
+    if args.stability:
+        return stability(args)
 
     load_before = os.getloadavg()[0]
     peak = peak_flops(args.device)
@@ -288,14 +374,9 @@ def main() -> int:
         # load changes from minute to minute, and the best run is the least disturbed.
         for _ in range(args.repeats):
             for mode in ("naive", "vsr"):
-                cmd = [sys.executable, __file__, "--device", args.device, "--child", case, mode]
-                if args.frames:
-                    cmd += ["--frames", str(args.frames)]
-                out = subprocess.run(cmd, capture_output=True, text=True)
-                if out.returncode != 0:
-                    print(out.stderr[-2000:], file=sys.stderr)
+                result = run_child(args, ["--child", case, mode])
+                if result is None:
                     return 1
-                result = json.loads(out.stdout.strip().splitlines()[-1])
                 if mode not in runs or result["fps"] > runs[mode]["fps"]:
                     runs[mode] = result
         results.append((runs["naive"], runs["vsr"]))

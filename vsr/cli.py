@@ -136,6 +136,9 @@ def _add_run(sub) -> None:
                    help="any output factor for neural methods (e.g. 1.5): the network's output, resized")
     g.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the network (neural methods; slow start, faster frames)")
+    g.add_argument("--temporal", action="store_true", default=None,
+                   help="neural methods: blend each output with the previous one warped along the optical flow "
+                        "(no flicker; occlusions and new content follow the current frame; no added latency)")
     g.add_argument("--evidence", help="directory for per-frame evidence maps (misr; 16-bit PNG named by pts)")
     g.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
                    help="any other method parameter (repeatable)")
@@ -225,7 +228,7 @@ def _run(args: argparse.Namespace) -> int:
     method = args.method or method_cfg.get("name", "misr")
     scale = args.scale if args.scale is not None else method_cfg.get("scale") or default_scale(method)
     params: dict[str, Any] = dict(method_cfg.get("params", {})) if method == method_cfg.get("name", method) else {}
-    for key in ("window", "causal", "model", "tile", "fp32", "half", "outscale", "compile", "evidence"):
+    for key in ("window", "causal", "model", "tile", "fp32", "half", "outscale", "compile", "temporal", "evidence"):
         value = getattr(args, key)
         if value is not None:
             params[key] = value

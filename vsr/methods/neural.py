@@ -1,4 +1,4 @@
-"""Per-frame neural super-resolution: Real-ESRGAN, waifu2x and users' own models.
+"""Per-frame neural super-resolution: SPAN, Real-ESRGAN, waifu2x and users' own models.
 
 Every frame goes through one network. On CUDA the network runs in half precision
 (``fp16``, or ``bf16`` with ``half="bf16"``; ``fp32=True`` turns it off) in channels-last
@@ -40,7 +40,8 @@ _MIN_TILE = 32
 # outgrow the caches and a batch of 4 runs slower per frame than one frame (x4plus at 160x90:
 # 1.62 s against 1.17 s).
 _CPU_BATCH_PIXELS = 1 << 12
-_PARAMS = ("model", "tile", "tile_pad", "fp32", "half", "outscale", "compile", "batch", "noise")
+_PARAMS = ("model", "tile", "tile_pad", "fp32", "half", "outscale", "compile", "batch", "noise", "temporal",
+           "temporal_strength")
 
 
 class NeuralSR(Method):
@@ -493,11 +494,11 @@ def _options(method: str, params: dict[str, Any], allowed: tuple[str, ...]) -> d
     for key, value in params.items():
         if value is None:
             continue
-        if key in ("fp32", "compile"):
+        if key in ("fp32", "compile", "temporal"):
             out[key] = _as_bool(key, value)
-        elif key in ("tile", "tile_pad", "batch", "noise"):
+        elif key in ("tile", "tile_pad", "batch", "noise", "channels"):
             out[key] = _as_number(key, value, int)
-        elif key == "outscale":
+        elif key in ("outscale", "temporal_strength"):
             out[key] = _as_number(key, value, float)
         else:
             out[key] = str(value)
@@ -510,19 +511,52 @@ def _check_scale(method: str, scale: int) -> int:
     return scale
 
 
-def _build(method: str, scale: int, model_name: str, options: dict[str, Any]) -> NeuralSR:
+def _build(method: str, scale: int, model_name: str, options: dict[str, Any]) -> Method:
     from vsr.models.loader import load
 
     model = load(options.pop("model", model_name))
     options.pop("noise", None)
-    return NeuralSR(model, _check_scale(method, scale), name=method, **options)
+    return _temporal(options, lambda rest: NeuralSR(model, _check_scale(method, scale), name=method, **rest))
 
 
-def realesrgan(scale: int = 4, **params: Any) -> NeuralSR:
+def _temporal(options: dict[str, Any], make) -> Method:
+    """``make(options)``, wrapped in :class:`~vsr.methods.temporal.Temporal` when ``temporal`` is on."""
+    temporal = options.pop("temporal", False)
+    strength = options.pop("temporal_strength", None)
+    if strength is not None and not temporal:
+        raise ConfigError("temporal_strength needs --temporal (temporal=true)")
+    method = make(options)
+    if not temporal:
+        return method
+    from vsr.methods.temporal import Temporal
+
+    return Temporal(method) if strength is None else Temporal(method, strength=strength)
+
+
+def span(scale: int = 2, **params: Any) -> Method:
+    """SPAN, a fidelity-trained network: the x2 model for scales 1 and 2, the x4 model above
+    (other scales resize its output); ``channels`` 48 (default) or 52 picks the width.
+
+    Params: ``channels`` and those of :func:`realesrgan`.
+
+    Raises:
+        ConfigError: unknown parameter or bad value. ModelError: weights unavailable.
+    """
+    options = _options("span", params, tuple(p for p in _PARAMS if p != "noise") + ("channels",))
+    channels = options.pop("channels", 48)
+    if channels not in (48, 52):
+        raise ConfigError(f"span channels must be 48 or 52; got {channels}")
+    native = 2 if _check_scale("span", scale) <= 2 else 4
+    return _build("span", scale, f"span-x{native}-ch{channels}", options)
+
+
+def realesrgan(scale: int = 4, **params: Any) -> Method:
     """Real-ESRGAN x4plus (RRDBNet, 23 blocks); other scales resize its x4 output.
 
     Params: ``model`` (another manifest name or a file), ``tile``, ``tile_pad``, ``fp32``, ``half``,
-    ``outscale``, ``compile``, ``batch``.
+    ``outscale``, ``compile``, ``batch``; ``temporal`` (flow-guided recurrent blending,
+    :class:`~vsr.methods.temporal.Temporal`) and its ``temporal_strength``. Every neural
+    factory takes these.
 
     Raises:
         ConfigError: unknown parameter or bad value. ModelError: weights unavailable.
@@ -531,26 +565,27 @@ def realesrgan(scale: int = 4, **params: Any) -> NeuralSR:
     return _build("realesrgan", scale, "realesrgan-x4plus", options)
 
 
-def realesrgan_anime(scale: int = 4, **params: Any) -> NeuralSR:
+def realesrgan_anime(scale: int = 4, **params: Any) -> Method:
     """Real-ESRGAN x4plus anime (RRDBNet, 6 blocks); same parameters as :func:`realesrgan`."""
     options = _options("realesrgan-anime", params, tuple(p for p in _PARAMS if p != "noise"))
     return _build("realesrgan-anime", scale, "realesrgan-x4plus-anime", options)
 
 
-def realesr_animevideo(scale: int = 4, **params: Any) -> NeuralSR:
-    """Real-ESRGAN's anime-video model, realesr-animevideov3 (SRVGGNetCompact), trained on anime
-    and drawn video: the x2, x3 or x4 model, else x4 resized."""
+def realesr_animevideo(scale: int = 4, **params: Any) -> Method:
+    """Real-ESRGAN's anime-video model, ``realesr-animevideov3`` (SRVGGNetCompact): the x2, x3 or
+    x4 model, else x4 resized. Its weights were trained on anime video: on live-action footage it
+    flattens texture into cartoon-like areas (``span`` is the fast model for real footage)."""
     options = _options("realesr-animevideo", params, tuple(p for p in _PARAMS if p != "noise"))
     native = scale if scale in (2, 3, 4) else 4
     return _build("realesr-animevideo", scale, f"realesr-animevideov3-x{native}", options)
 
 
-def realesr_video(scale: int = 4, **params: Any) -> NeuralSR:
+def realesr_video(scale: int = 4, **params: Any) -> Method:
     """``realesr-video``, the former name of :func:`realesr_animevideo`: the same anime-video model."""
     return realesr_animevideo(scale, **params)
 
 
-def waifu2x_photo(scale: int = 2, **params: Any) -> NeuralSR:
+def waifu2x_photo(scale: int = 2, **params: Any) -> Method:
     """waifu2x upconv_7 photo x2; ``noise`` 0..3 picks the JPEG-denoising model (default: none).
 
     Other scales resize the x2 output.
@@ -563,7 +598,7 @@ def waifu2x_photo(scale: int = 2, **params: Any) -> NeuralSR:
     return _build("waifu2x-photo", scale, name, options)
 
 
-def user_model(scale: int = 0, **params: Any) -> NeuralSR:
+def user_model(scale: int = 0, **params: Any) -> Method:
     """A model file the user brings (``model=PATH``: .pth, .pt, .ckpt or .safetensors) or a manifest name.
 
     Architecture and scale are detected (spandrel); ``scale`` 0 keeps the model's own scale.
@@ -578,4 +613,5 @@ def user_model(scale: int = 0, **params: Any) -> NeuralSR:
     if "model" not in options:
         raise ConfigError("method model needs model=PATH (a .pth or .safetensors file) or a model name")
     model = load(options.pop("model"))
-    return NeuralSR(model, _check_scale("model", scale or model.scale), name="model", **options)
+    return _temporal(options, lambda rest: NeuralSR(model, _check_scale("model", scale or model.scale),
+                                                    name="model", **rest))

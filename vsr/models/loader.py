@@ -181,11 +181,15 @@ def convert(spec: ModelSpec) -> dict[str, torch.Tensor]:
             raise ModelError(f"{path} has sha256 {actual[:12]}..., the manifest expects {expected[:12]}...; "
                              f"reinstall the version the manifest names: {spec.pip}")
     graph = read_model(param, binary)
-    module = _fresh_module(spec, graph)
-    load_ncnn_weights(module, graph)
-    if not arch.ARCHS[spec.arch].detect(module.state_dict()):
+    if spec.arch == "span":
+        from vsr.models.arch.span import state_from_ncnn
+
+        state = state_from_ncnn(graph)
+    else:
+        state = load_ncnn_weights(_fresh_module(spec, graph), graph).state_dict()
+    if not arch.ARCHS[spec.arch].detect(state):
         raise ModelError(f"converted {spec.name} is not recognised as {spec.arch}")
-    return {key: value.contiguous() for key, value in module.state_dict().items()}
+    return {key: value.contiguous() for key, value in state.items()}
 
 
 def _fresh_module(spec: ModelSpec, graph) -> nn.Module:

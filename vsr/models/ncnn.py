@@ -1,10 +1,10 @@
 """A reader of ncnn model files: the ``.param`` text graph and the ``.bin`` weights.
 
 Only what the shipped super-resolution models use is read: layer types, blob names,
-integer/float/array parameters, and the weights of ``Convolution``,
-``Deconvolution`` and ``PReLU`` layers. Weights come back as numpy arrays in the
-order ncnn stores them, so converting a graph into a torch state dict is a matter
-of walking the weighted layers in file order.
+integer/float/array parameters, the weights of ``Convolution``, ``Deconvolution``
+and ``PReLU`` layers and the constants of ``MemoryData`` layers. Weights come back
+as numpy arrays in the order ncnn stores them, so converting a graph into a torch
+state dict is a matter of walking the weighted layers in file order.
 
 File format facts (ncnn's own documentation of its model format):
 
@@ -13,7 +13,7 @@ File format facts (ncnn's own documentation of its model format):
   ``-23300 - k`` marks an array parameter ``k`` written as ``count,v1,v2...``.
 * ``.bin``: for each weighted layer, in file order, a 4-byte tag then the weight
   (tag ``0x01306B47``: float16; ``0``: float32), then the bias as raw float32.
-  ``PReLU`` slopes are raw float32 with no tag.
+  ``PReLU`` slopes and ``MemoryData`` constants are raw float32 with no tag.
 """
 
 from __future__ import annotations
@@ -165,7 +165,8 @@ def read_bin(graph: NcnnGraph, path: str | Path) -> NcnnGraph:
     Returns:
         ``graph`` itself. Convolution weights are ``(out, in, kh, kw)`` float32 arrays;
         Deconvolution weights are as ncnn stores them, ``(out, in, kh, kw)``; biases and
-        PReLU slopes are 1-D float32.
+        PReLU slopes are 1-D float32; a MemoryData constant is ``(c, [d,] h, w)`` without
+        its unset dimensions.
 
     Raises:
         ModelError: unsupported weight storage, or a file whose size does not match the graph
@@ -188,7 +189,11 @@ def read_bin(graph: NcnnGraph, path: str | Path) -> NcnnGraph:
                 layer.weights.append(cursor.raw(outputs, "<f4").copy())
         elif layer.type == "PReLU":
             layer.weights = [cursor.raw(int(layer.param(0, 1)), "<f4").copy()]
-        elif layer.type in ("InnerProduct", "BatchNorm", "Scale", "ConvolutionDepthWise", "MemoryData"):
+        elif layer.type == "MemoryData":
+            shape = [int(layer.param(k, 0)) for k in (2, 11, 1, 0)]  # c, d, h, w; 0 = absent
+            shape = [n for n in shape if n] or [1]
+            layer.weights = [cursor.raw(int(np.prod(shape)), "<f4").reshape(shape).copy()]
+        elif layer.type in ("InnerProduct", "BatchNorm", "Scale", "ConvolutionDepthWise"):
             raise ModelError(f"{path}: layer type {layer.type} ({layer.name}) is not supported by this reader")
     if cursor.offset != len(cursor.data):
         raise ModelError(f"{path}: {len(cursor.data) - cursor.offset} bytes left after the last weighted layer; "

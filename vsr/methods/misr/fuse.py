@@ -289,7 +289,8 @@ class FuseResult:
     evidence: torch.Tensor
 
 
-def fuse(frames: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor, cfg: FuseConfig) -> FuseResult:
+def fuse(frames: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor, cfg: FuseConfig,
+         init: torch.Tensor | None = None) -> FuseResult:
     """Fuse aligned low-resolution planes into one high-resolution image of the reference.
 
     Args:
@@ -297,6 +298,9 @@ def fuse(frames: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor, cfg: FuseC
         pos: ``(K, h, w, 2)`` float positions ``(x, y)`` of each pixel in the reference grid.
         conf: ``(K, h, w)`` weight of each sample in [0, 1] (flow confidence x robustness).
         cfg: numerical settings.
+        init: ``(C, s h, s w)`` starting point of the back-projection in place of the kernel
+            regression (a network's output: the back-projection then projects it onto what
+            the frames show); ``None`` for misr's own estimate.
 
     Returns:
         :class:`FuseResult` in ``frames.dtype``; the arithmetic is float32.
@@ -330,10 +334,13 @@ def fuse(frames: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor, cfg: FuseC
 
     taps, start = gaussian_taps(cfg.kr_sigma * s, dev, torch.float32, shift=psf.delta)
     splat_w = splat(ref_weight, weight)
-    num = correlate(splat(ref_values * ref_weight, values * weight), taps, start, symmetric=False)
     den = correlate(splat_w, taps, start, symmetric=False)[0]
     evidence = den * (s * s)
-    x = (num * (s * s) + cfg.fallback * fallback) / (evidence + cfg.fallback)
+    if init is None:
+        num = correlate(splat(ref_values * ref_weight, values * weight), taps, start, symmetric=False)
+        x = (num * (s * s) + cfg.fallback * fallback) / (evidence + cfg.fallback)
+    else:
+        x = init.to(dev, torch.float32)
 
     if cfg.iterations > 0:
         blur = Blur(psf, dev, torch.float32)

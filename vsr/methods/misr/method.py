@@ -251,7 +251,7 @@ class Misr(Method):
 
         align = future.result()
         planes = torch.stack([cache[i] for i in align.order])
-        out, evidence = self.fuse_ycc(planes, align.pos, align.conf, cfg)
+        out, evidence = self.fuse_ycc(planes, align.pos, align.conf, cfg, init=self.initial_estimate(window))
         if self.params.evidence is not None:
             self._write_evidence(evidence, window.pts[window.ref] if window.pts else None, window.indices[window.ref])
         return out
@@ -279,8 +279,18 @@ class Misr(Method):
                             out=np.array(conf, np.float32))
         return self.fuse_ycc(ycc, pos, weight, self._fuse_config())[0]
 
-    def fuse_ycc(self, planes: torch.Tensor, pos: Any, conf: Any, cfg) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fuse ``(K, 3, h, w)`` YCbCr planes (reference first); returns RGB ``(3, s h, s w)`` and evidence."""
+    def initial_estimate(self, window: Window) -> torch.Tensor | None:
+        """Where the fusion of ``window`` starts: ``None`` for misr's kernel regression, or a
+        ``(3, s H, s W)`` RGB float image (a network's output) that the back-projection then
+        projects onto what the window's frames show. Called on the fusion threads."""
+        return None
+
+    def fuse_ycc(self, planes: torch.Tensor, pos: Any, conf: Any, cfg,
+                 init: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fuse ``(K, 3, h, w)`` YCbCr planes (reference first); returns RGB ``(3, s h, s w)`` and evidence.
+
+        ``init``: see :meth:`initial_estimate`; its chroma is kept unless ``chroma="fuse"``.
+        """
         import torch
 
         from vsr.methods.misr.fuse import fuse, upsample
@@ -289,12 +299,13 @@ class Misr(Method):
         planes = planes.to(fuse_dtype)
         pos = torch.as_tensor(pos).to(planes.device)
         conf = torch.as_tensor(conf).to(planes.device)
+        start = None if init is None else self._ycc(init[None].to(planes.device))[0]
         if self.params.chroma == "fuse":
-            result = fuse(planes, pos, conf, cfg)
+            result = fuse(planes, pos, conf, cfg, init=start)
             out = result.image
         else:
-            result = fuse(planes[:, :1], pos, conf, cfg)
-            chroma = upsample(planes[0, 1:].float(), self.scale, cfg.psf.offset)
+            result = fuse(planes[:, :1], pos, conf, cfg, init=None if start is None else start[:1])
+            chroma = upsample(planes[0, 1:].float(), self.scale, cfg.psf.offset) if start is None else start[1:]
             out = torch.cat([result.image.float(), chroma])
         return self._rgb(out).to(self.dtype), result.evidence
 

@@ -1,4 +1,4 @@
-"""The explicit registry of network architectures vsr builds itself.
+"""The explicit registry of network architectures vsr builds (itself, or SPAN through spandrel).
 
 Each entry says how to recognise a state dict of its architecture (from key names) and
 how to read the hyper-parameters back from tensor shapes, so a converted weights file
@@ -80,9 +80,22 @@ def _build_upconv7(state: StateDict) -> nn.Module:
     return UpConv7(in_ch=state["convs.0.weight"].shape[1], out_ch=state["up.weight"].shape[1])
 
 
+def _detect_span(state: StateDict) -> bool:
+    from vsr.models.arch.span import detect
+
+    return detect(state)
+
+
+def _build_span(state: StateDict) -> nn.Module:
+    from vsr.models.arch.span import build
+
+    return build(state)
+
+
 ARCHS: dict[str, ArchEntry] = {
     entry.name: entry
     for entry in (
+        ArchEntry("span", _detect_span, _build_span),
         ArchEntry("rrdbnet", _detect_rrdbnet, _build_rrdbnet),
         ArchEntry("srvgg", _detect_srvgg, _build_srvgg),
         ArchEntry("upconv7", _detect_upconv7, _build_upconv7),

@@ -1,0 +1,156 @@
+"""Neural SR you can trust, measured on Vid4: fidelity, flicker, and what the neighbours add.
+
+For each sequence every per-frame network runs once; ``--temporal`` and multi-frame data
+consistency then run on its outputs through the methods' own code (:class:`Replay` hands the
+stored frames to the wrappers instead of running the network again: it is deterministic, so
+the wrappers see exactly what they would). Metrics from :mod:`vsr.quality`: PSNR-Y (the Vid4
+protocol of ../shared/data/README.md), tOF (TecoGAN) and occlusion-masked warping error (Lai
+et al.) with the motion of the ground truth, per sequence, then averaged over sequences.
+
+    python bench/neural_quality.py [--scale 4] [--degradation bi|crf23] [--frames N]
+        [--rows bicubic-matlab,misr,span,span+temporal,misr+span] [--cache DIR]
+
+A row is ``bicubic-matlab``, ``misr``, a per-frame method ``NET`` (``span``, ``realesrgan``...),
+``NET+temporal`` or ``misr+NET`` (data consistency). ``--cache DIR`` keeps the networks'
+outputs as .npy files between runs. ``crf23``: the BI frames through libx264 crf 23 (4:2:0)
+before upscaling (:func:`vsr.quality.compress`). The s/frame column is the wrapper's own time
+on top of the network (the network's time where the row is the network alone; blank when
+its outputs came from the cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import print_table
+from quality import SEQUENCES, degrade, load_sequence, to_tensor, to_uint8, windows
+
+
+class Replay:
+    """A per-frame method that gives back stored outputs, found by their input frame."""
+
+    radius = 0
+    causal = False
+    integer_io = False
+    target_size = None
+
+    def __init__(self, lr: list[np.ndarray], outputs: list[np.ndarray], scale: int, name: str) -> None:
+        import torch
+
+        self.outputs = {self._key(to_tensor(x)): y for x, y in zip(lr, outputs)}
+        self.scale = scale
+        self.name = name
+        self.device = torch.device("cpu")
+        self.dtype = torch.float32
+
+    @staticmethod
+    def _key(frame) -> bytes:
+        return frame.float().cpu().numpy().tobytes()
+
+    def to(self, device, dtype=None):
+        return self
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        return height * self.scale, width * self.scale
+
+    def describe(self) -> dict:
+        return {"name": self.name, "scale": self.scale, "radius": 0}
+
+    def __call__(self, frames, ref: int):
+        return to_tensor(self.outputs[self._key(frames[ref])])
+
+    def stream(self, windows_in):
+        for window in windows_in:
+            yield self(window.frames, window.ref)
+
+
+def network(name: str, lr: list[np.ndarray], scale: int, cache: Path | None, key: str) -> tuple[list[np.ndarray], float]:
+    """The per-frame outputs of registered method ``name`` (uint8 RGB) and seconds per frame (NaN if cached)."""
+    from vsr.methods.registry import get_method
+
+    path = cache / f"{key}_{name}.npy" if cache else None
+    if path is not None and path.is_file():
+        return list(np.load(path)), float("nan")
+    t = time.perf_counter()
+    method = get_method(name, scale=scale)
+    out = [to_uint8(y) for y in method.stream(windows(lr, method.radius))]
+    dt = (time.perf_counter() - t) / len(lr)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, np.stack(out))
+    return out, dt
+
+
+def run_row(row: str, lr: list[np.ndarray], scale: int, cache: Path | None, key: str) -> tuple[list[np.ndarray], float]:
+    """Outputs of one table row and its seconds per frame (see the module docstring)."""
+    from vsr.methods.consistent import DC_DEFAULTS, DataConsistent
+    from vsr.methods.misr.method import MisrParams
+    from vsr.methods.registry import get_method
+    from vsr.methods.temporal import Temporal
+    from vsr.quality import imresize
+
+    if row == "bicubic-matlab":
+        return [imresize(x, float(scale)) for x in lr], float("nan")
+    if row == "misr":
+        method = get_method("misr", scale=scale)
+    elif row.endswith("+temporal"):
+        net = row.removesuffix("+temporal")
+        method = Temporal(Replay(lr, network(net, lr, scale, cache, key)[0], scale, net))
+    elif row.startswith("misr+"):
+        net = row.removeprefix("misr+")
+        prior = Replay(lr, network(net, lr, scale, cache, key)[0], scale, net)
+        method = DataConsistent(scale, MisrParams(**DC_DEFAULTS), prior)
+    else:
+        return network(row, lr, scale, cache, key)
+    t = time.perf_counter()
+    out = [to_uint8(y) for y in method.stream(windows(lr, method.radius))]
+    return out, (time.perf_counter() - t) / len(lr)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", type=int, default=4)
+    ap.add_argument("--degradation", choices=("bi", "crf23"), default="bi")
+    ap.add_argument("--frames", type=int, default=None, help="first N frames of each sequence (default all)")
+    ap.add_argument("--sequences", default=",".join(SEQUENCES))
+    ap.add_argument("--rows", default="bicubic-matlab,misr,span,span+temporal,misr+span")
+    ap.add_argument("--cache", type=Path, default=None, help="directory keeping the networks' outputs")
+    args = ap.parse_args()
+
+    from vsr.quality import compress, psnr_y, tof, warping_error
+
+    rows = args.rows.split(",")
+    seqs = args.sequences.split(",")
+    table: dict[str, dict[str, tuple[float, float, float, float]]] = {r: {} for r in rows}
+    for seq in seqs:
+        gt = load_sequence(seq, args.frames, args.scale)
+        lr = [degrade(g, args.scale, "bi") for g in gt]
+        if args.degradation == "crf23":
+            lr = compress(lr, crf=23)
+        key = f"{seq}_x{args.scale}_{args.degradation}_{args.frames or 'all'}"
+        for row in rows:
+            out, dt = run_row(row, lr, args.scale, args.cache, key)
+            psnr = float(np.mean([psnr_y(o, g) for o, g in zip(out, gt)]))
+            table[row][seq] = (psnr, tof(out, gt), warping_error(out, gt), dt)
+            print(f"{seq} {row}: PSNR-Y {psnr:.2f} tOF {table[row][seq][1]:.3f} "
+                  f"warp {table[row][seq][2] * 1e3:.3f}e-3", file=sys.stderr, flush=True)
+    out_rows = []
+    for row in rows:
+        cells = [f"{table[row][q][0]:.2f}" for q in seqs]
+        mean = [float(np.mean([table[row][q][i] for q in seqs])) for i in range(4)]
+        out_rows.append([row, *cells, f"{mean[0]:.2f}", f"{mean[1]:.3f}", f"{mean[2] * 1e3:.3f}",
+                         "" if np.isnan(mean[3]) else f"{mean[3]:.2f}"])
+    title = (f"Vid4 x{args.scale} {args.degradation.upper()}, frames {args.frames or 'all'}: PSNR-Y per sequence "
+             "and average, tOF and warping error (x1e-3) averaged over sequences")
+    print_table(title, ["row", *seqs, "PSNR-Y", "tOF", "warp e-3", "s/frame"], out_rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Multi-frame data consistency for any network: ``misr+span``, ``misr+realesrgan``.
+
+A network's output is a guess at the high-resolution frame; the video's frames are evidence
+of it. This method starts misr's robust back-projection from the network's output instead
+of from misr's own kernel-regression estimate: every step pulls the image towards agreeing
+with the reference frame and with the aligned neighbours (misr's flow, forward-backward and
+robustness gates, its Lorentzian data term that stops pulling at samples that disagree),
+through the imaging model (``psf``). What the frames contradict (a GAN's invented edge, a
+wrong digit) is pulled back to what they show; what they support, or cannot see (detail
+above the sampling rate that no neighbour's sub-pixel shift reveals), stays as the network
+drew it. Chroma is the network's, as misr keeps the reference's chroma.
+
+``departure`` (a directory) receives, per frame, where and how far the output left the
+network's: ``|Y_out - Y_network|`` x 256 as a 16-bit PNG named by frame index. That map is
+what the frames did not support.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vsr.errors import ConfigError
+from vsr.methods.base import Method, Window
+from vsr.methods.misr.method import Misr, MisrParams
+from vsr.methods.temporal import luma
+
+if TYPE_CHECKING:
+    import torch
+
+# Back-projection settings for a network's start, chosen with SPAN on Vid4 x4 BI (first 6 frames
+# of city, calendar and walk): the network's image is already sharp, so no bilateral-TV prior;
+# plain steps (momentum 0.7 overshoots on walk's fast motion: -0.26 dB); a strict data scale, so
+# that only neighbours' samples that agree to 2 % pull (0.05 costs walk 0.1 dB). On the first 10
+# frames of all four sequences: +0.35 dB over SPAN alone (bench/RESULTS.md).
+DC_DEFAULTS = {"iterations": 20, "step": 1.0, "momentum": 0.0, "btv_weight": 0.0, "data_scale": 0.02}
+
+
+class DataConsistent(Misr):
+    """misr's back-projection started from a per-frame network's output.
+
+    Args:
+        scale: integer factor, 2 to 8; the network runs at this scale.
+        params: :class:`~vsr.methods.misr.method.MisrParams` (window, flow, psf, data term...).
+        prior: a per-frame method built for ``scale`` (a neural method).
+        departure: directory for the per-frame departure maps, or ``None``.
+
+    Shape:
+        windows of ``(N, 3, H, W)`` float in [0, 1] -> ``(3, s H, s W)`` float.
+
+    Raises:
+        ConfigError: the prior is not per-frame or does not upscale by ``scale``.
+    """
+
+    def __init__(self, scale: int, params: MisrParams, prior: Method, departure: str | None = None) -> None:
+        super().__init__(scale, params)
+        if prior.radius != 0:
+            raise ConfigError(f"misr+{prior.name}: the network must be per-frame")
+        if prior.output_size(16, 16) != (16 * scale, 16 * scale):
+            raise ConfigError(f"misr+{prior.name}: the network must upscale by {scale} (no outscale)")
+        self.prior = prior
+        self.name = f"misr+{prior.name}"
+        self.departure = departure
+        self._network: dict[int, torch.Tensor] = {}  # decode index -> the network's Y, for departure maps
+        self._lock = threading.Lock()
+        if departure is not None:
+            Path(departure).mkdir(parents=True, exist_ok=True)
+
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> DataConsistent:
+        super().to(device, dtype)
+        self.prior.to(self.device)
+        return self
+
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), "prior": self.prior.describe(), "departure": self.departure}
+
+    def initial_estimate(self, window: Window) -> torch.Tensor:
+        """The network's output for the window's reference frame, ``(3, s H, s W)`` float."""
+        import torch
+
+        # One network call at a time: misr fuses several windows at once on the CPU, and a
+        # network module is not safe to call from two threads (SPAN refolds its kernels on
+        # every call; concurrent calls gave corrupt frames).
+        with self._lock, torch.inference_mode():
+            out = self.prior(window.frames.to(self.device), window.ref).float()
+        if self.departure is not None and window.indices:
+            self._network[window.indices[window.ref]] = luma(out)
+        return out
+
+    def stream(self, windows: Iterable[Window]) -> Iterator[torch.Tensor]:
+        """misr's stream (see :meth:`Misr.stream`), writing departure maps when asked."""
+        if self.departure is None:
+            yield from super().stream(windows)
+            return
+        order: list[int] = []
+
+        def noted() -> Iterator[Window]:
+            for window in windows:
+                order.append(window.indices[window.ref] if window.indices else -1)
+                yield window
+
+        for k, out in enumerate(super().stream(noted())):
+            index = order[k]
+            network = self._network.pop(index, None)
+            if network is not None:
+                self._write_departure((luma(out.float()) - network).abs(), index)
+            yield out
+
+    def _write_departure(self, diff: torch.Tensor, index: int) -> None:
+        import cv2
+        import numpy as np
+
+        scaled = (diff * (255 * 256)).round().clamp(0, 65535).cpu().numpy().astype(np.uint16)
+        cv2.imwrite(str(Path(self.departure) / f"{index:06d}.png"), scaled)
+
+
+def _build(network: str, scale: int, params: dict[str, Any]) -> DataConsistent:
+    from vsr.methods.registry import get_method
+
+    if not isinstance(scale, int) or isinstance(scale, bool) or not 2 <= scale <= 8:
+        raise ConfigError(f"misr+{network}: --scale must be a whole number from 2 to 8; got {scale!r}")
+    misr_keys = {f.name for f in fields(MisrParams)}
+    misr = {**DC_DEFAULTS, **{k: v for k, v in params.items() if k in misr_keys}}
+    rest = {k: v for k, v in params.items() if k not in misr_keys and k != "departure"}
+    if rest.get("temporal") or "outscale" in rest:
+        raise ConfigError(f"misr+{network} takes neither temporal nor outscale")
+    prior = get_method(network, scale=scale, **rest)
+    return DataConsistent(scale, MisrParams(**misr), prior, departure=params.get("departure"))
+
+
+def misr_span(scale: int = 2, **params: Any) -> DataConsistent:
+    """SPAN's output made consistent with the window's frames. Params: misr's (:class:`MisrParams`),
+    SPAN's (``channels``, ``model``, ``tile``...), and ``departure`` (a directory)."""
+    return _build("span", scale, params)
+
+
+def misr_realesrgan(scale: int = 4, **params: Any) -> DataConsistent:
+    """Real-ESRGAN x4plus's output made consistent with the window's frames (``model=`` takes
+    any other network, e.g. a user's file); params as :func:`misr_span`."""
+    return _build("realesrgan", scale, params)

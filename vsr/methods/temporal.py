@@ -1,0 +1,199 @@
+"""Temporal stability for per-frame methods: flow-guided recurrent blending (``--temporal``).
+
+A per-frame network upscales each frame on its own, so the detail it adds changes from frame
+to frame: flicker. Here each output is blended with the previous *output*, warped onto the
+current frame along the optical flow, so that detail follows the motion:
+
+``out_t = net_t + strength * gate * (warp(out_{t-1}) - net_t)``
+
+The flow is misr's (:class:`~vsr.methods.misr.flow.FlowBank`: DIS flow from the current
+low-resolution frame to the previous one) and so is the gate: its forward-backward
+confidence (occlusions, mismatches, pixels that come from outside the frame) times its
+robustness test (the local mean of the current frame must agree with the previous frame's at
+the flowed position). Where either fails (new content, disoccluded background behind a
+moving object, a scene cut) the gate is 0 and the current frame's output is taken as it is,
+so nothing trails behind moving objects. Being recurrent, the blend averages along the whole
+trajectory with weights ``strength^k``.
+
+Causal by construction: frame ``t`` needs only frame ``t - 1`` and the previous output, so it
+adds no latency and works with ``--live``. Frames dropped by a live pipeline leave a gap the
+flow bridges (or the gate rejects).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vsr.errors import ConfigError
+from vsr.methods.base import Method, Window
+
+if TYPE_CHECKING:
+    import torch
+
+_LUMA = (0.299, 0.587, 0.114)  # BT.601, as misr's luma
+
+
+def luma(rgb: torch.Tensor) -> torch.Tensor:
+    """``(3, H, W)`` RGB -> ``(H, W)`` float32 BT.601 luma, in the same range."""
+    r, g, b = rgb.float()
+    return r * _LUMA[0] + g * _LUMA[1] + b * _LUMA[2]
+
+
+def luma_u8(frame: torch.Tensor) -> np.ndarray:
+    """``(3, H, W)`` RGB float in [0, 1] -> ``(H, W)`` uint8 BT.601 luma on the host (for flow)."""
+    import torch
+
+    return (luma(frame) * 255).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
+
+
+def upsample_motion(pos: np.ndarray, conf: np.ndarray, size: tuple[int, int],
+                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Low-resolution positions and confidence -> a ``grid_sample`` grid and weights at ``size``.
+
+    Args:
+        pos: ``(h, w, 2)`` float32: where each low-resolution pixel of the current frame is in the
+            other frame, ``(x, y)`` in low-resolution pixels.
+        conf: ``(h, w)`` float32 in [0, 1].
+        size: ``(H, W)`` of the high-resolution frames (pixel centres on a centred grid).
+        device: where the results go.
+
+    Returns:
+        ``(1, H, W, 2)`` normalised sampling grid (``align_corners=False``) and ``(1, 1, H, W)``
+        weights, both float32.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    h, w = conf.shape
+    big_h, big_w = size
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    disp = torch.from_numpy(np.stack([pos[..., 0] - xs, pos[..., 1] - ys]))[None].to(device)
+    disp = F.interpolate(disp, size=size, mode="bilinear", align_corners=False)
+    weight = F.interpolate(torch.from_numpy(np.ascontiguousarray(conf))[None, None].to(device), size=size,
+                           mode="bilinear", align_corners=False)
+    # High-resolution pixel X (centre X + 0.5) moves by disp * (W / w) pixels; normalised
+    # coordinates put pixel X at (2 X + 1) / W - 1.
+    gx = (torch.arange(big_w, device=device, dtype=torch.float32) + 0.5)[None, :] + disp[0, 0] * (big_w / w)
+    gy = (torch.arange(big_h, device=device, dtype=torch.float32) + 0.5)[:, None] + disp[0, 1] * (big_h / h)
+    grid = torch.stack([gx * (2 / big_w) - 1, gy * (2 / big_h) - 1], dim=-1)[None]
+    return grid, weight
+
+
+class Temporal(Method):
+    """A per-frame method made temporally stable by flow-guided recurrent blending.
+
+    Args:
+        inner: a per-frame method (``radius == 0``), e.g. a :class:`~vsr.methods.neural.NeuralSR`.
+        strength: weight of the warped previous output where the gate is fully open, in
+            [0, 1); 0 gives the per-frame output back.
+        flow_preset: DIS preset of the flow (``"ultrafast"``, ``"fast"``, ``"medium"``).
+        fb_sigma: forward-backward tolerance of the flow, low-resolution pixels.
+        robust: tolerated difference (intensity 0..1) of local means on flat areas.
+        robust_texture: multiple of the local standard deviation added to ``robust``.
+
+    Shape:
+        windows of one ``(1, 3, H, W)`` float frame in [0, 1] -> ``(3, H_out, W_out)`` float.
+
+    Raises:
+        ConfigError: ``inner`` uses neighbours, or a parameter is out of range.
+    """
+
+    radius = 0
+    integer_io = False
+
+    def __init__(self, inner: Method, strength: float = 0.6, flow_preset: str = "medium",
+                 fb_sigma: float = 0.5, robust: float = 0.05, robust_texture: float = 0.5) -> None:
+        from vsr.methods.misr.flow import PRESETS
+
+        super().__init__()
+        if inner.radius != 0:
+            raise ConfigError(f"--temporal is for per-frame methods; {inner.name} already uses neighbours")
+        if not 0 <= strength < 1:
+            raise ConfigError(f"temporal_strength must be in [0, 1); got {strength}")
+        if flow_preset not in PRESETS:
+            raise ConfigError(f"temporal flow preset must be one of {', '.join(PRESETS)}; got {flow_preset!r}")
+        self.inner = inner
+        self.name = inner.name
+        self.scale = inner.scale
+        self.strength = float(strength)
+        self.flow_preset = flow_preset
+        self.fb_sigma = fb_sigma
+        self.robust = robust
+        self.robust_texture = robust_texture
+
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> Temporal:
+        self.inner.to(device, dtype)
+        super().to(device, dtype)
+        return self
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        return self.inner.output_size(height, width)
+
+    def describe(self) -> dict[str, object]:
+        return {**self.inner.describe(), "temporal": {"strength": self.strength, "flow_preset": self.flow_preset,
+                                                      "fb_sigma": self.fb_sigma, "robust": self.robust,
+                                                      "robust_texture": self.robust_texture}}
+
+    def __call__(self, frames: torch.Tensor, ref: int) -> torch.Tensor:
+        """One frame on its own: nothing to blend with, the per-frame output."""
+        return next(self.stream([Window(frames, ref)]))
+
+    def stream(self, windows: Iterable[Window]) -> Iterator[torch.Tensor]:
+        """Upscale windows in order; each output is blended with the previous one (see the module)."""
+        from vsr.methods.misr.flow import FlowBank
+
+        bank = FlowBank(self.flow_preset, self.fb_sigma, robust=self.robust, robust_texture=self.robust_texture)
+        seen: deque[tuple[int, Any]] = deque()  # (decode index, alignment future or None), in order
+        state = {"previous": None, "bare": 0}
+
+        def feed() -> Iterator[Window]:
+            # The flow of a frame starts as soon as the inner method takes the frame, so it runs
+            # on the flow thread while the network computes.
+            for window in windows:
+                if window.indices:
+                    index = window.indices[window.ref]
+                else:
+                    index = state["bare"]
+                    state["bare"] += 1
+                bank.add(index, luma_u8(window.frames[window.ref]))
+                previous = state["previous"]
+                alignment = None
+                if previous is not None and previous < index:
+                    # Chain (previous, current) with the previous frame as reference: positions
+                    # of the current frame's pixels in the previous frame, gated.
+                    alignment = bank.submit_alignment((previous, index), 0)
+                seen.append((index, alignment))
+                state["previous"] = index
+                yield window
+
+        last: torch.Tensor | None = None
+        try:
+            for out in self.inner.stream(feed()):
+                index, alignment = seen.popleft()
+                out = out.float()
+                if alignment is not None and last is not None and last.shape == out.shape:
+                    out = self.blend(out, last, alignment.result())
+                bank.evict(index)
+                last = out
+                yield out
+        finally:
+            bank.close()
+
+    def blend(self, current: torch.Tensor, previous: torch.Tensor, alignment) -> torch.Tensor:
+        """``current + strength * gate * (warp(previous) - current)``.
+
+        Args:
+            current: ``(C, H, W)`` float, this frame's per-frame output.
+            previous: ``(C, H, W)`` float, the previous (blended) output.
+            alignment: :class:`~vsr.methods.misr.flow.Alignment` with the previous frame as
+                reference: ``pos[1]``/``conf[1]`` place the current frame's pixels in it.
+        """
+        import torch.nn.functional as F
+
+        grid, gate = upsample_motion(alignment.pos[1], alignment.conf[1], tuple(current.shape[-2:]), current.device)
+        warped = F.grid_sample(previous[None], grid, mode="bicubic", padding_mode="border", align_corners=False)
+        return current + (warped[0] - current) * (gate[0] * self.strength)
