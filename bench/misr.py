@@ -26,15 +26,9 @@ from quality import parse_params, windows
 
 def decode(clip: str, limit: int) -> list:
     """The first ``limit`` frames of ``clip`` as ``(H, W, 3)`` uint8 RGB arrays."""
-    import av
+    from vsr.quality import read_frames
 
-    out = []
-    with av.open(clip) as container:
-        for frame in container.decode(video=0):
-            out.append(frame.to_ndarray(format="rgb24"))
-            if len(out) == limit:
-                break
-    return out
+    return read_frames(clip, limit)
 
 
 def run(frames: list, scale: int, params: dict, method_name: str = "misr") -> dict[str, float]:

@@ -26,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED
 from quality import load_sequence, to_uint8, windows
 
+from vsr.quality import read_frames
+
 CONTEXT = 16  # input pixels around the crop, so the crop's edges see what the whole frame would
 
 
@@ -75,19 +77,6 @@ def figure(name: str, frames: list[np.ndarray], box: tuple[int, int, int, int], 
     print(out_dir / f"{name}_crops.png", out_dir / f"{name}_strip.png")
 
 
-def clip_frames(path: Path, count: int) -> list[np.ndarray]:
-    """The first ``count`` frames of a video as ``(H, W, 3)`` uint8 RGB."""
-    import av
-
-    out = []
-    with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            out.append(frame.to_ndarray(format="rgb24"))
-            if len(out) == count:
-                break
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--network", default="realesrgan", help="the per-frame method (span, realesrgan...)")
@@ -103,7 +92,7 @@ def main() -> None:
     chaplin = SHARED / "clips" / "chaplin.mp4"
     if not chaplin.is_file():
         chaplin = ROOT / "samples" / "chaplin.mp4"
-    figure("chaplin", clip_frames(chaplin, 50), (300, 120, 24, 24), s, args.network, args.out)
+    figure("chaplin", read_frames(chaplin, 50), (300, 120, 24, 24), s, args.network, args.out)
 
 
 if __name__ == "__main__":

@@ -15,21 +15,9 @@ from vsr.errors import ConfigError
 from vsr.methods import srcnn
 from vsr.methods.interp import resize
 from vsr.methods.registry import get_method
-from vsr.quality import imresize, psnr_y
+from vsr.quality import imresize, psnr_y, read_frames
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def frames_of(path: Path, count: int) -> list[np.ndarray]:
-    import av
-
-    out = []
-    with av.open(str(path)) as c:
-        for frame in c.decode(video=0):
-            out.append(frame.to_ndarray(format="rgb24"))
-            if len(out) == count:
-                break
-    return out
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
@@ -97,7 +85,7 @@ def test_the_shipped_weights_are_small_and_recorded_in_the_training_log():
 
 def test_srcnn_beats_bicubic_on_frames_it_never_saw():
     # FFmpeg's testsrc2 pattern: not in the training data.
-    hr = [np.ascontiguousarray(f[:180, :318]) for f in frames_of(ROOT / "samples" / "vfr_audio.mp4", 3)]
+    hr = [np.ascontiguousarray(f[:180, :318]) for f in read_frames(ROOT / "samples" / "vfr_audio.mp4", 3)]
     method = get_method("srcnn", scale=3)
     gains = []
     for frame in hr:
@@ -124,5 +112,5 @@ def test_cli_runs_srcnn(tmp_path, clip_factory):
     out = tmp_path / "out.mp4"
     done = run_cli("run", str(src), "-o", str(out), "--method", "srcnn", "--scale", "3", "--quiet")
     assert done.returncode == 0, done.stderr.decode()
-    frames = frames_of(out, 10)
+    frames = read_frames(out, 10)
     assert len(frames) == 4 and frames[0].shape == (144, 192, 3)

@@ -461,6 +461,24 @@ def vmaf(outputs: list[np.ndarray], references: list[np.ndarray], ffmpeg: str | 
             return float(json.load(fh)["pooled_metrics"]["vmaf"]["mean"])
 
 
+def read_frames(path: str, count: int | None = None) -> list[np.ndarray]:
+    """The first ``count`` frames (all when ``None``) of a video's first video stream, as
+    ``(H, W, 3)`` uint8 RGB arrays, decoded with FFmpeg's defaults.
+
+    Raises:
+        av.error.FFmpegError: the file cannot be read.
+    """
+    import av
+
+    out: list[np.ndarray] = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            out.append(frame.to_ndarray(format="rgb24"))
+            if len(out) == count:
+                break
+    return out
+
+
 def encode(frames: list[np.ndarray], crf: int = 23, codec: str = "libx264", rate: int = 25) -> bytes:
     """Frames encoded as a lossy 4:2:0 stream in Matroska: what they cost at a given ``crf``.
 
