@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from vsr.methods.base import Method
@@ -61,6 +62,28 @@ class Crawl(Method):
         return _nearest(frames[ref], self.scale)
 
 
+@dataclass(frozen=True)
+class ExplodeParams:
+    """Parameters of ``explode``.
+
+    Attributes:
+        at: the call that raises.
+    """
+
+    at: int = 5
+
+
+@dataclass(frozen=True)
+class CrawlParams:
+    """Parameters of ``crawl``.
+
+    Attributes:
+        seconds: native work per frame.
+    """
+
+    seconds: float = 0.5
+
+
 def explode(scale: int = 2, at: int = 5) -> Explode:
     # $EXPLODE_AT moves the failure without changing the job's parameters (and so its key).
     return Explode(int(os.environ.get("EXPLODE_AT", at)))
@@ -74,7 +97,8 @@ def register() -> None:
     from vsr.methods import registry
 
     for name in ("explode", "crawl"):
-        registry.METHODS[name] = registry.MethodEntry(name, f"stopping_methods:{name}", f"test method {name}")
+        registry.METHODS[name] = registry.MethodEntry(name, f"stopping_methods:{name}", f"test method {name}",
+                                                      params=f"{name.capitalize()}Params")
 
 
 COMMAND = [sys.executable, str(Path(__file__).resolve())]

@@ -93,5 +93,5 @@ def test_span_made_consistent_departure_maps_and_parameters(tmp_path):
 def test_bad_combinations_are_one_line_config_errors():
     with pytest.raises(ConfigError, match="misr\\+span"):
         get_method("misr+span", scale=1)
-    with pytest.raises(ConfigError, match="neither temporal nor outscale"):
+    with pytest.raises(ConfigError, match="misr\\+span has no parameter temporal"):
         get_method("misr+span", scale=2, temporal=True)

@@ -186,7 +186,7 @@ def test_integer_tiles_equal_integer_whole_frames():
 
 @pytest.mark.parametrize("params,message", [
     ({"bogus": 1}, "no parameter bogus"),
-    ({"tile": "big"}, "takes a number"),
+    ({"tile": "big"}, "takes a whole number"),
     ({"fp32": "maybe"}, "true or false"),
     ({"half": "fp8"}, "fp16 or bf16"),
     ({"outscale": -1}, "outscale"),

@@ -2,6 +2,8 @@
 
 >>> import vsr
 >>> vsr.upscale("in.mp4", "out.mp4", method="bicubic", scale=2)  # doctest: +SKIP
+>>> with vsr.Upscaler("span", scale=4) as up:  # doctest: +SKIP
+...     big = up(image)  # a numpy (H, W, 3) array or a torch tensor
 """
 
 from vsr.errors import (
@@ -19,7 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Cancelled", "CodecError", "ConfigError", "InputError", "ModelError", "OutputError", "PipelineError",
-    "VsrError", "EncodeSettings", "frames", "probe", "upscale", "__version__",
+    "VsrError", "EncodeSettings", "Upscaler", "frames", "probe", "upscale", "__version__",
 ]
 
 
@@ -29,6 +31,10 @@ def __getattr__(name: str):
         from vsr import api
 
         return getattr(api, name)
+    if name == "Upscaler":
+        from vsr.upscaler import Upscaler
+
+        return Upscaler
     if name == "EncodeSettings":
         from vsr.io.encode import EncodeSettings
 

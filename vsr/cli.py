@@ -51,20 +51,6 @@ def _size(text: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
-def _value(text: str) -> Any:
-    lowered = text.lower()
-    if lowered in ("true", "yes", "on"):
-        return True
-    if lowered in ("false", "no", "off"):
-        return False
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
 def _attempts(text: str) -> int:
     if text.lower() in ("forever", "inf", "-1"):
         return -1
@@ -73,11 +59,11 @@ def _attempts(text: str) -> int:
     return int(text)
 
 
-def _param(text: str) -> tuple[str, Any]:
+def _param(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"--param takes KEY=VALUE; got {text!r}")
-    return key.replace("-", "_"), _value(value)
+    return key.replace("-", "_"), value  # read as the parameter's type says (vsr.methods.params)
 
 
 def preset_names() -> list[str]:
@@ -93,11 +79,19 @@ def _option(text: str) -> tuple[str, str]:
     return key, value
 
 
+#: What a preset may hold: ``[method]`` (name, scale, ``[method.params]``) and ``[encode]``.
+_PRESET_KEYS = {"method": ("name", "scale", "params"),
+                "encode": ("codec", "crf", "preset", "pix_fmt", "format", "options", "muxer_options")}
+
+
 def load_preset(name: str) -> dict[str, Any]:
     """Read a pipeline preset: a path to a TOML file, or the name of one shipped in ``vsr/pipelines/``.
 
+    Its ``[method.params]`` are checked against the parameter dataclass of its method.
+
     Raises:
-        ConfigError: not found, or not valid TOML.
+        ConfigError: not found, not valid TOML, or a key or value the preset may not hold (the
+            message names the file and the key).
     """
     path: Path | Traversable = Path(name)
     if not path.is_file():
@@ -106,9 +100,33 @@ def load_preset(name: str) -> dict[str, Any]:
         raise ConfigError(f"pipeline preset {name!r} not found; give a .toml path or one of: "
                           + ", ".join(preset_names()))
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"pipeline preset {name} is not valid TOML: {exc}") from exc
+    try:
+        _check_preset(data)
+    except ConfigError as exc:
+        raise ConfigError(f"pipeline preset {path}: {exc}") from None
+    return data
+
+
+def _check_preset(data: dict[str, Any]) -> None:
+    from vsr.methods.registry import parse_params
+
+    for table, value in data.items():
+        if table not in _PRESET_KEYS:
+            raise ConfigError(f"unknown table [{table}]; a preset holds [method] and [encode]")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{table} must be a table ([{table}])")
+        unknown = sorted(set(value) - set(_PRESET_KEYS[table]))
+        if unknown:
+            raise ConfigError(f"unknown key {', '.join(unknown)} in [{table}]; it takes: "
+                              + ", ".join(_PRESET_KEYS[table]))
+    method = data.get("method", {})
+    scale = method.get("scale")
+    if scale is not None and (not isinstance(scale, int) or isinstance(scale, bool) or scale < 1):
+        raise ConfigError(f"scale in [method] takes a whole factor such as 2; got {scale!r}")
+    parse_params(method.get("name", "misr"), method.get("params", {}), text=True)
 
 
 def _add_run(sub) -> None:
@@ -124,22 +142,15 @@ def _add_run(sub) -> None:
     p.add_argument("--size", type=_size, help="exact output size WIDTHxHEIGHT")
     p.add_argument("-p", "--pipeline", help="a preset shipped in vsr/pipelines/ (by name, e.g. live) or a .toml path; "
                                             "flags override it")
-    g = p.add_argument_group("method parameters")
-    g.add_argument("--window", type=int, help="frames per window for multi-frame methods (odd, e.g. 5)")
-    g.add_argument("--causal", action="store_true", default=None, help="windows end at the current frame (live)")
-    g.add_argument("--model", help="model name (see `vsr models`) or file for neural methods: .safetensors "
-                                   "preferred; .pth/.pt/.ckpt need torch 2.6 or later")
-    g.add_argument("--tile", type=int, help="tile size in pixels for neural methods (0: automatic)")
-    g.add_argument("--fp32", action="store_true", default=None, help="no half precision on CUDA")
-    g.add_argument("--half", choices=("fp16", "bf16"), help="the half precision neural methods use on CUDA (default fp16)")
-    g.add_argument("--outscale", type=float,
-                   help="any output factor for neural methods (e.g. 1.5): the network's output, resized")
-    g.add_argument("--compile", action="store_true", default=None,
-                   help="torch.compile the network (neural methods; slow start, faster frames)")
-    g.add_argument("--temporal", action="store_true", default=None,
-                   help="neural methods: blend each output with the previous one warped along the optical flow "
-                        "(no flicker; occlusions and new content follow the current frame; no added latency)")
-    g.add_argument("--evidence", help="directory for per-frame evidence maps (misr; 16-bit PNG named by pts)")
+    g = p.add_argument_group("method parameters (each method's, with types and defaults: vsr methods NAME)")
+    for name, (info, methods) in method_flags().items():
+        flag = "--" + name.replace("_", "-")
+        text = f"{info.help.rstrip('.')} ({', '.join(methods)})".replace("%", "%%")
+        if info.kind == "bool":
+            g.add_argument(flag, action="store_true", default=None, help=text)
+        else:
+            g.add_argument(flag, metavar="{" + ",".join(map(str, info.choices)) + "}" if info.choices
+                           else info.kind.removesuffix(" | None").upper(), help=text)
     g.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
                    help="any other method parameter (repeatable)")
     g.add_argument("--roi", help="upscale only the region x,y,w,h (writes that crop and a JSON record)")
@@ -189,6 +200,48 @@ def _add_run(sub) -> None:
     p.set_defaults(handler=_run)
 
 
+def method_flags() -> dict[str, tuple[Any, list[str]]]:
+    """The method parameters with a flag of their own (``flags`` of the parameter dataclasses):
+    name -> (its :class:`~vsr.methods.params.ParamInfo`, the methods that take it)."""
+    from vsr.methods.params import describe_fields
+    from vsr.methods.registry import METHODS
+
+    out: dict[str, tuple[Any, list[str]]] = {}
+    for entry in METHODS.values():
+        for info in describe_fields(entry.params_class()):
+            if not info.flag:
+                continue
+            if info.name in out and out[info.name][0].kind != info.kind:
+                raise RuntimeError(f"parameter {info.name} is {out[info.name][0].kind} for "
+                                   f"{out[info.name][1][0]} but {info.kind} for {entry.name}: one flag cannot take both")
+            out.setdefault(info.name, (info, []))[1].append(entry.name)
+    return out
+
+
+def method_params(method: str, preset: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The parameters given for ``method``: the preset's (if it is the preset's method), then the
+    flags, then ``--param``; checked by the method's dataclass and returned as typed values.
+
+    Raises:
+        ConfigError: a flag of another method (naming the methods it is for), an unknown
+            parameter or a bad value.
+    """
+    from vsr.methods.registry import parse_params
+
+    method_cfg = preset.get("method", {})
+    given: dict[str, Any] = dict(method_cfg.get("params", {})) if method == method_cfg.get("name", "misr") else {}
+    for name, (_, methods) in method_flags().items():
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if method not in methods:
+            raise ConfigError(f"--{name.replace('_', '-')} does not apply to {method}; it is for: {', '.join(methods)}")
+        given[name] = value
+    given.update(dict(args.param))
+    typed = parse_params(method, given, text=True)
+    return {key: getattr(typed, key) for key in given if given[key] is not None}
+
+
 def _input(args: argparse.Namespace) -> str:
     """The input argument, else the URL in ``$VSR_INPUT_URL`` (which keeps its secrets out of ``ps``)."""
     import os
@@ -227,12 +280,7 @@ def _run(args: argparse.Namespace) -> int:
     encode_cfg = dict(preset.get("encode", {}))
     method = args.method or method_cfg.get("name", "misr")
     scale = args.scale if args.scale is not None else method_cfg.get("scale") or default_scale(method)
-    params: dict[str, Any] = dict(method_cfg.get("params", {})) if method == method_cfg.get("name", method) else {}
-    for key in ("window", "causal", "model", "tile", "fp32", "half", "outscale", "compile", "temporal", "evidence"):
-        value = getattr(args, key)
-        if value is not None:
-            params[key] = value
-    params.update(dict(args.param))
+    params = method_params(method, preset, args)
     encode = EncodeSettings(
         codec=args.codec or encode_cfg.get("codec", "libx264"),
         crf=args.crf if args.crf is not None else encode_cfg.get("crf"),
@@ -509,20 +557,48 @@ def _probe(args: argparse.Namespace) -> int:
 
 
 def _add_methods(sub) -> None:
-    p = sub.add_parser("methods", help="list the upscaling methods")
+    p = sub.add_parser("methods", help="list the upscaling methods, or one method's parameters",
+                       description="List the upscaling methods; with a NAME, that method's parameters: "
+                                   "type, default and what each does (set them with --param KEY=VALUE, "
+                                   "or the flag shown).")
+    p.add_argument("name", nargs="?", help="a method (e.g. misr) to show the parameters of")
     p.set_defaults(handler=_methods)
 
 
-def _methods(args: argparse.Namespace) -> int:  # noqa: ARG001
+def _shown(value: Any) -> str:
+    return "unset" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _methods(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from vsr.methods.registry import METHODS
+    from vsr.methods.params import describe_fields
+    from vsr.methods.registry import METHODS, entry
 
-    table = Table("method", "what it is")
-    for entry in METHODS.values():
-        table.add_row(entry.name, entry.summary)
-    Console().print(table)
+    console = Console()
+    if args.name is None:
+        table = Table("method", "what it is", "parameters")
+        for found in METHODS.values():
+            count = len(describe_fields(found.params_class()))
+            table.add_row(found.name, found.summary, str(count) if count else "none")
+        console.print(table)
+        console.print("vsr methods NAME shows a method's parameters.")
+        return 0
+    found = entry(args.name)
+    scale = found.default_scale
+    console.print(f"[bold]{found.name}[/bold]: {found.summary}; default scale "
+                  f"{scale if scale else 'the model file’s own'}")
+    infos = describe_fields(found.params_class())
+    if not infos:
+        console.print("no parameters")
+        return 0
+    table = Table("parameter", "type", "default", "what it does")
+    for info in infos:
+        name = f"{info.name} (--{info.name.replace('_', '-')})" if info.flag else info.name
+        table.add_row(name, info.kind, _shown(info.default), info.help)
+    console.print(table)
+    console.print(f"set them with --param KEY=VALUE (or the flag shown): vsr run IN -m {found.name} --param KEY=VALUE")
     return 0
 
 

@@ -21,6 +21,8 @@ from vsr.io.decode import Roi
 from vsr.io.encode import EncodeSettings, container_format
 from vsr.io.source import OpenOptions
 from vsr.methods.base import Method
+from vsr.methods.params import as_dict
+from vsr.methods.registry import parse_params
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,9 @@ def plan_job(source: str, output: str, method: str | Method, built: Method, *, s
     segments = plan_segments(scan, segment_seconds, before, after, at_keyframes)
     key = job_key(source, {
         "method": method if isinstance(method, str) else None, "describe": built.describe(), "scale": scale,
-        "params": params, "size": size, "encode": asdict(encode), "video_stream": video_stream,
+        # Every parameter with its default filled in: the same job whether a default is given or not.
+        "params": as_dict(parse_params(method, params)) if isinstance(method, str) else params,
+        "size": size, "encode": asdict(encode), "video_stream": video_stream,
         "roi": asdict(roi) if roi else None, "segments": [asdict(s) for s in segments],
         "suffix": Path(output).suffix,
     })

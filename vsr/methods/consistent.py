@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vsr.errors import ConfigError
 from vsr.methods.base import Method, Window
 from vsr.methods.misr.method import Misr, MisrParams
+from vsr.methods.neural import NetworkParams, SpanChannels, network_options
+from vsr.methods.params import parse
 from vsr.methods.temporal import luma
 
 if TYPE_CHECKING:
@@ -37,6 +39,33 @@ if TYPE_CHECKING:
 # that only neighbours' samples that agree to 2 % pull (0.05 costs walk 0.1 dB). On the first 10
 # frames of all four sequences: +0.35 dB over SPAN alone (bench/RESULTS.md).
 DC_DEFAULTS = {"iterations": 20, "step": 1.0, "momentum": 0.0, "btv_weight": 0.0, "data_scale": 0.02}
+
+
+@dataclass(frozen=True)
+class ConsistentParams(MisrParams, NetworkParams):
+    """Parameters of ``misr+NETWORK``: misr's (window, flow, psf, data term...), with the
+    back-projection defaults of :data:`DC_DEFAULTS`, and how the network runs.
+
+    Attributes:
+        departure: directory for per-frame maps of where and how far the output left the
+            network's (``|Y_out - Y_network|`` x 256, 16-bit PNG named by frame index), or unset.
+    """
+
+    iterations: int = DC_DEFAULTS["iterations"]
+    step: float = DC_DEFAULTS["step"]
+    momentum: float = DC_DEFAULTS["momentum"]
+    btv_weight: float = DC_DEFAULTS["btv_weight"]
+    data_scale: float = DC_DEFAULTS["data_scale"]
+    departure: str | None = None
+
+    def __post_init__(self) -> None:
+        MisrParams.__post_init__(self)
+        NetworkParams.__post_init__(self)
+
+
+@dataclass(frozen=True)
+class SpanConsistentParams(SpanChannels, ConsistentParams):
+    """Parameters of ``misr+span``: those of ``misr+NETWORK`` and SPAN's width."""
 
 
 class DataConsistent(Misr):
@@ -117,27 +146,24 @@ class DataConsistent(Misr):
         cv2.imwrite(str(Path(self.departure) / f"{index:06d}.png"), scaled)
 
 
-def _build(network: str, scale: int, params: dict[str, Any]) -> DataConsistent:
+def _build(network: str, scale: int, p: ConsistentParams) -> DataConsistent:
     from vsr.methods.registry import get_method
 
     if not isinstance(scale, int) or isinstance(scale, bool) or not 2 <= scale <= 8:
         raise ConfigError(f"misr+{network}: --scale must be a whole number from 2 to 8; got {scale!r}")
-    misr_keys = {f.name for f in fields(MisrParams)}
-    misr = {**DC_DEFAULTS, **{k: v for k, v in params.items() if k in misr_keys}}
-    rest = {k: v for k, v in params.items() if k not in misr_keys and k != "departure"}
-    if rest.get("temporal") or "outscale" in rest:
-        raise ConfigError(f"misr+{network} takes neither temporal nor outscale")
-    prior = get_method(network, scale=scale, **rest)
-    return DataConsistent(scale, MisrParams(**misr), prior, departure=params.get("departure"))
+    network_params = network_options(p)
+    if isinstance(p, SpanChannels):
+        network_params["channels"] = p.channels
+    prior = get_method(network, scale=scale, **network_params)
+    return DataConsistent(scale, p, prior, departure=p.departure)
 
 
 def misr_span(scale: int = 2, **params: Any) -> DataConsistent:
-    """SPAN's output made consistent with the window's frames. Params: misr's (:class:`MisrParams`),
-    SPAN's (``channels``, ``model``, ``tile``...), and ``departure`` (a directory)."""
-    return _build("span", scale, params)
+    """SPAN's output made consistent with the window's frames. Params: :class:`SpanConsistentParams`."""
+    return _build("span", scale, parse(SpanConsistentParams, params, method="misr+span"))
 
 
 def misr_realesrgan(scale: int = 4, **params: Any) -> DataConsistent:
     """Real-ESRGAN x4plus's output made consistent with the window's frames (``model=`` takes
-    any other network, e.g. a user's file); params as :func:`misr_span`."""
-    return _build("realesrgan", scale, params)
+    any other network, e.g. a user's file). Params: :class:`ConsistentParams`."""
+    return _build("realesrgan", scale, parse(ConsistentParams, params, method="misr+realesrgan"))

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from vsr.errors import ConfigError
 from vsr.methods.base import Method
+from vsr.methods.params import NoParams, parse
 
 if TYPE_CHECKING:
     import torch
@@ -139,8 +140,7 @@ class Interpolation(Method):
 
 
 def _build(kernel: str, scale: int, **params: object) -> Interpolation:
-    if params:
-        raise ConfigError(f"{kernel} takes no parameters; got: {', '.join(params)}")
+    parse(NoParams, params, method=kernel)
     if not isinstance(scale, int) or not 1 <= scale <= 8:
         raise ConfigError(f"--scale must be a whole number from 1 to 8; got {scale}")
     return Interpolation(kernel, scale)

@@ -22,12 +22,14 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from vsr.engine.window import from_unit_float, to_unit_float
 from vsr.errors import ConfigError
 from vsr.methods.base import Method, Window
 from vsr.methods.memory import available_bytes
+from vsr.methods.params import parse
 
 if TYPE_CHECKING:
     import torch
@@ -40,8 +42,6 @@ _MIN_TILE = 32
 # outgrow the caches and a batch of 4 runs slower per frame than one frame (x4plus at 160x90:
 # 1.62 s against 1.17 s).
 _CPU_BATCH_PIXELS = 1 << 12
-_PARAMS = ("model", "tile", "tile_pad", "fp32", "half", "outscale", "compile", "batch", "noise", "temporal",
-           "temporal_strength")
 
 
 class NeuralSR(Method):
@@ -466,43 +466,108 @@ def _cat(tensors: list[torch.Tensor]) -> torch.Tensor:
 # -- factories (the registry points here) ------------------------------------------------------
 
 
-def _as_bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-        return value.lower() in ("1", "true", "yes", "on")
-    raise ConfigError(f"parameter {key} takes true or false; got {value!r}")
+@dataclass(frozen=True)
+class NetworkParams:
+    """How a network runs: parameters of every neural method, and of the network in misr+NETWORK.
+
+    Attributes:
+        model: another network than the method's own: a name from ``vsr models`` or a file
+            (.safetensors preferred; .pth/.pt/.ckpt need torch 2.6 or later).
+        tile: tile size in input pixels: 0 picks one from free memory (no tiling when the frame
+            fits), a negative value never tiles.
+        tile_pad: overlap of tiles in input pixels; unset: the network's receptive field where it
+            is small (exact seams), else 10.
+        fp32: compute in float32 on CUDA too (no half precision).
+        half: the reduced precision used on CUDA.
+        compile: wrap the network in torch.compile (slow start, faster frames).
+        batch: frames per batch; 0 picks from the frame size.
+    """
+
+    flags: ClassVar[tuple[str, ...]] = ("model", "tile", "fp32", "half", "compile")
+    model: str | None = None
+    tile: int = 0
+    tile_pad: int | None = None
+    fp32: bool = False
+    half: Literal["fp16", "bf16"] = "fp16"
+    compile: bool = False
+    batch: int = 0
+
+    def __post_init__(self) -> None:
+        if self.tile_pad is not None and self.tile_pad < 0:
+            raise ConfigError(f"tile_pad must be >= 0; got {self.tile_pad}")
+        if self.batch < 0:
+            raise ConfigError(f"batch must be >= 0; got {self.batch}")
 
 
-def _as_number(key: str, value: Any, kind: type) -> Any:
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"parameter {key} takes a number; got {value!r}") from None
-    if kind is int and isinstance(value, float) and value != number:
-        raise ConfigError(f"parameter {key} takes an integer; got {value!r}")
-    return number
+@dataclass(frozen=True)
+class TemporalParams:
+    """Temporal stability of a per-frame method (:class:`~vsr.methods.temporal.Temporal`).
+
+    Attributes:
+        temporal: blend each output with the previous one warped along the optical flow (no
+            flicker; occlusions and new content follow the current frame; no added latency).
+        temporal_strength: weight of the warped previous output where the flow is trusted, in
+            [0, 1); unset: the blend's default (0.6). Needs temporal.
+    """
+
+    flags: ClassVar[tuple[str, ...]] = ("temporal",)
+    temporal: bool = False
+    temporal_strength: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.temporal_strength is not None and not self.temporal:
+            raise ConfigError("temporal_strength needs --temporal (temporal=true)")
 
 
-def _options(method: str, params: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise ConfigError(f"method {method} has no parameter {', '.join(unknown)}; it takes: {', '.join(allowed)}")
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        if value is None:
-            continue
-        if key in ("fp32", "compile", "temporal"):
-            out[key] = _as_bool(key, value)
-        elif key in ("tile", "tile_pad", "batch", "noise", "channels"):
-            out[key] = _as_number(key, value, int)
-        elif key in ("outscale", "temporal_strength"):
-            out[key] = _as_number(key, value, float)
-        else:
-            out[key] = str(value)
-    return out
+@dataclass(frozen=True)
+class NeuralParams(TemporalParams, NetworkParams):
+    """Parameters of a per-frame neural method.
+
+    Attributes:
+        outscale: any output factor (e.g. 1.5): the network's output resized to it; overrides
+            the scale for the output size.
+    """
+
+    flags: ClassVar[tuple[str, ...]] = ("outscale",)
+    outscale: float | None = None
+
+    def __post_init__(self) -> None:
+        NetworkParams.__post_init__(self)
+        TemporalParams.__post_init__(self)
+        if self.outscale is not None and not 0 < self.outscale <= 16:
+            raise ConfigError(f"outscale must be in (0, 16]; got {self.outscale}")
+
+
+@dataclass(frozen=True)
+class SpanChannels:
+    """SPAN's width.
+
+    Attributes:
+        channels: feature channels of the SPAN model: 48 or 52 (slightly slower, slightly finer).
+    """
+
+    channels: Literal[48, 52] = 48
+
+
+@dataclass(frozen=True)
+class SpanParams(SpanChannels, NeuralParams):
+    """Parameters of ``span``: those of every neural method and SPAN's width."""
+
+
+@dataclass(frozen=True)
+class Waifu2xParams(NeuralParams):
+    """Parameters of ``waifu2x-photo``.
+
+    Attributes:
+        noise: JPEG-denoising strength of the model, 0..3, or -1 for none.
+    """
+
+    noise: Literal[-1, 0, 1, 2, 3] = -1
+
+
+def network_options(params: NetworkParams) -> dict[str, Any]:
+    """The fields of :class:`NetworkParams` in ``params`` (any subclass), as keyword arguments."""
+    return {f.name: getattr(params, f.name) for f in fields(NetworkParams)}
 
 
 def _check_scale(method: str, scale: int) -> int:
@@ -511,73 +576,61 @@ def _check_scale(method: str, scale: int) -> int:
     return scale
 
 
-def _build(method: str, scale: int, model_name: str, options: dict[str, Any]) -> Method:
+def _neural(method: str, scale: int, model_name: str | None, p: NeuralParams) -> Method:
+    """The network ``p.model`` (else ``model_name``) applied per frame, with ``--temporal`` if asked."""
     from vsr.models.loader import load
 
-    model = load(options.pop("model", model_name))
-    options.pop("noise", None)
-    return _temporal(options, lambda rest: NeuralSR(model, _check_scale(method, scale), name=method, **rest))
-
-
-def _temporal(options: dict[str, Any], make) -> Method:
-    """``make(options)``, wrapped in :class:`~vsr.methods.temporal.Temporal` when ``temporal`` is on."""
-    temporal = options.pop("temporal", False)
-    strength = options.pop("temporal_strength", None)
-    if strength is not None and not temporal:
-        raise ConfigError("temporal_strength needs --temporal (temporal=true)")
-    method = make(options)
-    if not temporal:
-        return method
+    if p.model is None and model_name is None:
+        raise ConfigError("method model needs model=PATH (a .pth or .safetensors file) or a model name")
+    model = load(p.model or model_name)
+    options = {k: v for k, v in network_options(p).items() if k != "model"}
+    scale = scale or model.scale if model_name is None else scale  # a file's own scale unless one is asked
+    method_ = NeuralSR(model, _check_scale(method, scale), name=method, outscale=p.outscale, **options)
+    if not p.temporal:
+        return method_
     from vsr.methods.temporal import Temporal
 
-    return Temporal(method) if strength is None else Temporal(method, strength=strength)
+    return Temporal(method_) if p.temporal_strength is None else Temporal(method_, strength=p.temporal_strength)
 
 
 def span(scale: int = 2, **params: Any) -> Method:
     """SPAN, a fidelity-trained network: the x2 model for scales 1 and 2, the x4 model above
     (other scales resize its output); ``channels`` 48 (default) or 52 picks the width.
 
-    Params: ``channels`` and those of :func:`realesrgan`.
+    Params: :class:`SpanParams`.
 
     Raises:
         ConfigError: unknown parameter or bad value. ModelError: weights unavailable.
     """
-    options = _options("span", params, tuple(p for p in _PARAMS if p != "noise") + ("channels",))
-    channels = options.pop("channels", 48)
-    if channels not in (48, 52):
-        raise ConfigError(f"span channels must be 48 or 52; got {channels}")
+    p = parse(SpanParams, params, method="span")
     native = 2 if _check_scale("span", scale) <= 2 else 4
-    return _build("span", scale, f"span-x{native}-ch{channels}", options)
+    return _neural("span", scale, f"span-x{native}-ch{p.channels}", p)
 
 
 def realesrgan(scale: int = 4, **params: Any) -> Method:
     """Real-ESRGAN x4plus (RRDBNet, 23 blocks); other scales resize its x4 output.
 
-    Params: ``model`` (another manifest name or a file), ``tile``, ``tile_pad``, ``fp32``, ``half``,
-    ``outscale``, ``compile``, ``batch``; ``temporal`` (flow-guided recurrent blending,
-    :class:`~vsr.methods.temporal.Temporal`) and its ``temporal_strength``. Every neural
-    factory takes these.
+    Params: :class:`NeuralParams` (``model`` takes another manifest name or a file).
 
     Raises:
         ConfigError: unknown parameter or bad value. ModelError: weights unavailable.
     """
-    options = _options("realesrgan", params, tuple(p for p in _PARAMS if p != "noise"))
-    return _build("realesrgan", scale, "realesrgan-x4plus", options)
+    return _neural("realesrgan", scale, "realesrgan-x4plus", parse(NeuralParams, params, method="realesrgan"))
 
 
 def realesrgan_anime(scale: int = 4, **params: Any) -> Method:
     """Real-ESRGAN x4plus anime (RRDBNet, 6 blocks); same parameters as :func:`realesrgan`."""
-    options = _options("realesrgan-anime", params, tuple(p for p in _PARAMS if p != "noise"))
-    return _build("realesrgan-anime", scale, "realesrgan-x4plus-anime", options)
+    return _neural("realesrgan-anime", scale, "realesrgan-x4plus-anime",
+                   parse(NeuralParams, params, method="realesrgan-anime"))
 
 
 def realesr_animevideo(scale: int = 4, **params: Any) -> Method:
     """Real-ESRGAN's anime-video model, ``realesr-animevideov3`` (SRVGGNetCompact): the x2, x3 or
     x4 model, else x4 resized. Its weights were trained on anime video: on live-action footage it
     flattens texture into cartoon-like areas (``span`` is the fast model for real footage)."""
-    options = _options("realesr-animevideo", params, tuple(p for p in _PARAMS if p != "noise"))
+    p = parse(NeuralParams, params, method="realesr-animevideo")
     native = scale if scale in (2, 3, 4) else 4
-    return _build("realesr-animevideo", scale, f"realesr-animevideov3-x{native}", options)
+    return _neural("realesr-animevideo", scale, f"realesr-animevideov3-x{native}", p)
 
 
 def realesr_video(scale: int = 4, **params: Any) -> Method:
@@ -590,12 +643,9 @@ def waifu2x_photo(scale: int = 2, **params: Any) -> Method:
 
     Other scales resize the x2 output.
     """
-    options = _options("waifu2x-photo", params, _PARAMS)
-    noise = options.get("noise")
-    if noise is not None and noise not in (-1, 0, 1, 2, 3):
-        raise ConfigError(f"waifu2x noise level must be -1 (none) or 0..3; got {noise}")
-    name = "waifu2x-photo-x2" if noise in (None, -1) else f"waifu2x-photo-noise{noise}-x2"
-    return _build("waifu2x-photo", scale, name, options)
+    p = parse(Waifu2xParams, params, method="waifu2x-photo")
+    name = "waifu2x-photo-x2" if p.noise == -1 else f"waifu2x-photo-noise{p.noise}-x2"
+    return _neural("waifu2x-photo", scale, name, p)
 
 
 def user_model(scale: int = 0, **params: Any) -> Method:
@@ -607,11 +657,4 @@ def user_model(scale: int = 0, **params: Any) -> Method:
         ConfigError: no ``model`` given, unknown parameter. ModelError: unreadable, unsafe or
             unknown model.
     """
-    from vsr.models.loader import load
-
-    options = _options("model", params, tuple(p for p in _PARAMS if p != "noise"))
-    if "model" not in options:
-        raise ConfigError("method model needs model=PATH (a .pth or .safetensors file) or a model name")
-    model = load(options.pop("model"))
-    return _temporal(options, lambda rest: NeuralSR(model, _check_scale("model", scale or model.scale),
-                                                    name="model", **rest))
+    return _neural("model", scale, None, parse(NeuralParams, params, method="model"))

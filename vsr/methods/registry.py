@@ -5,7 +5,9 @@ imported only when the method is asked for, so one broken optional dependency
 never breaks the others, and ``vsr --help`` imports nothing heavy.
 
 A new method is one file under ``vsr/methods/`` plus one line in ``_ENTRIES``.
-A factory takes ``scale`` and keyword parameters and returns a
+The file holds the method's factory and its parameter dataclass (see
+:mod:`vsr.methods.params`); the line names both. A factory takes ``scale`` and
+keyword parameters (the dataclass's fields, as Python values) and returns a
 :class:`~vsr.methods.base.Method`; it raises :class:`~vsr.errors.ConfigError`
 for parameters it does not know.
 """
@@ -24,16 +26,25 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class MethodEntry:
-    """A registered method: where its factory lives and what it is for."""
+    """A registered method: where its factory and parameters live and what it is for."""
 
     name: str
     target: str  # "package.module:factory"
     summary: str
     default_scale: int = 2  # when none is asked for; 0: the model's own
+    params: str = ""  # the parameter dataclass, by name in the factory's module; "": none
 
     def load(self):
         module_name, _, attr = self.target.partition(":")
         return getattr(importlib.import_module(module_name), attr)
+
+    def params_class(self) -> type:
+        """The method's parameter dataclass (:class:`~vsr.methods.params.NoParams` for none)."""
+        if not self.params:
+            from vsr.methods.params import NoParams
+
+            return NoParams
+        return getattr(importlib.import_module(self.target.partition(":")[0]), self.params)
 
 
 _ENTRIES = (
@@ -41,21 +52,29 @@ _ENTRIES = (
     MethodEntry("bilinear", "vsr.methods.interp:bilinear", "bilinear interpolation"),
     MethodEntry("bicubic", "vsr.methods.interp:bicubic", "bicubic interpolation (a = -0.75 on CPU, as OpenCV)"),
     MethodEntry("lanczos", "vsr.methods.interp:lanczos", "Lanczos interpolation (a = 4, 8x8 taps), the sharpest baseline"),
-    MethodEntry("misr", "vsr.methods.misr.method:build", "multi-frame SR: optical-flow alignment + robust fusion"),
+    MethodEntry("misr", "vsr.methods.misr.method:build", "multi-frame SR: optical-flow alignment + robust fusion",
+                params="MisrParams"),
     MethodEntry("srcnn", "vsr.methods.srcnn:build", "SRCNN 9-1-5 on luma, trained here on the bundled clips (x3, x4)", 4),
-    MethodEntry("span", "vsr.methods.neural:span", "SPAN x2/x4, fidelity-trained, fast (channels=48|52)"),
+    MethodEntry("span", "vsr.methods.neural:span", "SPAN x2/x4, fidelity-trained, fast (channels=48|52)",
+                params="SpanParams"),
     MethodEntry("misr+span", "vsr.methods.consistent:misr_span",
-                "SPAN's output made consistent with the aligned neighbouring frames (misr's data term)"),
+                "SPAN's output made consistent with the aligned neighbouring frames (misr's data term)",
+                params="SpanConsistentParams"),
     MethodEntry("misr+realesrgan", "vsr.methods.consistent:misr_realesrgan",
-                "Real-ESRGAN's output made consistent with the aligned neighbouring frames", 4),
-    MethodEntry("realesrgan", "vsr.methods.neural:realesrgan", "Real-ESRGAN x4plus (RRDBNet), photos and video", 4),
-    MethodEntry("realesrgan-anime", "vsr.methods.neural:realesrgan_anime", "Real-ESRGAN x4plus anime (6 blocks)", 4),
+                "Real-ESRGAN's output made consistent with the aligned neighbouring frames", 4,
+                params="ConsistentParams"),
+    MethodEntry("realesrgan", "vsr.methods.neural:realesrgan", "Real-ESRGAN x4plus (RRDBNet), photos and video", 4,
+                params="NeuralParams"),
+    MethodEntry("realesrgan-anime", "vsr.methods.neural:realesrgan_anime", "Real-ESRGAN x4plus anime (6 blocks)", 4,
+                params="NeuralParams"),
     MethodEntry("realesr-animevideo", "vsr.methods.neural:realesr_animevideo",
-                "Real-ESRGAN anime-video model (animevideov3, compact) x2/x3/x4: anime and drawn video, fast; paints photos flat", 4),
+                "Real-ESRGAN anime-video model (animevideov3, compact) x2/x3/x4: anime and drawn video, fast; paints photos flat", 4,
+                params="NeuralParams"),
     MethodEntry("realesr-video", "vsr.methods.neural:realesr_video",
-                "former name of realesr-animevideo (the same anime-video model)", 4),
-    MethodEntry("waifu2x-photo", "vsr.methods.neural:waifu2x_photo", "waifu2x upconv_7 photo x2"),
-    MethodEntry("model", "vsr.methods.neural:user_model", "a model file you bring (--model PATH), via spandrel", 0),
+                "former name of realesr-animevideo (the same anime-video model)", 4, params="NeuralParams"),
+    MethodEntry("waifu2x-photo", "vsr.methods.neural:waifu2x_photo", "waifu2x upconv_7 photo x2", params="Waifu2xParams"),
+    MethodEntry("model", "vsr.methods.neural:user_model", "a model file you bring (--model PATH), via spandrel", 0,
+                params="NeuralParams"),
 )
 
 METHODS: dict[str, MethodEntry] = {}
@@ -70,11 +89,16 @@ def method_names() -> list[str]:
     return list(METHODS)
 
 
-def _entry(name: str) -> MethodEntry:
-    entry = METHODS.get(name)
-    if entry is None:
+def entry(name: str) -> MethodEntry:
+    """The registry entry of ``name``.
+
+    Raises:
+        ConfigError: unknown name.
+    """
+    found = METHODS.get(name)
+    if found is None:
         raise ConfigError(f"unknown method {name!r}; choose one of: {', '.join(METHODS)}")
-    return entry
+    return found
 
 
 def default_scale(name: str) -> int:
@@ -84,7 +108,21 @@ def default_scale(name: str) -> int:
     Raises:
         ConfigError: unknown name.
     """
-    return _entry(name).default_scale
+    return entry(name).default_scale
+
+
+def parse_params(name: str, values: Any = None, *, text: bool = False) -> Any:
+    """``values`` (a mapping, or already the dataclass) as the parameter dataclass of ``name``.
+
+    ``text``: string values are read as each field's type says (``--param KEY=VALUE``, flags).
+    See :func:`vsr.methods.params.parse`.
+
+    Raises:
+        ConfigError: unknown method or parameter, or a bad value.
+    """
+    from vsr.methods.params import parse
+
+    return parse(entry(name).params_class(), values, method=name, text=text)
 
 
 def get_method(name: str, scale: int | None = None, **params: Any) -> Method:
@@ -94,10 +132,11 @@ def get_method(name: str, scale: int | None = None, **params: Any) -> Method:
         name: a registered name (see :func:`method_names`).
         scale: output scale factor, 1 to 8 (methods may accept fewer); ``None``: the
             method's :func:`default_scale`.
-        **params: method-specific parameters.
+        **params: the fields of the method's parameter dataclass (:func:`parse_params`), as
+            Python values.
 
     Raises:
-        ConfigError: unknown name, unsupported scale or unknown parameter.
+        ConfigError: unknown name, unsupported scale, unknown parameter or bad value.
     """
-    entry = _entry(name)
-    return entry.load()(scale=entry.default_scale if scale is None else scale, **params)
+    found = entry(name)
+    return found.load()(scale=found.default_scale if scale is None else scale, **params)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from vsr.errors import ConfigError, ModelError
 from vsr.methods.base import Method
 from vsr.methods.interp import resize
+from vsr.methods.params import NoParams, parse
 
 if TYPE_CHECKING:
     import torch
@@ -162,8 +163,7 @@ def build(scale: int = 2, **params: Any) -> Srcnn:
     Raises:
         ConfigError: another scale, or any parameter (it takes none).
     """
-    if params:
-        raise ConfigError(f"srcnn takes no parameters; got: {', '.join(params)}")
+    parse(NoParams, params, method="srcnn")
     if scale not in SCALES:
         raise ConfigError(f"srcnn's shipped weights upscale x3 or x4; got --scale {scale} "
                           "(use --scale 3 or 4, or misr)")

@@ -12,14 +12,15 @@ import collections
 import dataclasses
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from vsr.errors import ConfigError
 from vsr.methods.base import Method, Window
 from vsr.methods.memory import available_bytes
 from vsr.methods.misr.flow import PRESETS
+from vsr.methods.params import parse
 
 if TYPE_CHECKING:
     import torch
@@ -80,6 +81,7 @@ class MisrParams:
             operation of one frame: on a busy machine those wait on each other at every step.
     """
 
+    flags: ClassVar[tuple[str, ...]] = ("window", "causal", "evidence")  # those with a flag of their own
     window: int = 5
     causal: bool = False
     flow_preset: str = "medium"
@@ -423,8 +425,4 @@ def build(scale: int = 2, **params: Any) -> Misr:
     """
     if not isinstance(scale, int) or isinstance(scale, bool) or not 2 <= scale <= 8:
         raise ConfigError(f"misr: --scale must be a whole number from 2 to 8; got {scale!r}")
-    known = {f.name for f in fields(MisrParams)}
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise ConfigError(f"misr: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-    return Misr(scale, MisrParams(**params))
+    return Misr(scale, parse(MisrParams, params, method="misr"))
