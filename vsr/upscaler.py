@@ -9,12 +9,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from vsr.errors import ConfigError, InputError
 from vsr.methods.base import Method
@@ -184,17 +185,15 @@ class Upscaler:
             self._worker.join()
         return rest
 
-    def __enter__(self) -> Upscaler:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.rest = self.close()
             return
-        try:
+        with contextlib.suppress(Exception):  # the error that left the block is the one to see
             self.close()
-        except Exception:  # noqa: BLE001 - the error that left the block is the one to see
-            pass
 
     # -- inside --------------------------------------------------------------------------------
 
