@@ -89,10 +89,7 @@ class Upscaler:
         import torch
 
         from vsr.methods.build import build_method
-        from vsr.methods.params import as_dict
 
-        if params is not None and not isinstance(params, Mapping):
-            params = as_dict(params)
         #: The loaded :class:`~vsr.methods.base.Method`.
         self.method = build_method(method, scale, params, device)
         self._in: queue.Queue = queue.Queue()
@@ -279,8 +276,8 @@ class Upscaler:
                 self._out.put(_ENDED)
                 continue
             kind = self._kind
-            detector = SceneCutDetector() if self.method.radius > 0 else None
             try:
+                detector = SceneCutDetector() if self.method.radius > 0 else None  # as vsr.frames
                 with torch.inference_mode():
                     for _, image in upscale_frames(self._frames(first), self.method, None, detector):
                         self._out.put(_as_kind(image, kind))

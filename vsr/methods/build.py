@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from vsr.errors import ConfigError
 from vsr.methods.base import Method
+from vsr.methods.params import as_dict
 from vsr.methods.registry import get_method
 
 
@@ -24,14 +26,18 @@ def resolve_device(device: str | None) -> str:
     return device
 
 
-def build_method(method: str | Method, scale: int | None, params: dict[str, Any] | None, device: str | None,
+def build_method(method: str | Method, scale: int | None, params: Mapping[str, Any] | Any, device: str | None,
                  size: tuple[int, int] | None = None) -> Method:
     """A ready method: from the registry (or as given), on its device, honouring ``size`` ``(W, H)``.
+
+    ``params``: a mapping of the method's parameters, its parameter dataclass, or ``None``.
 
     Raises:
         ConfigError: unknown method, scale or parameter; a device that is not there.
         ModelError: a neural method's weights cannot be loaded.
     """
+    if params is not None and not isinstance(params, Mapping):
+        params = as_dict(params)
     built = method if isinstance(method, Method) else get_method(method, scale=scale, **(params or {}))
     built.to(resolve_device(device))
     if size is not None:
