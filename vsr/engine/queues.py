@@ -45,9 +45,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vsr.engine.scenecut import SceneCutDetector
-from vsr.engine.window import WindowAssembler, frame_windows, to_integer_hwc, to_unit_float
+from vsr.engine.window import WindowAssembler, frame_windows, to_integer_hwc
 from vsr.errors import Cancelled, InputError, PipelineError, VsrError
 from vsr.io.source import mask_url
+from vsr.methods.samples import to_unit_float
 from vsr.types import Frame
 
 if TYPE_CHECKING:

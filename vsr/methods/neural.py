@@ -24,10 +24,10 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from vsr.engine.window import from_unit_float, to_unit_float
 from vsr.errors import ConfigError
 from vsr.methods.base import Method, Window
 from vsr.methods.memory import available_bytes
+from vsr.methods.samples import from_unit_float, to_unit_float
 
 if TYPE_CHECKING:
     import torch
