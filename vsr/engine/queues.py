@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     import torch
 
     from vsr.engine.local import LocalExecutor
+    from vsr.io.yuv import YuvFormat
     from vsr.methods.base import Method, Window
 
 log = logging.getLogger(__name__)
@@ -186,6 +187,10 @@ class Pipeline:
         self.frames = frames or decoder.frames
         self.keep = keep
         self.detector = SceneCutDetector() if scene_cuts and method.radius > 0 else None
+        # On CUDA the decoder hands over YUV planes, converted to RGB on the device, unless the
+        # scene-cut detector needs RGB on the host.
+        self._planes = (method.device.type == "cuda" and self.detector is None and hasattr(decoder, "use_yuv")
+                        and decoder.use_yuv() is not None)
         info = decoder.info
         estimate = None
         if info.frame_count is None and info.duration and info.average_rate and not decoder.is_live:
@@ -328,9 +333,14 @@ class Pipeline:
             return False
 
         to_host = torch.uint8 if self.decoder.info.bit_depth <= 8 else torch.uint16
+        size = self._output_size()
+        planes_out = None
+        if self.method.device.type == "cuda" and hasattr(self.sink, "planes_format"):
+            planes_out = self.sink.planes_format(size[1], size[0])  # converted on the device
+        planes_in = (lambda: self.decoder.yuv) if self._planes else None
         # One size for every frame, also where the source's picture size changes midway.
-        for ref, image in upscale_frames(self._incoming_frames(), self.method, self._output_size(),
-                                         self.detector, keep, self.stats, to_host):
+        for ref, image in upscale_frames(self._incoming_frames(), self.method, size, self.detector, keep,
+                                         self.stats, to_host, planes_in, planes_out):
             self._put(self.images_q, (image, ref.pts, ref.duration, ref.index))
             self.stats.frames_processed += 1
         self._put(self.images_q, _END)
@@ -344,7 +354,11 @@ class Pipeline:
             if item is _END:
                 break
             image, *rest = item
-            self._put(self.pictures_q, (self.sink.picture(to_integer_hwc(image, bit_depth)), *rest))
+            if image.shape[0] == 1:  # packed YUV planes, converted on the device
+                picture = self.sink.planes_picture(image[0].numpy())
+            else:
+                picture = self.sink.picture(to_integer_hwc(image, bit_depth))
+            self._put(self.pictures_q, (picture, *rest))
         self._put(self.pictures_q, _END)
 
     def _encode_worker(self) -> None:
@@ -552,6 +566,7 @@ def busy_workers() -> list[str]:
 def upscale_frames(frames: Iterable[Frame], method: Method, output_size: tuple[int, int] | None = None,
                    detector: SceneCutDetector | None = None, keep: Callable[[Frame], bool] | None = None,
                    stats: RunStats | None = None, to_host: torch.dtype | None = None,
+                   planes_in: Callable[[], YuvFormat | None] | None = None, planes_out: YuvFormat | None = None,
                    ) -> Iterator[tuple[Frame, torch.Tensor]]:
     """The frame loop every run goes through: frames → windows → transport → method → output size.
 
@@ -568,15 +583,19 @@ def upscale_frames(frames: Iterable[Frame], method: Method, output_size: tuple[i
             overlapping by their neighbours count each cut once).
         to_host: on CUDA, bring the images back to the host as this integer type (see
             :meth:`~vsr.engine.transport.Transport.run`); ``None`` leaves them on the device.
+        planes_in, planes_out: YUV formats of frames that arrive as packed planes and of the
+            planes to hand images over as (on CUDA, with ``to_host``); see
+            :class:`~vsr.engine.transport.Transport`.
 
     Yields:
         ``(reference frame, image)`` per kept frame, in order; ``image`` is ``(C, H, W)``: on
         the method's device, float, nominally in [0, 1], or the input's integer type for a
-        method with ``integer_io``; with ``to_host`` on CUDA, ``to_host`` integers on the host.
+        method with ``integer_io``; with ``to_host`` on CUDA, ``to_host`` integers on the host
+        (``(1, rows, W)`` packed planes with ``planes_out``).
     """
     import torch
 
-    transport = Transport(method.device)
+    transport = Transport(method.device, planes_in=planes_in, planes_out=planes_out)
     # On CUDA the decoder's integers stay on the host until the transport uploads them.
     assembler = WindowAssembler(method.device, method.dtype, integer=method.integer_io or transport.cuda)
     on_device = None if method.integer_io or not transport.cuda else method.dtype

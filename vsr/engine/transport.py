@@ -8,6 +8,11 @@ batch) is kept in flight ahead of the consumer, and results come out in order. I
 frames cross the bus as they are (1 or 2 bytes a sample) and float results are quantized on
 the device before the download.
 
+With YUV formats given, frames may arrive as packed YUV planes (``(1, rows, W)``, see
+:mod:`vsr.io.yuv`): they cross the bus as decoded and become RGB on the device, with bicubic
+chroma at the stream's siting; and results leave as packed planes of the output's format,
+converted on the device, so the host has no colour conversion left to do.
+
 On the CPU the same calls run as a plain loop: nothing is copied, nothing waits.
 """
 
@@ -17,11 +22,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from vsr.io.yuv import pack, rgb_to_yuv, unpack, yuv_to_rgb
 from vsr.methods.base import Window, channels_innermost
 from vsr.methods.samples import from_unit_float, to_unit_float
 
 if TYPE_CHECKING:
     import torch
+
+    from vsr.io.yuv import YuvFormat
 
 
 class Transport:
@@ -30,14 +38,20 @@ class Transport:
     Args:
         device: the method's device; on anything but CUDA the transport is a plain loop.
         slots: page-locked upload buffers kept for reuse.
+        planes_in: the format of frames that arrive as packed YUV planes (asked when the first
+            such frame is uploaded: a decoder settles it at its first frame), or ``None``.
+        planes_out: the format to hand results over in, as packed YUV planes, or ``None``: RGB.
 
     Attributes:
         ring: the upload buffers (:class:`PinnedRing`); ``None`` off CUDA.
     """
 
-    def __init__(self, device: torch.device | str, slots: int = 2) -> None:
+    def __init__(self, device: torch.device | str, slots: int = 2,
+                 planes_in: Callable[[], YuvFormat | None] | None = None, planes_out: YuvFormat | None = None) -> None:
         import torch
 
+        self.planes_in = planes_in
+        self.planes_out = planes_out
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
         if self.cuda and self.device.index is None:
@@ -87,6 +101,11 @@ class Transport:
         else:
             x = frames.to(self.device)
             self.compute_stream.wait_stream(torch.cuda.current_stream(self.device))
+        if x.shape[-3] == 1 and self.planes_in is not None:  # packed YUV planes
+            fmt = self.planes_in()
+            with torch.cuda.stream(self.compute_stream):
+                rgb = yuv_to_rgb(*unpack(x.select(-3, 0), fmt), fmt)
+                return rgb if dtype is None else rgb.to(dtype)
         if dtype is not None:
             with torch.cuda.stream(self.compute_stream):
                 x = to_unit_float(x, self.device, dtype)
@@ -155,13 +174,13 @@ class Transport:
             to_host: integer dtype (``torch.uint8``/``torch.uint16``) to quantize float results
                 to on the device (:func:`~vsr.methods.samples.from_unit_float`) and download them
                 as, into page-locked ``(H, W, C)`` memory; integer results are downloaded as they
-                are. ``None``: results stay on the device, ready for the current stream. Off CUDA,
+                are. With ``planes_out``, results are converted to packed planes instead. ``None``: results stay on the device, ready for the current stream. Off CUDA,
                 and where the method assembled a result on the host, results are passed on as
                 the method gives them.
 
         Yields:
-            The results in order: ``(C, H, W)`` views of ``(H, W, C)`` host memory with
-            ``to_host``, else tensors on the device.
+            The results in order: ``(C, H, W)`` views of ``(H, W, C)`` host memory (``(1, rows,
+            W)`` packed planes with ``planes_out``) with ``to_host``, else tensors on the device.
         """
         return self._flow(([y] for y in results), to_host)
 
@@ -180,8 +199,7 @@ class Transport:
                 if group is None:
                     break
                 if to_host is not None:
-                    group = [from_unit_float(y, to_host) if y.device == self.device and y.is_floating_point() else y
-                             for y in group]
+                    group = [self._quantize(y, to_host) if y.device == self.device else y for y in group]
                 computed = _event()
                 computed.record(self.compute_stream)
             pending.append([self._bring_back(y, computed, to_host) for y in group])
@@ -189,6 +207,13 @@ class Transport:
                 yield from (_ready(item) for item in pending.popleft())
         while pending:
             yield from (_ready(item) for item in pending.popleft())
+
+    def _quantize(self, y: torch.Tensor, to_host: torch.dtype) -> torch.Tensor:
+        """A result on the device -> what crosses the bus: packed planes of :attr:`planes_out`
+        (``(1, rows, W)``), or integer RGB."""
+        if self.planes_out is not None:
+            return pack(*rgb_to_yuv(y, self.planes_out))[None]
+        return from_unit_float(y, to_host) if y.is_floating_point() else y
 
     def _bring_back(self, y: torch.Tensor, computed, to_host: torch.dtype | None) -> tuple[Any, torch.Tensor]:
         """Queue ``y``'s way to its consumer; returns the event to wait for and what to hand over."""

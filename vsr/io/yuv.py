@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 _MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722), "bt2020": (0.2627, 0.0593)}
 # swscale's names (vsr.io.color.Conversion.colorspace) -> the matrix they implement.
 _SWS_NAMES = {"itu601": "bt601", "smpte170m": "bt601", "itu709": "bt709", "bt2020": "bt2020"}
+# Planar formats whose frames PyAV reads and writes as one array of the planes one after the
+# other (``to_ndarray``/``from_ndarray``): the formats the device conversion takes.
+PACKED_FORMATS = ("yuv420p", "yuvj420p", "yuv420p10le", "yuv422p", "yuv444p")
 # Pixel format -> (horizontal, vertical) chroma subsampling.
 _SUBSAMPLING = {"420": (2, 2), "422": (2, 1), "444": (1, 1)}
 SITINGS = ("left", "center", "topleft")
@@ -170,6 +173,35 @@ def rgb_to_yuv(rgb: torch.Tensor, fmt: YuvFormat) -> tuple[torch.Tensor, torch.T
 
     u, v = quantize(chroma * chroma_span + centre).unbind(-3)
     return quantize(luma * span + black), u, v
+
+
+def packed_rows(height: int, fmt: YuvFormat) -> int:
+    """Rows of width ``W`` that the three planes of an even-sized ``height`` x ``W`` picture
+    fill one after the other (``3 H / 2`` for 4:2:0)."""
+    sx, sy = fmt.subsampling
+    return height + 2 * height // (sx * sy)
+
+
+def pack(y: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``(..., H, W)`` luma and two chroma planes -> ``(..., rows, W)``, the planes one after the
+    other (see :func:`packed_rows`); even sizes only."""
+    import torch
+
+    flat = torch.cat([p.flatten(-2) for p in (y, u, v)], dim=-1)
+    return flat.unflatten(-1, (-1, y.shape[-1]))
+
+
+def unpack(packed: torch.Tensor, fmt: YuvFormat) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The inverse of :func:`pack`: ``(..., rows, W)`` -> views of the three planes."""
+    sx, sy = fmt.subsampling
+    rows, w = packed.shape[-2:]
+    h = rows * sx * sy // (sx * sy + 2)
+    flat = packed.flatten(-2)
+    luma, chroma = h * w, (h // sy) * (w // sx)
+    y = flat[..., :luma].unflatten(-1, (h, w))
+    u = flat[..., luma : luma + chroma].unflatten(-1, (h // sy, w // sx))
+    v = flat[..., luma + chroma :].unflatten(-1, (h // sy, w // sx))
+    return y, u, v
 
 
 def _cubic(d: torch.Tensor) -> torch.Tensor:
