@@ -7,8 +7,8 @@ matrix (as ``-sws_flags bicubic+full_chroma_int+accurate_rnd`` does), and filter
 at the siting after it on the way out (as ``bicubic+full_chroma_inp`` does). swscale's
 bicubic is the Keys cubic with ``a = -0.6`` (its default B = 0, C = 0.6); so is this one.
 
-Both directions are separable resamplings written as small matrices, one per axis, applied
-with two matrix products: the same arithmetic on the CPU and on CUDA.
+Both directions are separable resamplings: per axis, each output sample is a weighted sum of a
+few gathered input samples (4 taps up, 10 down): the same arithmetic on the CPU and on CUDA.
 """
 
 from __future__ import annotations
@@ -122,10 +122,10 @@ def yuv_to_rgb(y: torch.Tensor, u: torch.Tensor, v: torch.Tensor, fmt: YuvFormat
     off_x, off_y = fmt.offsets()
     sx, sy = fmt.subsampling
     chroma = torch.stack([u, v], dim=-3).float()
-    if (sx, sy) != (1, 1):
-        rows = _upsample_matrix(chroma.shape[-2], h, sy, off_y, chroma.device)
-        cols = _upsample_matrix(chroma.shape[-1], w, sx, off_x, chroma.device)
-        chroma = rows @ chroma @ cols.T
+    if sy != 1:
+        chroma = _resample(chroma, -2, *_upsample_taps(chroma.shape[-2], h, sy, off_y, chroma.device))
+    if sx != 1:
+        chroma = _resample(chroma, -1, *_upsample_taps(chroma.shape[-1], w, sx, off_x, chroma.device))
     black, span, centre, chroma_span = fmt.levels()
     luma = (y.float() - black) / span
     cb, cr = ((chroma - centre) / chroma_span).unbind(-3)
@@ -158,12 +158,12 @@ def rgb_to_yuv(rgb: torch.Tensor, fmt: YuvFormat) -> tuple[torch.Tensor, torch.T
     luma = kr * r + (1 - kr - kb) * g + kb * b
     chroma = torch.stack([(b - luma) / (2 * (1 - kb)), (r - luma) / (2 * (1 - kr))], dim=-3)
     sx, sy = fmt.subsampling
-    if (sx, sy) != (1, 1):
-        h, w = luma.shape[-2:]
-        off_x, off_y = fmt.offsets()
-        rows = _downsample_matrix(h, sy, off_y, chroma.device)
-        cols = _downsample_matrix(w, sx, off_x, chroma.device)
-        chroma = rows @ chroma @ cols.T
+    h, w = luma.shape[-2:]
+    off_x, off_y = fmt.offsets()
+    if sy != 1:
+        chroma = _resample(chroma, -2, *_downsample_taps(h, sy, off_y, chroma.device))
+    if sx != 1:
+        chroma = _resample(chroma, -1, *_downsample_taps(w, sx, off_x, chroma.device))
     black, span, centre, chroma_span = fmt.levels()
     peak = (1 << fmt.bit_depth) - 1
     dtype = torch.uint8 if fmt.bit_depth == 8 else torch.int16
@@ -215,40 +215,36 @@ def _cubic(d: torch.Tensor) -> torch.Tensor:
     return torch.where(d <= 1, near, torch.where(d < 2, far, torch.zeros_like(d)))
 
 
-def _upsample_matrix(n_in: int, n_out: int, factor: int, offset: float, device) -> torch.Tensor:
-    """``(n_out, n_in)``: bicubic interpolation of chroma samples at ``factor * k + offset`` onto
-    every luma position, edges clamped."""
+def _upsample_taps(n_in: int, n_out: int, factor: int, offset: float, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bicubic interpolation of chroma samples at ``factor * k + offset`` onto every luma
+    position: ``(n_out, 4)`` input indices (edges clamped) and weights."""
     import torch
 
-    if factor == 1:
-        return torch.eye(n_out, n_in, device=device)
     where = (torch.arange(n_out, dtype=torch.float64) - offset) / factor
-    taps = torch.arange(-1, 3, dtype=torch.float64)
-    pos = where.floor()[:, None] + taps[None, :]
-    weights = _cubic(where[:, None] - pos)
-    return _scatter(weights, pos, n_in, n_out, device)
+    pos = where.floor()[:, None] + torch.arange(-1, 3, dtype=torch.float64)[None, :]
+    return _taps(_cubic(where[:, None] - pos), pos, n_in, device)
 
 
-def _downsample_matrix(n_in: int, factor: int, offset: float, device) -> torch.Tensor:
-    """``(ceil(n_in / factor), n_in)``: the bicubic kernel stretched by ``factor`` (an
-    antialiasing filter) centred on each chroma position ``factor * k + offset``, edges clamped."""
+def _downsample_taps(n_in: int, factor: int, offset: float, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The bicubic kernel stretched by ``factor`` (an antialiasing filter) centred on each chroma
+    position ``factor * k + offset``: ``(ceil(n_in / factor), 4 factor + 2)`` indices and weights."""
     import torch
 
-    n_out = -(-n_in // factor)
-    if factor == 1:
-        return torch.eye(n_out, n_in, device=device)
-    centre = torch.arange(n_out, dtype=torch.float64) * factor + offset
-    taps = torch.arange(-2 * factor, 2 * factor + 2, dtype=torch.float64)
-    pos = centre.floor()[:, None] + taps[None, :]
-    weights = _cubic((pos - centre[:, None]) / factor)
-    return _scatter(weights, pos, n_in, n_out, device)
+    centre = torch.arange(-(-n_in // factor), dtype=torch.float64) * factor + offset
+    pos = centre.floor()[:, None] + torch.arange(-2 * factor, 2 * factor + 2, dtype=torch.float64)[None, :]
+    return _taps(_cubic((pos - centre[:, None]) / factor), pos, n_in, device)
 
 
-def _scatter(weights: torch.Tensor, pos: torch.Tensor, n_in: int, n_out: int, device) -> torch.Tensor:
-    """Normalised ``weights`` at integer positions ``pos`` (clamped to the edges) as a dense matrix."""
-    import torch
-
+def _taps(weights: torch.Tensor, pos: torch.Tensor, n_in: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised ``weights`` and their positions clamped to the edges, on ``device``."""
     weights = weights / weights.sum(dim=1, keepdim=True)
-    matrix = torch.zeros(n_out, n_in, dtype=torch.float64)
-    matrix.scatter_add_(1, pos.clamp(0, n_in - 1).long(), weights)
-    return matrix.to(device=device, dtype=torch.float32)
+    return pos.clamp(0, n_in - 1).long().to(device), weights.float().to(device)
+
+
+def _resample(x: torch.Tensor, axis: int, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Each output sample along ``axis`` (-1 or -2): the weighted sum of the input samples ``index``."""
+    if axis == -2:
+        return _resample(x.transpose(-1, -2), -1, index, weights).transpose(-1, -2)
+    n_out, taps = index.shape
+    gathered = x.index_select(-1, index.flatten()).unflatten(-1, (n_out, taps))
+    return (gathered * weights).sum(-1)
