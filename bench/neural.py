@@ -179,50 +179,51 @@ def integer_frame(frame):
     return frame.mul(255).round().byte().permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
 
 
-def run_naive(method, clip: Path, out_path: Path, device: str) -> int:
+def per_frame_loop(method, clip: Path, out_path: Path, upscale) -> int:
+    """Decode one frame, ``upscale`` its ``(H, W, 3)`` uint8 array to another, encode it, repeat."""
     import av
-    import torch
 
-    net = naive_net(method, device)
     source = av.open(str(clip))
     video = source.streams.video[0]
     oh, ow = method.output_size(video.codec_context.height, video.codec_context.width)
     container, stream = open_encoder(out_path, ow, oh)
     count = 0
-    with source, container, torch.no_grad():
+    with source, container:
         for frame in source.decode(video):
-            array = frame.to_ndarray(format="rgb24")
-            x = torch.from_numpy(array).permute(2, 0, 1).float().div(255).unsqueeze(0).to(device)
-            y = method._resize_output(net(x))[0].clamp(0, 1)
-            rgb = y.mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+            rgb = upscale(frame.to_ndarray(format="rgb24"))
             for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 container.mux(packet)
             count += 1
         for packet in stream.encode():
             container.mux(packet)
     return count
+
+
+def run_naive(method, clip: Path, out_path: Path, device: str) -> int:
+    """What per-frame scripts do: float32 in the default layout, converted on the host."""
+    import torch
+
+    net = naive_net(method, device)
+
+    def upscale(array):
+        with torch.no_grad():
+            x = torch.from_numpy(array).permute(2, 0, 1).float().div(255).unsqueeze(0).to(device)
+            y = method._resize_output(net(x))[0].clamp(0, 1)
+            return y.mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+    return per_frame_loop(method, clip, out_path, upscale)
 
 
 def run_same(method, clip: Path, out_path: Path, device: str) -> int:
     """The per-frame loop with vsr's settings: its network layout and precision, integer frames."""
-    import av
     import torch
 
-    source = av.open(str(clip))
-    video = source.streams.video[0]
-    oh, ow = method.output_size(video.codec_context.height, video.codec_context.width)
-    container, stream = open_encoder(out_path, ow, oh)
-    count = 0
-    with source, container, torch.inference_mode():
-        for frame in source.decode(video):
-            x = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)[None].to(device)
-            rgb = method.upscale_batch(x)[0].permute(1, 2, 0).cpu().numpy()
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                container.mux(packet)
-            count += 1
-        for packet in stream.encode():
-            container.mux(packet)
-    return count
+    def upscale(array):
+        with torch.inference_mode():
+            x = torch.from_numpy(array).permute(2, 0, 1)[None].to(device)
+            return method.upscale_batch(x)[0].permute(1, 2, 0).cpu().numpy()
+
+    return per_frame_loop(method, clip, out_path, upscale)
 
 
 def run_vsr(method, clip: Path, out_path: Path, device: str) -> int:
