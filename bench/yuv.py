@@ -14,10 +14,9 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench.common import machine, print_table, time_call  # noqa: E402
+from common import machine, print_table, time_call
 
 
 def measure(width: int, height: int, repeats: int) -> list[str]:
