@@ -149,6 +149,25 @@ def test_cuda_transport_writes_what_the_cpu_writes(clip_factory, tmp_path, metho
 
 
 @pytest.mark.cuda
+def test_cuda_yuv_planes_both_ways_write_what_the_host_conversions_write(clip_factory, tmp_path):
+    """bicubic on CUDA takes the decoder's planes and hands the encoder planes, both converted
+    on the device; the file holds what the CPU's swscale conversions give, within a few levels."""
+    src = clip_factory("in.mp4", frames=4, size=(48, 32))
+    planes = {}
+    for device in ("cpu", "cuda"):
+        out = tmp_path / f"{device}.mkv"
+        vsr.upscale(str(src), str(out), method="bicubic", scale=2, device=device,
+                    encode=vsr.EncodeSettings(codec="ffv1", pix_fmt="yuv420p"))
+        with av.open(str(out)) as container:
+            planes[device] = [torch.from_numpy(f.to_ndarray()).float() for f in container.decode(video=0)]
+    assert len(planes["cpu"]) == len(planes["cuda"]) == 4
+    for a, b in zip(planes["cpu"], planes["cuda"]):
+        assert a.shape == b.shape == (96, 96)
+        error = (a - b).abs()
+        assert error.mean() < 0.6 and error.max() <= 4
+
+
+@pytest.mark.cuda
 def test_cuda_transport_keeps_order_and_reuses_pinned_buffers():
     transport = Transport("cuda")
     frames = [_decoded(i, 64, 96) for i in range(12)]
