@@ -8,8 +8,8 @@
 The method worker runs :func:`upscale_frames`, the one frame loop (windows, transport,
 method, output size) that :func:`iterate` and segment runs (``--resume``, Ray tasks,
 through :mod:`vsr.engine.task`) share. The convert worker turns images into the encoder's
-pixel format, apart from the thread that feeds the method's device. Each worker is a thread (PyAV, OpenCV and torch release
-the GIL while they work).
+pixel format, apart from the thread that feeds the method's device. Each worker is a
+thread (PyAV, OpenCV and torch release the GIL while they work).
 A full queue blocks its producer, so memory stays bounded by the queue sizes. The
 audio/subtitle channel has no bound of its own: the demuxer reads in file order
 and stops when the frame queue is full, so the packets waiting in it never span
