@@ -1,14 +1,20 @@
 """Benchmark of per-frame neural SR: vsr's streamed path against a naive loop, per model.
 
-For each model, two runs over the same clip (the first frames of
+For each model, three runs over the same clip (the first frames of
 ``shared/data/clips/chaplin.mp4``, downscaled and written as an H.264 file first), each in
-a fresh child process so its peak memory is its own:
+a fresh child process so its peak memory is its own, all with the same torch thread count:
 
-* naive: decode one frame with PyAV, convert it, run the network in float32
-  (``torch.no_grad``), encode it (libx264), repeat: what per-frame upscaling scripts do;
-* vsr: ``vsr.upscale`` on the file, the whole pipeline a user runs (decode, method and
-  encode workers; batching, channels-last, integer frames across the bus; half precision
-  and CUDA streams on a GPU).
+* naive: decode one frame with PyAV, convert it, run the network in float32 and the default
+  (contiguous) layout (``torch.no_grad``), encode it (libx264), repeat: what per-frame
+  upscaling scripts do;
+* naive+same: the same one-frame-at-a-time loop, but with vsr's choices: the network as vsr
+  runs it (channels-last, vsr's precision: float32 on the CPU, float16 on CUDA) through its
+  batch function, integer frames in and out; nothing overlaps, nothing is batched;
+* vsr: ``vsr.upscale`` on the file, the whole pipeline a user runs (decode, method, convert
+  and encode workers; batching; on a GPU the device transport's streams).
+
+naive -> naive+same is what the settings give; naive+same -> vsr is the pipeline's own gain
+(decode, compute and encode overlapping, frames batched).
 
 Also printed: the network's FLOPs per frame, counted from the shapes of its convolutions,
 and the fraction of the device's peak they reach (the CPU's peak is measured with a large
@@ -52,6 +58,7 @@ GPU_CASES = {
     "waifu2x-photo": ("waifu2x-photo", 2, 1280, 720, 120),
 }
 ENCODE = {"preset": "veryfast", "crf": "18"}
+MODES = ("naive", "same", "vsr")
 # --stability: (method, params); every row upscales the same input x4.
 STABILITY = {
     "span": ("span", {}),
@@ -154,39 +161,69 @@ def naive_net(method, device: str):
 
 
 def warm_up(method, clip: Path, mode: str, device: str) -> None:
-    """Run each mode's own shapes and layouts once, so neither run pays for choosing kernels."""
+    """Run each mode's own shapes and layouts once, so no run pays for choosing kernels."""
     import torch
 
     frame = first_frame(clip).to(device)
     with torch.inference_mode():
         if mode == "naive":
             naive_net(method, device)(frame)
+        elif mode == "same":
+            method.upscale_batch(integer_frame(frame))
         else:  # the batch the pipeline will form from frames of this size
-            method._upscale(frame.expand(method._batch_for(*frame.shape[-2:]), -1, -1, -1))
+            method.upscale_batch(frame.expand(method.batch_size(*frame.shape[-2:]), -1, -1, -1))
 
 
-def run_naive(method, clip: Path, out_path: Path, device: str) -> int:
+def integer_frame(frame):
+    """A ``(1, 3, H, W)`` float frame as the decoder hands frames over: uint8, a view of (H, W, 3) memory."""
+    return frame.mul(255).round().byte().permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+
+
+def per_frame_loop(method, clip: Path, out_path: Path, upscale) -> int:
+    """Decode one frame, ``upscale`` its ``(H, W, 3)`` uint8 array to another, encode it, repeat."""
     import av
-    import torch
 
-    net = naive_net(method, device)
     source = av.open(str(clip))
     video = source.streams.video[0]
     oh, ow = method.output_size(video.codec_context.height, video.codec_context.width)
     container, stream = open_encoder(out_path, ow, oh)
     count = 0
-    with source, container, torch.no_grad():
+    with source, container:
         for frame in source.decode(video):
-            array = frame.to_ndarray(format="rgb24")
-            x = torch.from_numpy(array).permute(2, 0, 1).float().div(255).unsqueeze(0).to(device)
-            y = method._resize_output(net(x))[0].clamp(0, 1)
-            rgb = y.mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+            rgb = upscale(frame.to_ndarray(format="rgb24"))
             for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 container.mux(packet)
             count += 1
         for packet in stream.encode():
             container.mux(packet)
     return count
+
+
+def run_naive(method, clip: Path, out_path: Path, device: str) -> int:
+    """What per-frame scripts do: float32 in the default layout, converted on the host."""
+    import torch
+
+    net = naive_net(method, device)
+
+    def upscale(array):
+        with torch.no_grad():
+            x = torch.from_numpy(array).permute(2, 0, 1).float().div(255).unsqueeze(0).to(device)
+            y = method._resize_output(net(x))[0].clamp(0, 1)
+            return y.mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+    return per_frame_loop(method, clip, out_path, upscale)
+
+
+def run_same(method, clip: Path, out_path: Path, device: str) -> int:
+    """The per-frame loop with vsr's settings: its network layout and precision, integer frames."""
+    import torch
+
+    def upscale(array):
+        with torch.inference_mode():
+            x = torch.from_numpy(array).permute(2, 0, 1)[None].to(device)
+            return method.upscale_batch(x)[0].permute(1, 2, 0).cpu().numpy()
+
+    return per_frame_loop(method, clip, out_path, upscale)
 
 
 def run_vsr(method, clip: Path, out_path: Path, device: str) -> int:
@@ -209,7 +246,7 @@ def child(case: str, mode: str, device: str, frames_override: int | None) -> dic
     name, scale, width, height, count = (CASES if device == "cpu" else GPU_CASES)[case]
     count = frames_override or count
     method = get_method(name, scale=scale).to(device)
-    runner = run_naive if mode == "naive" else run_vsr
+    runner = {"naive": run_naive, "same": run_same, "vsr": run_vsr}[mode]
     with tempfile.TemporaryDirectory() as tmp:
         clip = make_input(Path(tmp) / "in.mp4", width, height, count)
         warm_up(method, clip, mode, device)
@@ -227,7 +264,8 @@ def child(case: str, mode: str, device: str, frames_override: int | None) -> dic
         result["peak_device_mib"] = torch.cuda.max_memory_allocated() / 2**20
     net = method.net
     result["gflop_per_frame"] = conv_flops(net, width, height) / 1e9
-    result["precision"] = method.describe()["precision"] if mode == "vsr" else "float32"
+    result["precision"] = method.describe()["precision"] if mode != "naive" else "float32"
+    result["threads"] = torch.get_num_threads()
     result["model"] = method.model.name
     result["size"] = f"{width}x{height} -> {method.output_size(height, width)[1]}x{method.output_size(height, width)[0]}"
     return result
@@ -367,36 +405,40 @@ def main() -> int:
 
     load_before = os.getloadavg()[0]
     peak = peak_flops(args.device)
-    results: list[tuple[dict, dict]] = []
+    results: list[dict[str, dict]] = []
     for case in args.models:
         runs: dict[str, dict] = {}
-        # Alternate the two modes and keep each one's best run: on a shared machine the
-        # load changes from minute to minute, and the best run is the least disturbed.
+        # Alternate the modes and keep each one's best run: on a shared machine the load
+        # changes from minute to minute, and the best run is the least disturbed.
         for _ in range(args.repeats):
-            for mode in ("naive", "vsr"):
+            for mode in MODES:
                 result = run_child(args, ["--child", case, mode])
                 if result is None:
                     return 1
                 if mode not in runs or result["fps"] > runs[mode]["fps"]:
                     runs[mode] = result
-        results.append((runs["naive"], runs["vsr"]))
+        results.append(runs)
     peak = max(peak, peak_flops(args.device))  # measured again: the least disturbed figure counts
     spec = spec_peak(args.device)
     reference = spec or peak
     load = sorted((load_before, os.getloadavg()[0]))
     mem = "peak_device_mib" if args.device != "cpu" else "peak_rss_mib"
+    threads = sorted({run["threads"] for runs in results for run in runs.values()})
     rows = []
-    for naive, ours in results:
+    for runs in results:
+        naive, same, ours = runs["naive"], runs["same"], runs["vsr"]
         rows.append([
             ours["model"], ours["size"], str(ours["frames"]), f"{ours['gflop_per_frame']:.1f}",
-            f"{naive['fps']:.3f}", f"{ours['fps']:.3f}", f"{ours['fps'] / naive['fps']:.2f}x",
-            f"{naive[mem]:.0f} / {ours[mem]:.0f}", ours["precision"],
-            f"{ours['gflop_per_frame'] * 1e9 * naive['fps'] / reference:.0%} / "
+            f"{naive['fps']:.3f}", f"{same['fps']:.3f}", f"{ours['fps']:.3f}",
+            f"{same['fps'] / naive['fps']:.2f}x", f"{ours['fps'] / same['fps']:.2f}x",
+            f"{ours['fps'] / naive['fps']:.2f}x",
+            " / ".join(f"{runs[m][mem]:.0f}" for m in MODES), ours["precision"],
             f"{ours['gflop_per_frame'] * 1e9 * ours['fps'] / reference:.0%}",
         ])
-    header = ["model", "frame", "frames", "GFLOP/frame", "naive fps", "vsr fps", "speed-up",
-              f"peak {'GPU' if args.device != 'cpu' else 'RSS'} MiB naive / vsr", "vsr precision",
-              "of reference naive / vsr"]
+    header = ["model", "frame", "frames", "GFLOP/frame", "naive fps", "naive+same fps", "vsr fps",
+              "settings gain", "pipeline gain", "total",
+              f"peak {'GPU' if args.device != 'cpu' else 'RSS'} MiB naive / same / vsr", "vsr precision",
+              "vsr of reference"]
     heading = "## Neural SR" if args.device == "cpu" else "## Neural SR on CUDA"
     lines = [
         heading, "",
@@ -406,8 +448,12 @@ def main() -> int:
            "Reference: that matmul rate (FLOPs are counted as a direct convolution would do them; oneDNN's "
            "3x3 kernels need fewer, so the ratio can pass 100%). ")
         + "Input: the first frames of chaplin.mp4 resized, "
-        "as H.264; output libx264 veryfast crf 18; each run in its own process after one warm-up frame. "
-        "naive = PyAV decode, float32 model, encode, one frame at a time; vsr = `vsr.upscale` on the file. "
+        "as H.264; output libx264 veryfast crf 18; each run in its own process after one warm-up frame, "
+        f"torch threads {', '.join(map(str, threads))} in every run. "
+        "naive = PyAV decode, float32 model in the default layout, encode, one frame at a time; naive+same = "
+        "that loop with vsr's network layout (channels-last), precision and integer frames; vsr = "
+        "`vsr.upscale` on the file. Settings gain = naive+same / naive; pipeline gain = vsr / naive+same "
+        "(overlap of decode, compute and encode; batching). "
         f"Best of {args.repeats} alternating runs per mode; 1-minute load average {load[0]:.1f} to {load[1]:.1f} "
         "during the run (other work shares the machine, so figures move by tens of per cent).", "",
         "| " + " | ".join(header) + " |", "|" + "---|" * len(header),

@@ -30,7 +30,8 @@ def decode_only(clip: str) -> int:
 def upscaled_frames(clip: str, limit: int | None = None) -> list:
     from vsr.io.decode import Decoder
     from vsr.methods.interp import resize
-    from vsr.engine.window import to_integer_hwc, to_unit_float
+    from vsr.engine.window import to_integer_hwc
+    from vsr.methods.samples import to_unit_float
 
     import torch
 

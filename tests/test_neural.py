@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 from pathlib import Path
 
@@ -296,56 +295,6 @@ def test_method_parameters_for_another_method_are_refused(clip_factory):
     result = run_cli("run", str(src), "--method", "bicubic", "--outscale", "1.5", "-q")
     assert result.returncode == 2 and b"Traceback" not in result.stderr
     assert b"outscale" in result.stderr and len(result.stderr.decode().strip().splitlines()) == 1
-
-
-def test_overlapped_cuda_path_bookkeeping_with_stand_in_streams(monkeypatch):
-    """The CUDA path's own logic (batches, the pinned ring, order, integer layouts), run on the CPU
-    with streams and events that do nothing: real streams only add asynchrony, which the CUDA
-    tests cover where a device is present."""
-    class Event:
-        def __init__(self, **flags):
-            pass
-
-        def record(self, stream=None):
-            pass
-
-        def synchronize(self):
-            pass
-
-        def query(self):
-            return True
-
-    class Stream:
-        def wait_event(self, event):
-            pass
-
-        def wait_stream(self, stream):
-            pass
-
-        def synchronize(self):
-            pass
-
-    real_empty = torch.empty
-    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: Stream())
-    monkeypatch.setattr(torch.cuda, "Event", Event)
-    monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
-    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: Stream())
-    monkeypatch.setattr(torch.Tensor, "record_stream", lambda self, stream: None)
-    monkeypatch.setattr(torch, "empty", lambda *a, pin_memory=False, **k: real_empty(*a, **k))
-
-    m = get_method("realesr-video", scale=2, batch=2).to("cpu")
-    frames = _frames(3, 12, 16) + _frames(2, 8, 12, seed=1)  # a size change mid-stream
-    decoded = [_decoded(f, torch.uint8) for f in frames]
-    outs = list(m._stream_cuda(Window(d, 0, (i,)) for i, d in enumerate(decoded)))
-    assert len(outs) == 5
-    for d, out in zip(decoded, outs):
-        expected = m(d, 0)
-        assert out.dtype == torch.uint8 and out.shape == expected.shape
-        assert out.permute(1, 2, 0).is_contiguous()
-        assert (out.int() - expected.int()).abs().max() <= 1
-    floats = list(m._stream_cuda(Window(f, 0, (i,)) for i, f in enumerate(frames)))
-    for f, out in zip(frames, floats):
-        assert out.dtype == torch.float32 and torch.allclose(out, m(f, 0), atol=1e-4)
 
 
 @pytest.mark.skipif(not any(shutil.which(c) for c in ("c++", "g++", "clang++")),

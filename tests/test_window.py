@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from vsr.engine.scenecut import SceneCutDetector
-from vsr.engine.window import WindowAssembler, frame_windows, to_integer_hwc, to_unit_float
+from vsr.engine.window import WindowAssembler, frame_windows, to_integer_hwc
+from vsr.methods.samples import to_unit_float
 from vsr.types import Frame
 
 

@@ -2,13 +2,14 @@
 
 ::
 
-    decode ──frames──► method ──images──► encode ──► sink
-       └──────────── audio / subtitle packets ─────────┘
+    decode ──frames──► method ──images──► convert ──pictures──► encode ──► sink
+       └──────────────────── audio / subtitle packets ──────────────┘
 
-The method worker runs :func:`upscale_frames`, the one frame loop (windows, method,
-output size) that :func:`iterate` and segment runs (``--resume``, Ray tasks, through
-:mod:`vsr.engine.task`) share. Each worker is a thread (PyAV, OpenCV and torch release
-the GIL while they work).
+The method worker runs :func:`upscale_frames`, the one frame loop (windows, transport,
+method, output size) that :func:`iterate` and segment runs (``--resume``, Ray tasks,
+through :mod:`vsr.engine.task`) share. The convert worker turns images into the encoder's
+pixel format, apart from the thread that feeds the method's device. Each worker is a
+thread (PyAV, OpenCV and torch release the GIL while they work).
 A full queue blocks its producer, so memory stays bounded by the queue sizes. The
 audio/subtitle channel has no bound of its own: the demuxer reads in file order
 and stops when the frame queue is full, so the packets waiting in it never span
@@ -45,15 +46,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vsr.engine.scenecut import SceneCutDetector
-from vsr.engine.window import WindowAssembler, frame_windows, to_integer_hwc, to_unit_float
+from vsr.engine.transport import Transport
+from vsr.engine.window import WindowAssembler, frame_windows, to_integer_hwc
 from vsr.errors import Cancelled, InputError, PipelineError, VsrError
 from vsr.io.source import mask_url
+from vsr.methods.base import batches
+from vsr.methods.samples import to_unit_float
 from vsr.types import Frame
 
 if TYPE_CHECKING:
     import torch
 
     from vsr.engine.local import LocalExecutor
+    from vsr.io.yuv import YuvFormat
     from vsr.methods.base import Method, Window
 
 log = logging.getLogger(__name__)
@@ -176,11 +181,16 @@ class Pipeline:
         self.output_size = output_size
         self.frames_q: queue.Queue = queue.Queue(queue_size)
         self.images_q: queue.Queue = queue.Queue(queue_size)
+        self.pictures_q: queue.Queue = queue.Queue(queue_size)
         self.packets: collections.deque = collections.deque()
         self.decoder.on_packet = self.packets.append if passthrough else None
         self.frames = frames or decoder.frames
         self.keep = keep
         self.detector = SceneCutDetector() if scene_cuts and method.radius > 0 else None
+        # On CUDA the decoder hands over YUV planes, converted to RGB on the device, unless the
+        # scene-cut detector needs RGB on the host.
+        self._planes = (method.device.type == "cuda" and self.detector is None and hasattr(decoder, "use_yuv")
+                        and decoder.use_yuv() is not None)
         info = decoder.info
         estimate = None
         if info.frame_count is None and info.duration and info.average_rate and not decoder.is_live:
@@ -200,8 +210,9 @@ class Pipeline:
         self._encoded_all = False  # the encoder took every frame the method produced
         self._errors: list[tuple[str, BaseException]] = []
         self._lock = threading.Lock()
-        self._done = {"decode": threading.Event(), "method": threading.Event(), "encode": threading.Event()}
-        self._consumer = {id(self.frames_q): self._done["method"], id(self.images_q): self._done["encode"]}
+        self._done = {name: threading.Event() for name in ("decode", "method", "convert", "encode")}
+        self._consumer = {id(self.frames_q): self._done["method"], id(self.images_q): self._done["convert"],
+                          id(self.pictures_q): self._done["encode"]}
         self.threads: list[threading.Thread] = []
 
     # -- control ---------------------------------------------------------------------------
@@ -240,7 +251,7 @@ class Pipeline:
         with self._lock:
             self._errors.append((stage, exc))
         self._stop_input.set()
-        if stage not in ("decode", "method"):
+        if stage not in ("decode", "method", "convert"):
             self._abort.set()
 
     def _put(self, q: queue.Queue, item) -> None:
@@ -313,27 +324,48 @@ class Pipeline:
             yield item
 
     def _method_worker(self) -> None:
+        import torch
+
         def keep(frame: Frame) -> bool:
             if self.keep is None or self.keep(frame):
                 return True
             self._captured.pop(frame.index, None)
             return False
 
-        bit_depth = self.decoder.info.bit_depth
+        to_host = torch.uint8 if self.decoder.info.bit_depth <= 8 else torch.uint16
+        size = self._output_size()
+        planes_out = None
+        if self.method.device.type == "cuda" and hasattr(self.sink, "planes_format"):
+            planes_out = self.sink.planes_format(size[1], size[0])  # converted on the device
+        planes_in = (lambda: self.decoder.yuv) if self._planes else None
         # One size for every frame, also where the source's picture size changes midway.
-        for ref, image in upscale_frames(self._incoming_frames(), self.method, self._output_size(),
-                                         self.detector, keep, self.stats):
-            # Converted to the encoder's pixel format here, beside the encoder, not before it.
-            picture = self.sink.picture(to_integer_hwc(image, bit_depth))
-            self._put(self.images_q, (picture, ref.pts, ref.duration, ref.index))
+        for ref, image in upscale_frames(self._incoming_frames(), self.method, size, self.detector, keep,
+                                         self.stats, to_host, planes_in, planes_out):
+            self._put(self.images_q, (image, ref.pts, ref.duration, ref.index))
             self.stats.frames_processed += 1
         self._put(self.images_q, _END)
+
+    def _convert_worker(self) -> None:
+        # The host-side conversion to the encoder's pixel format has a thread of its own, so
+        # that it never holds up the thread that feeds the method's device.
+        bit_depth = self.decoder.info.bit_depth
+        while True:
+            item = self._get(self.images_q)
+            if item is _END:
+                break
+            image, *rest = item
+            if image.shape[0] == 1:  # packed YUV planes, converted on the device
+                picture = self.sink.planes_picture(image[0].numpy())
+            else:
+                picture = self.sink.picture(to_integer_hwc(image, bit_depth))
+            self._put(self.pictures_q, (picture, *rest))
+        self._put(self.pictures_q, _END)
 
     def _encode_worker(self) -> None:
         sink = self.sink
         first = True
         while True:
-            item = self._get(self.images_q)
+            item = self._get(self.pictures_q)
             if item is _END:
                 break
             picture, pts, duration, index = item
@@ -408,6 +440,7 @@ class Pipeline:
         self.threads = [
             self._spawn("decode", self._decode_worker, self.frames_q),
             self._spawn("method", self._method_worker, self.images_q),
+            self._spawn("convert", self._convert_worker, self.pictures_q),
             self._spawn("encode", self._encode_worker, None),
         ]
         self._wait(on_progress, interval)
@@ -425,7 +458,7 @@ class Pipeline:
 
     def _wait(self, on_progress: Callable[[RunStats], None] | None, interval: float) -> None:
         """Wait for the workers, calling ``on_progress``; bound the wait once stopping."""
-        encoder = self.threads[2]
+        encoder = self.threads[-1]
         abandon_at = None
         while any(t.is_alive() for t in self.threads):
             now = time.monotonic()
@@ -458,7 +491,7 @@ class Pipeline:
 
     def _finish_output(self) -> None:
         """Close the output once the encoder has stopped: complete, a prefix, or kept apart on failure."""
-        if self.threads[2].is_alive():  # stuck in a write: the sink cannot be touched
+        if self.threads[-1].is_alive():  # stuck in a write: the sink cannot be touched
             if self._errors:
                 self._raise_first(None)
             return
@@ -511,6 +544,7 @@ class Pipeline:
         self.stats.queues = {
             "decode": (self.frames_q.qsize(), self.frames_q.maxsize),
             "method": (self.images_q.qsize(), self.images_q.maxsize),
+            "convert": (self.pictures_q.qsize(), self.pictures_q.maxsize),
         }
 
 
@@ -531,28 +565,40 @@ def busy_workers() -> list[str]:
 
 def upscale_frames(frames: Iterable[Frame], method: Method, output_size: tuple[int, int] | None = None,
                    detector: SceneCutDetector | None = None, keep: Callable[[Frame], bool] | None = None,
-                   stats: RunStats | None = None) -> Iterator[tuple[Frame, torch.Tensor]]:
-    """The frame loop every run goes through: frames → windows → method → output size.
+                   stats: RunStats | None = None, to_host: torch.dtype | None = None,
+                   planes_in: Callable[[], YuvFormat | None] | None = None, planes_out: YuvFormat | None = None,
+                   ) -> Iterator[tuple[Frame, torch.Tensor]]:
+    """The frame loop every run goes through: frames → windows → transport → method → output size.
 
     Args:
         frames: decoded frames in presentation order (a whole source or one segment with
             its neighbours).
-        method: the method, on its device; it sees only windows.
+        method: the method, on its device; it sees only windows (or batches, for a
+            :attr:`~vsr.methods.base.Method.batched` method).
         output_size: ``(H, W)`` to resample the method's output to (lanczos), or ``None``.
         detector: finds shot boundaries, so that no window spans one; ``None``: no detection.
         keep: which frames to upscale; the others only serve as neighbours in windows.
             ``None``: every frame.
         stats: where to count ``scene_cuts`` (cuts at kept frames only, so that segments
             overlapping by their neighbours count each cut once).
+        to_host: on CUDA, bring the images back to the host as this integer type (see
+            :meth:`~vsr.engine.transport.Transport.run`); ``None`` leaves them on the device.
+        planes_in, planes_out: YUV formats of frames that arrive as packed planes and of the
+            planes to hand images over as (on CUDA, with ``to_host``); see
+            :class:`~vsr.engine.transport.Transport`.
 
     Yields:
-        ``(reference frame, image)`` per kept frame, in order; ``image`` is ``(C, H, W)`` on
-        the method's device: float, nominally in [0, 1], or the input's integer type for a
-        method with ``integer_io``.
+        ``(reference frame, image)`` per kept frame, in order; ``image`` is ``(C, H, W)``: on
+        the method's device, float, nominally in [0, 1], or the input's integer type for a
+        method with ``integer_io``; with ``to_host`` on CUDA, ``to_host`` integers on the host
+        (``(1, rows, W)`` packed planes with ``planes_out``).
     """
     import torch
 
-    assembler = WindowAssembler(method.device, method.dtype, integer=method.integer_io)
+    transport = Transport(method.device, planes_in=planes_in, planes_out=planes_out)
+    # On CUDA the decoder's integers stay on the host until the transport uploads them.
+    assembler = WindowAssembler(method.device, method.dtype, integer=method.integer_io or transport.cuda)
+    on_device = None if method.integer_io or not transport.cuda else method.dtype
     references: collections.deque = collections.deque()
     is_cut = None
     if detector is not None:
@@ -569,12 +615,19 @@ def upscale_frames(frames: Iterable[Frame], method: Method, output_size: tuple[i
             references.append(ref)
             yield assembler.assemble(slots, len(slots) - 1 if method.causal else len(slots) // 2)
 
-    with torch.inference_mode():
-        for image in method.stream(feed()):
-            if output_size is not None and tuple(image.shape[-2:]) != output_size:
-                from vsr.methods.interp import resize
+    def finish(image: torch.Tensor) -> torch.Tensor:
+        if output_size is not None and tuple(image.shape[-2:]) != output_size:
+            from vsr.methods.interp import resize
 
-                image = resize(image, output_size, "lanczos")
+            image = resize(image, output_size, "lanczos")
+        return image
+
+    with torch.inference_mode():
+        if method.batched:
+            images = transport.map(batches(feed(), method.batch_size), method.upscale_batch, finish, on_device, to_host)
+        else:
+            images = transport.run(map(finish, method.stream(transport.windows(feed(), on_device))), to_host)
+        for image in images:
             yield references.popleft(), image
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from vsr.errors import InputError
+from vsr.errors import ConfigError, InputError
 from vsr.io.color import HdrMetadata, RgbConverter, resolve_conversion
 from vsr.io.source import (
     OpenOptions,
@@ -25,6 +25,7 @@ from vsr.io.source import (
     url_scheme,
     video_info,
 )
+from vsr.io.yuv import PACKED_FORMATS, SITINGS, YuvFormat, unpack, yuv_to_rgb
 from vsr.types import Frame, VideoInfo
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,7 @@ class Decoder:
         self.stats = DecodeStats()
         self.rotation = self.info.rotation  # refined from the first frame's display matrix
         self.hdr: HdrMetadata | None = None  # HDR10 metadata, read from the first frame
+        self.yuv: YuvFormat | None = None  # set by use_yuv(): frames carry packed YUV planes
         self._closed = False
 
     def __iter__(self) -> Iterator[Frame]:
@@ -334,12 +336,45 @@ class Decoder:
             self.stats.log.append(f"gave up after {attempt} reconnect attempts")
         return False
 
+    def use_yuv(self) -> YuvFormat | None:
+        """Hand frames over as their YUV planes, for a conversion to RGB elsewhere (on the
+        method's device, :mod:`vsr.io.yuv`), where the stream allows it: a planar format of
+        :data:`~vsr.io.yuv.PACKED_FORMATS` with even sides, a matrix the conversion knows, no
+        region of interest. Call it before iterating.
+
+        Frames then hold ``(1, rows, W)`` uint8 (8-bit) or uint16 tensors: the planes one after
+        the other (:func:`~vsr.io.yuv.pack`). The chroma siting is the one whose conversion of
+        the first frame matches FFmpeg's (which reads the siting the frame carries and PyAV
+        does not show); until then, and where the first frame cannot tell (flat chroma), left.
+
+        Returns:
+            the planes' format (its siting settles at the first frame), or ``None``: frames stay RGB.
+        """
+        info = self.info
+        if (self.roi is not None or info.pix_fmt not in PACKED_FORMATS or info.width % 2 or info.height % 2
+                or self.stats.frames):
+            return None
+        try:
+            self.yuv = YuvFormat.of(info.pix_fmt, self.conversion.colorspace, self.conversion.color_range)
+        except ConfigError:
+            return None
+        return self.yuv
+
     def _frame(self, vframe, pts: int, time_base: Fraction) -> Frame:
         if self.stats.frames == 0:
             self.rotation = int(getattr(vframe, "rotation", 0) or 0)
             self.hdr = HdrMetadata.from_frame(vframe)
         import torch
 
+        if self.yuv is not None and vframe.format.name == self.info.pix_fmt:
+            if self.stats.frames == 0:
+                self._settle_siting(vframe)
+            planes = vframe.to_ndarray()
+            data = torch.from_numpy(planes.reshape(-1, planes.shape[-1]))[None]
+            frame = Frame(data=data, pts=pts, time_base=time_base, index=self.stats.frames,
+                          duration=int(vframe.duration) if vframe.duration else None)
+            self.stats.frames += 1
+            return frame
         data = torch.from_numpy(self._to_rgb(vframe)).permute(2, 0, 1)
         if self.roi is not None:
             r = self.roi
@@ -348,6 +383,21 @@ class Decoder:
                       duration=int(vframe.duration) if vframe.duration else None)
         self.stats.frames += 1
         return frame
+
+    def _settle_siting(self, vframe) -> None:
+        import dataclasses
+
+        import torch
+
+        reference = torch.from_numpy(self._to_rgb(vframe).astype("float32")).permute(2, 0, 1)
+        reference /= 255.0 if self.yuv.bit_depth <= 8 else 65535.0
+        planes = torch.from_numpy(vframe.to_ndarray().astype("int32"))
+        planes = unpack(planes.reshape(-1, planes.shape[-1]), self.yuv)
+        errors = {siting: (yuv_to_rgb(*planes, dataclasses.replace(self.yuv, siting=siting)) - reference).abs().mean()
+                  for siting in SITINGS}
+        best = min(SITINGS, key=lambda s: errors[s])
+        if errors[best] < errors["left"] * 0.9:  # else the frame cannot tell
+            self.yuv = dataclasses.replace(self.yuv, siting=best)
 
     def _corrupt(self, exc: Exception) -> None:
         self.stats.corrupt_packets += 1

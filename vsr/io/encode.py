@@ -19,6 +19,7 @@ from vsr.errors import CodecError, ConfigError, OutputError
 from vsr.io.color import HdrMetadata, YuvConverter, apply_tags, resolve_conversion
 from vsr.io.source import _bit_depth, is_url, mask_url
 from vsr.io.transport import FfmpegPipe, needs_transport
+from vsr.io.yuv import PACKED_FORMATS, YuvFormat
 from vsr.types import VideoInfo
 
 log = logging.getLogger(__name__)
@@ -592,6 +593,32 @@ class Sink:
             rgb = rgb[:h, :w]
         fmt = "rgb24" if rgb.dtype.itemsize == 1 else "rgb48le"
         return self._to_yuv(av.VideoFrame.from_ndarray(rgb, format=fmt))
+
+    def planes_format(self, width: int, height: int) -> YuvFormat | None:
+        """The packed planes (:func:`vsr.io.yuv.pack`) :meth:`planes_picture` takes for
+        ``width`` x ``height`` pictures, converted elsewhere (on the method's device) as
+        :meth:`picture` would: the output's matrix and range, chroma at the centre, where
+        swscale puts it. ``None`` where the output's format or size needs the RGB path."""
+        if self.pix_fmt not in PACKED_FORMATS or width % 2 or height % 2 or (self.size and self.size != (width, height)):
+            return None
+        try:
+            return YuvFormat.of(self.pix_fmt, self.conversion.colorspace, self.conversion.color_range, "center")
+        except ConfigError:
+            return None
+
+    def planes_picture(self, planes):
+        """An ``(rows, W)`` array of packed planes in :meth:`planes_format` -> a frame in the
+        encoder's format with the colour tags set; like :meth:`picture`, safe from another thread."""
+        import av
+
+        w, _ = self.size
+        if self.pix_fmt == "yuv444p":
+            planes = planes.reshape(3, -1, w)
+        elif planes.dtype.itemsize == 2:
+            planes = planes.view("uint16")
+        frame = av.VideoFrame.from_ndarray(planes, format=self.pix_fmt)
+        apply_tags(frame, self.conversion.tags)
+        return frame
 
     def write_frame(self, rgb, pts: int | None, duration: int | None = None) -> None:
         """Encode one frame with presentation time ``pts``.

@@ -102,11 +102,74 @@ class Method:
         """
         raise NotImplementedError
 
+    #: True when the method works frame by frame on batches (:meth:`upscale_batch`): the engine then
+    #: groups frames with :func:`batches` and runs :meth:`upscale_batch` on them itself.
+    batched: bool = False
+
+    def upscale_batch(self, frames: torch.Tensor) -> torch.Tensor:
+        """Upscale a batch (methods with :attr:`batched`): ``(B, C, H, W)`` on the method's device
+        -> ``(B, C, H_out, W_out)``, of the kind :meth:`__call__` gives."""
+        raise NotImplementedError
+
+    def batch_size(self, height: int, width: int) -> int:
+        """Frames of ``height`` x ``width`` to put in one :meth:`upscale_batch` (``>= 1``)."""
+        return 1
+
     def stream(self, windows: Iterable[Window]) -> Iterator[torch.Tensor]:
         """Upscale a stream of windows, yielding one ``(C, H_out, W_out)`` frame per window, in order."""
+        import torch
+
+        if self.batched:
+            with torch.inference_mode():
+                for frames in batches(windows, self.batch_size):
+                    yield from self.upscale_batch(frames)
+            return
         for window in windows:
             yield self(window.frames, window.ref)
 
     def describe(self) -> dict[str, object]:
         """Parameters of this method instance, for reports and forensic records."""
         return {"name": self.name, "scale": self.scale, "radius": self.radius}
+
+
+def batches(windows: Iterable[Window], batch_size) -> Iterator[torch.Tensor]:
+    """Group consecutive reference frames of the same size into ``(B, C, H, W)`` batches.
+
+    Args:
+        windows: one-frame (or any) windows; their reference frames are batched.
+        batch_size: ``(H, W) -> int``, frames per batch for that size.
+
+    A single frame is passed on as it is (no copy); frames laid out as ``(H, W, C)`` memory,
+    as decoded frames are, are stacked into ``(B, H, W, C)`` memory.
+    """
+    group: list[torch.Tensor] = []
+    limit = 1
+    for window in windows:
+        frame = window.frames[window.ref : window.ref + 1]
+        if group and (frame.shape != group[0].shape or frame.device != group[0].device
+                      or frame.dtype != group[0].dtype):
+            yield _stack(group)
+            group = []
+        if not group:
+            limit = batch_size(frame.shape[-2], frame.shape[-1])
+        group.append(frame)
+        if len(group) >= limit:
+            yield _stack(group)
+            group = []
+    if group:
+        yield _stack(group)
+
+
+def _stack(group: list[torch.Tensor]) -> torch.Tensor:
+    import torch
+
+    if len(group) == 1:
+        return group[0]
+    if channels_innermost(group[0]):
+        return torch.cat([f.permute(0, 2, 3, 1) for f in group]).permute(0, 3, 1, 2)
+    return torch.cat(group)
+
+
+def channels_innermost(t: torch.Tensor) -> bool:
+    """True for ``(..., C, H, W)`` views of ``(..., H, W, C)`` memory (decoded frames, quantized outputs)."""
+    return t.dim() >= 3 and t.shape[-3] > 1 and t.stride(-3) == 1

@@ -1,17 +1,15 @@
 """Per-frame neural super-resolution: SPAN, Real-ESRGAN, waifu2x and users' own models.
 
-Every frame goes through one network. On CUDA the network runs in half precision
-(``fp16``, or ``bf16`` with ``half="bf16"``; ``fp32=True`` turns it off) in channels-last
-layout, consecutive small frames are batched, and host-to-device copies, compute and
-device-to-host copies run on their own CUDA streams with events between them, so a copy
-of frame ``t + 1`` overlaps the compute of frame ``t``. The decoder's 8- or 16-bit frames
-cross the bus as they are, from page-locked buffers, and come back quantized to the same
-type on the device, in the (H, W, C) layout the encoder's converter reads: a quarter (or
-half) of the bytes of float32 each way, and no conversion left for the host. On the CPU
-the same code runs in float32. Frames too large for the device's free memory are cut into
-overlapping tiles (cut from the host copy when the frame lives on the host), so only one
-tile is on the device at a time; the overlap covers the network's receptive field where it
-is small, which makes seams exact.
+Every frame goes through one network, batch by batch (:meth:`NeuralSR.upscale_batch`: tensors in,
+tensors out; the engine's transport does the copies). On CUDA the network runs in half
+precision (``fp16``, or ``bf16`` with ``half="bf16"``; ``fp32=True`` turns it off) in
+channels-last layout, and consecutive small frames are batched. The decoder's 8- or 16-bit
+frames are taken as they are and come back quantized to the same type on the device, in the
+(H, W, C) layout the encoder's converter reads: a quarter (or half) of the bytes of float32
+each way. On the CPU the same code runs in float32. Frames too large for the device's free
+memory are cut into overlapping tiles (cut from the host copy when the frame lives on the
+host), so only one tile is on the device at a time; the overlap covers the network's
+receptive field where it is small, which makes seams exact.
 
 When the requested scale differs from the network's (``--scale 2`` with an x4 model), the
 network output is resized with an antialiased bicubic filter to the requested size.
@@ -20,16 +18,14 @@ network output is resized with an antialiased bicubic filter to the requested si
 from __future__ import annotations
 
 import math
-from collections import deque
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from vsr.engine.window import from_unit_float, to_unit_float
 from vsr.errors import ConfigError
-from vsr.methods.base import Method, Window
+from vsr.methods.base import Method
 from vsr.methods.memory import available_bytes
 from vsr.methods.params import parse
+from vsr.methods.samples import from_unit_float, to_unit_float
 
 if TYPE_CHECKING:
     import torch
@@ -71,6 +67,7 @@ class NeuralSR(Method):
 
     radius = 0
     integer_io = True
+    batched = True
 
     def __init__(self, model: LoadedModel, scale: int, *, tile: int = 0, tile_pad: int | None = None,
                  fp32: bool = False, half: str = "fp16", outscale: float | None = None,
@@ -143,6 +140,18 @@ class NeuralSR(Method):
 
         with torch.inference_mode():
             return self._upscale(frames[ref : ref + 1])[0]
+
+    def upscale_batch(self, frames: torch.Tensor) -> torch.Tensor:
+        """Upscale a batch: ``(B, C, H, W)`` on any device -> ``(B, C, H_out, W_out)`` on ``frames``'
+        device (see :meth:`_upscale`), tiled when it does not fit the device."""
+        import torch
+
+        with torch.inference_mode():
+            return self._upscale(frames)
+
+    def batch_size(self, height: int, width: int) -> int:
+        """Frames per batch: ``batch``, else as many as fit (up to 8; thumbnails only on the CPU)."""
+        return self._batch_for(height, width)
 
     def _upscale(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` on any device -> ``(B, C, H_out, W_out)`` on ``x``'s device, of ``x``'s kind.
@@ -278,178 +287,6 @@ class NeuralSR(Method):
             fit = available_bytes(self.device) // 2 // max(1, self._bytes_per_pixel() * h * w)
             return int(max(1, min(8, fit)))
         return int(max(1, min(8, _CPU_BATCH_PIXELS // (h * w))))
-
-    # -- the streamed path ---------------------------------------------------------------------
-
-    def stream(self, windows: Iterable[Window]) -> Iterator[torch.Tensor]:
-        """Upscale windows in order, batching same-size frames; overlapped copies on CUDA."""
-        import torch
-
-        with torch.inference_mode():
-            if self.device.type == "cuda":
-                yield from self._stream_cuda(windows)
-                return
-            for frames in _batches(windows, self._batch_for):
-                yield from self._upscale(frames)
-
-    def _stream_cuda(self, windows: Iterable[Window]) -> Iterator[torch.Tensor]:
-        import torch
-
-        upload, compute, download = (torch.cuda.Stream(self.device) for _ in range(3))
-        # The weights were moved (and reordered to channels-last) on the default stream; the
-        # new streams do not wait for it by themselves.
-        compute.wait_stream(torch.cuda.current_stream(self.device))
-        staging = _PinnedRing()
-        pending: deque[tuple[torch.cuda.Event, torch.Tensor]] = deque()
-        for frames in _batches(windows, self._batch_for):
-            on_host = frames.device.type == "cpu"
-            if self._tile_for(frames.shape[-2], frames.shape[-1], frames.shape[0]) is not None:
-                while pending:  # keep order: flush the overlapped batches first
-                    event, out = pending.popleft()
-                    event.synchronize()
-                    yield from out
-                yield from self._upscale(frames)
-                continue
-            if on_host:
-                host = staging.take(frames)
-                with torch.cuda.stream(upload):
-                    x = host.to(self.device, non_blocking=True)
-                    uploaded = _event()
-                    uploaded.record(upload)
-                staging.release(host, uploaded)
-                compute.wait_event(uploaded)
-            else:
-                x = frames
-                compute.wait_stream(torch.cuda.current_stream(self.device))
-            try:
-                with torch.cuda.stream(compute):
-                    x.record_stream(compute)
-                    y = self._deliver(self._resize_output(self._forward(x)), frames)
-                    computed = _event()
-                    computed.record(compute)
-            except torch.cuda.OutOfMemoryError:
-                if not self._tile_after_oom(*frames.shape[-2:]):
-                    raise
-                while pending:
-                    event, out = pending.popleft()
-                    event.synchronize()
-                    yield from out
-                yield from self._upscale(frames)
-                continue
-            if on_host:
-                with torch.cuda.stream(download):
-                    download.wait_event(computed)
-                    y.record_stream(download)
-                    out = _pinned_like(y)
-                    out.copy_(y, non_blocking=True)
-                    done = _event()
-                    done.record(download)
-            else:
-                torch.cuda.current_stream(self.device).wait_event(computed)
-                y.record_stream(torch.cuda.current_stream(self.device))
-                out, done = y, computed
-            pending.append((done, out))
-            # One batch in flight ahead: its copies and compute overlap the consumer's work.
-            while len(pending) > 1:
-                event, ready = pending.popleft()
-                event.synchronize()
-                yield from ready
-        while pending:
-            event, ready = pending.popleft()
-            event.synchronize()
-            yield from ready
-
-
-class _PinnedRing:
-    """Reusable page-locked host buffers for uploads; a buffer is reused only after its copy ended."""
-
-    def __init__(self, slots: int = 2) -> None:
-        self.slots = slots
-        self.buffers: deque[tuple[torch.Tensor, Any]] = deque()
-
-    def take(self, frames: torch.Tensor) -> torch.Tensor:
-        import torch
-
-        def fits(buf: torch.Tensor) -> bool:
-            return (buf.shape == frames.shape and buf.dtype == frames.dtype
-                    and _channels_innermost(buf) == _channels_innermost(frames))
-
-        for i, (buf, event) in enumerate(self.buffers):
-            if fits(buf) and (event is None or event.query()):
-                del self.buffers[i]
-                return buf.copy_(frames)
-        if len(self.buffers) >= self.slots:
-            buf, event = self.buffers.popleft()
-            if event is not None:
-                event.synchronize()
-            if fits(buf):
-                return buf.copy_(frames)
-        return _pinned_like(frames).copy_(frames)
-
-    def release(self, buf: torch.Tensor, event) -> None:
-        self.buffers.append((buf, event))
-
-
-def _batches(windows: Iterable[Window], batch_for) -> Iterator[torch.Tensor]:
-    """Group consecutive reference frames of the same size into ``(B, C, H, W)`` batches.
-
-    A single frame is passed on as it is (no copy); frames laid out as ``(H, W, C)`` memory,
-    as decoded frames are, are stacked into ``(B, H, W, C)`` memory.
-    """
-    group: list[torch.Tensor] = []
-    limit = 1
-    for window in windows:
-        frame = window.frames[window.ref : window.ref + 1]
-        if group and (frame.shape != group[0].shape or frame.device != group[0].device
-                      or frame.dtype != group[0].dtype):
-            yield _stack(group)
-            group = []
-        if not group:
-            limit = batch_for(frame.shape[-2], frame.shape[-1])
-        group.append(frame)
-        if len(group) >= limit:
-            yield _stack(group)
-            group = []
-    if group:
-        yield _stack(group)
-
-
-def _stack(group: list[torch.Tensor]) -> torch.Tensor:
-    import torch
-
-    if len(group) == 1:
-        return group[0]
-    if _channels_innermost(group[0]):
-        return torch.cat([f.permute(0, 2, 3, 1) for f in group]).permute(0, 3, 1, 2)
-    return torch.cat(group)
-
-
-def _channels_innermost(t: torch.Tensor) -> bool:
-    """True for ``(B, C, H, W)`` views of ``(..., H, W, C)`` memory (decoded frames, quantized outputs)."""
-    return t.dim() == 4 and t.shape[1] > 1 and t.stride(1) == 1
-
-
-def _event():
-    """A CUDA event whose ``synchronize`` sleeps instead of spinning: the decoder and encoder
-    threads need the CPU while the method worker waits for the GPU."""
-    import torch
-
-    return torch.cuda.Event(blocking=True)
-
-
-def _pinned_like(t: torch.Tensor) -> torch.Tensor:
-    """An empty page-locked host tensor of ``t``'s shape, dtype and layout (channels-last or not).
-
-    Decoded frames and quantized outputs are ``(B, C, H, W)`` views of ``(B, H, W, C)``
-    memory; a buffer of the same layout makes the copy to or from it one contiguous transfer.
-    """
-    import torch
-
-    if _channels_innermost(t):
-        b, c, h, w = t.shape
-        return torch.empty((b, h, w, c), dtype=t.dtype, pin_memory=True).permute(0, 3, 1, 2)
-    return torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
-
 
 def _device(name: str) -> torch.device:
     import torch
