@@ -17,7 +17,7 @@ _LAYERS = {
     "vsr.io": 1,
     "vsr.methods": 2, "vsr.models": 2,
     "vsr.engine": 3,
-    "vsr.api": 4, "vsr.cli": 4, "vsr.distributed": 4, "vsr.report": 4, "vsr.progress": 4,
+    "vsr.api": 4, "vsr.upscaler": 4, "vsr.cli": 4, "vsr.distributed": 4, "vsr.report": 4, "vsr.progress": 4,
     "vsr.verify": 4, "vsr.quality": 4, "vsr.__main__": 4,
 }
 
