@@ -49,7 +49,7 @@ def _planes(subsampling, depth: int) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     peak = (1 << depth) - 1
     sx, sy = subsampling
-    yy, xx = np.mgrid[0:H, 0:W]
+    xx = np.mgrid[0:H, 0:W][1]
     y = (0.2 + 0.6 * xx / W + 0.05 * rng.random((H, W))) * peak
     cy, cx = np.mgrid[0 : -(-H // sy), 0 : -(-W // sx)]
     u = np.where(cx * sx > 20.5, 0.75, 0.3) * peak + 0.02 * peak * rng.random(cx.shape)
