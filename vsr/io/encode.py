@@ -586,12 +586,16 @@ class Sink:
             an ``av.VideoFrame`` in the output pixel format, with the colour tags set.
         """
         import av
+        import numpy as np
 
         w, h = self.size
         if rgb.shape[0] != h or rgb.shape[1] != w:
             rgb = rgb[:h, :w]
         fmt = "rgb24" if rgb.dtype.itemsize == 1 else "rgb48le"
-        return self._to_yuv(av.VideoFrame.from_ndarray(rgb, format=fmt))
+        if rgb.strides[1:] != (3 * rgb.itemsize, rgb.itemsize):
+            rgb = np.ascontiguousarray(rgb)
+        # A frame over the array's own memory: the conversion reads it where it lies.
+        return self._to_yuv(av.VideoFrame.from_numpy_buffer(rgb, format=fmt))
 
     def write_frame(self, rgb, pts: int | None, duration: int | None = None) -> None:
         """Encode one frame with presentation time ``pts``.
