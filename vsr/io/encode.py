@@ -592,7 +592,7 @@ class Sink:
         if rgb.shape[0] != h or rgb.shape[1] != w:
             rgb = rgb[:h, :w]
         fmt = "rgb24" if rgb.dtype.itemsize == 1 else "rgb48le"
-        if rgb.strides[1:] != (3 * rgb.itemsize, rgb.itemsize):
+        if rgb.strides[0] <= 0 or rgb.strides[1:] != (3 * rgb.itemsize, rgb.itemsize):
             rgb = np.ascontiguousarray(rgb)
         # A frame over the array's own memory: the conversion reads it where it lies.
         return self._to_yuv(av.VideoFrame.from_numpy_buffer(rgb, format=fmt))

@@ -78,8 +78,8 @@ def _sample(image: np.ndarray, pos: np.ndarray, border_value: float | None) -> n
 
 
 def _zero_outside(conf: np.ndarray, pos: np.ndarray) -> None:
-    """Set ``conf`` to 0, in place, where positions ``(x, y)`` fall off the ``(H, W)`` frame (by more
-    than half a pixel; NaN positions count as off)."""
+    """Set ``conf`` (C-contiguous) to 0, in place, where positions ``(x, y)`` fall off the ``(H, W)``
+    frame (by more than half a pixel; NaN positions count as off)."""
     import cv2
 
     h, w = pos.shape[:2]
