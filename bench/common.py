@@ -53,14 +53,29 @@ def time_command(argv: list[str], repeats: int = 3) -> Measure:
     return Measure(statistics.median(runs), max(peaks), runs, statistics.median(cpu))
 
 
-def time_call(fn, repeats: int = 3) -> float:
-    """Median wall seconds of ``fn()`` over ``repeats`` calls."""
-    runs = []
+def measure_call(fn, repeats: int = 3) -> Measure:
+    """Median wall and CPU seconds of ``fn()`` over ``repeats`` calls in this process.
+
+    CPU is user + system time of the whole process (every thread, the encoder's included);
+    ``peak_mib`` is the process's peak resident memory so far.
+    """
+    import resource
+
+    runs, cpu = [], []
     for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_SELF)
         t = time.perf_counter()
         fn()
         runs.append(time.perf_counter() - t)
-    return statistics.median(runs)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return Measure(statistics.median(runs), peak, runs, statistics.median(cpu))
+
+
+def time_call(fn, repeats: int = 3) -> float:
+    """Median wall seconds of ``fn()`` over ``repeats`` calls."""
+    return measure_call(fn, repeats).seconds
 
 
 def ffmpeg_exe() -> str:
@@ -95,3 +110,10 @@ def machine() -> str:
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def load_average() -> str:
+    """The 1, 5 and 15-minute load averages, for a table's title (CPU times mean more under load)."""
+    import os
+
+    return "load average " + " / ".join(f"{x:.1f}" for x in os.getloadavg())

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, machine, print_table, time_call
+from common import ROOT, load_average, machine, measure_call, print_table, time_call
 from quality import parse_params, windows
 
 
@@ -35,51 +35,62 @@ def run(frames: list, scale: int, params: dict, method_name: str = "misr") -> di
     """Time ``method_name`` over ``frames`` (list of uint8 RGB arrays) through ``stream``.
 
     Returns:
-        ``fps`` of the whole method, and for misr ``flow_ms`` (one DIS pair per frame plus the
-        composition, measured alone) and ``fuse_ms`` (fusion alone, per frame).
+        ``fps`` of the whole method and ``cpu_ms``, the CPU it took per frame; for misr also
+        ``flow_ms`` (one DIS pair per frame plus the composition, measured alone) and
+        ``fuse_ms`` (fusion alone), wall per frame, and their CPU, ``flow_cpu_ms`` and ``fuse_cpu_ms``.
     """
     from vsr.methods.registry import get_method
 
     method = get_method(method_name, scale=scale, **(params if method_name == "misr" else {}))
     wins = list(windows(frames, method.radius))
-    t = time.perf_counter()
-    for _ in method.stream(wins):
-        pass
-    total = time.perf_counter() - t
-    result = {"fps": len(frames) / total}
+    cost = measure_call(lambda: sum(1 for _ in method.stream(wins)), 1)
+    result = {"fps": len(frames) / cost.seconds, "cpu_ms": 1000 * cost.cpu_seconds / len(frames)}
     if method_name == "misr":
         result.update(_shares(method, wins))
     return result
 
 
 def _shares(method, wins: list) -> dict[str, float]:
-    """Flow and fusion timed apart (no overlap), ms per frame."""
+    """Flow and fusion timed apart (no overlap), wall and CPU ms per frame."""
     bank = method.flow_bank()
     cache: dict = {}
     starts = []
-    t = time.perf_counter()
-    for w in wins:
-        started = method._start(bank, w, cache)
-        started[1].result()
-        starts.append(started)
-    flow = time.perf_counter() - t
-    cfg = method._fuse_config()
-    t = time.perf_counter()
-    for win, fut in starts:
-        method._finish(win, fut, cache, cfg)
-    fuse = time.perf_counter() - t
+
+    def flow() -> None:
+        for w in wins:
+            started = method._start(bank, w, cache)
+            started[1].result()
+            starts.append(started)
+
+    def fuse() -> None:
+        cfg = method._fuse_config()
+        for win, fut in starts:
+            method._finish(win, fut, cache, cfg)
+
+    flow_cost = measure_call(flow, 1)
+    fuse_cost = measure_call(fuse, 1)
     bank.close()
     n = len(wins)
-    return {"flow_ms": 1000 * flow / n, "fuse_ms": 1000 * fuse / n}
+    return {"flow_ms": 1000 * flow_cost.seconds / n, "fuse_ms": 1000 * fuse_cost.seconds / n,
+            "flow_cpu_ms": 1000 * flow_cost.cpu_seconds / n, "fuse_cpu_ms": 1000 * fuse_cost.cpu_seconds / n}
 
 
-def pipeline_fps(clip: str, method: str, scale: int, params: dict) -> float:
-    """Frames/s of ``vsr.upscale`` (decode, method, default libx264 encode) over the whole clip."""
+def pipeline_fps(clip: str, method: str, scale: int, params: dict) -> tuple[float, float]:
+    """Frames/s of ``vsr.upscale`` (decode, method, default libx264 encode) over the whole clip,
+    and the CPU it took (every thread of the process), ms per frame."""
     import vsr
 
+    runs = []
     with tempfile.TemporaryDirectory() as tmp:
-        stats = vsr.upscale(clip, os.path.join(tmp, "out.mp4"), method, scale, params=params or None)
-    return stats.frames_written / stats.elapsed
+        cost = measure_call(lambda: runs.append(vsr.upscale(clip, os.path.join(tmp, "out.mp4"), method, scale,
+                                                            params=params or None, overwrite=True)), 1)
+    stats = runs[0]
+    return stats.frames_written / stats.elapsed, 1000 * cost.cpu_seconds / stats.frames_written
+
+
+def _pipeline_row(label: str, clip: str, method: str, scale: int, params: dict) -> list[str]:
+    fps, cpu_ms = pipeline_fps(clip, method, scale, params)
+    return [f"pipeline: {label}", f"{fps:.2f}", "", "", f"{cpu_ms:.0f}"]
 
 
 def decode_encode_ms(clip: str, frames: list, scale: int) -> tuple[float, float]:
@@ -123,24 +134,26 @@ def main() -> None:
     if not params:
         presets.append(("misr fast (ultrafast flow, 3 iterations)", {"flow_preset": "ultrafast", "iterations": 3}))
 
-    rows = [["pipeline: bicubic", f"{pipeline_fps(args.clip, 'bicubic', args.scale, {}):.1f}", "", ""]]
+    rows = [_pipeline_row("bicubic", args.clip, "bicubic", args.scale, {})]
     for label, p in presets:
-        rows.append([f"pipeline: {label}", f"{pipeline_fps(args.clip, 'misr', args.scale, p):.2f}", "", ""])
+        rows.append(_pipeline_row(label, args.clip, "misr", args.scale, p))
     for m in also:
-        rows.append([f"pipeline: {m}", f"{pipeline_fps(args.clip, m, args.scale, {}):.2f}", "", ""])
-    rows.append(["method alone: bicubic", f"{run(frames, args.scale, {}, 'bicubic')['fps']:.1f}", "", ""])
+        rows.append(_pipeline_row(m, args.clip, m, args.scale, {}))
+    alone = run(frames, args.scale, {}, "bicubic")
+    rows.append(["method alone: bicubic", f"{alone['fps']:.1f}", "", "", f"{alone['cpu_ms']:.1f}"])
     for label, p in presets:
         r = run(frames, args.scale, p)
-        rows.append([f"method alone: {label}", f"{r['fps']:.2f}", f"{r['flow_ms']:.0f} flow",
-                     f"{r['fuse_ms']:.0f} fusion"])
+        rows.append([f"method alone: {label}", f"{r['fps']:.2f}", f"{r['flow_ms']:.0f} flow (CPU {r['flow_cpu_ms']:.0f})",
+                     f"{r['fuse_ms']:.0f} fusion (CPU {r['fuse_cpu_ms']:.0f})", f"{r['cpu_ms']:.0f}"])
     for m in also:
-        rows.append([f"method alone: {m}", f"{run(frames, args.scale, {}, m)['fps']:.2f}", "", ""])
+        alone = run(frames, args.scale, {}, m)
+        rows.append([f"method alone: {m}", f"{alone['fps']:.2f}", "", "", f"{alone['cpu_ms']:.0f}"])
     dec, enc = decode_encode_ms(args.clip, frames, args.scale)
-    rows.append(["decode alone (to RGB)", f"{1000 / dec:.0f}", f"{dec:.1f} decode", ""])
+    rows.append(["decode alone (to RGB)", f"{1000 / dec:.0f}", f"{dec:.1f} decode", "", ""])
     rows.append([f"encode alone ({w * args.scale}x{h * args.scale} libx264 medium)", f"{1000 / enc:.0f}",
-                 f"{enc:.1f} encode", ""])
-    print_table(f"{Path(args.clip).name} {w}x{h} -> x{args.scale}, window 5; {machine()}",
-                ["job", "frames/s", "ms/frame", "ms/frame"], rows)
+                 f"{enc:.1f} encode", "", ""])
+    print_table(f"{Path(args.clip).name} {w}x{h} -> x{args.scale}, window 5; {machine()}; at the end: {load_average()}",
+                ["job", "frames/s", "ms/frame", "ms/frame", "CPU ms/frame"], rows)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, ffmpeg_exe, machine, print_table, time_call, time_command  # noqa: E402
+from common import ROOT, ffmpeg_exe, load_average, machine, measure_call, print_table, time_command  # noqa: E402
 
 
 def decode_only(clip: str) -> int:
@@ -79,11 +79,11 @@ def main() -> None:
 
         from vsr import api
 
-        in_process = time_call(lambda: api.upscale(args.clip, out_vsr, "bicubic", 2, overwrite=True,
-                                                   encode=_settings(args)), args.repeats)
-        decode = time_call(lambda: decode_only(args.clip), args.repeats)
+        in_process = measure_call(lambda: api.upscale(args.clip, out_vsr, "bicubic", 2, overwrite=True,
+                                                      encode=_settings(args)), args.repeats)
+        decode = measure_call(lambda: decode_only(args.clip), args.repeats)
         frames, info = upscaled_frames(args.clip)
-        encode = time_call(lambda: encode_only(frames, info, out_enc, args.preset, args.crf), args.repeats)
+        encode = measure_call(lambda: encode_only(frames, info, out_enc, args.preset, args.crf), args.repeats)
 
     def row(name: str, seconds: float, peak: float | None, note: str = "", cpu: float | None = None) -> list[str]:
         return [name, f"{seconds:.2f}", f"{n / seconds:.1f}", f"{1000 * seconds / n:.1f}",
@@ -94,13 +94,17 @@ def main() -> None:
         row("vsr run -m bicubic (CLI, incl. start-up)", vsr.seconds, vsr.peak_mib,
             f"{vsr.seconds / ffmpeg.seconds:.2f}x ffmpeg (CPU {vsr.cpu_seconds / ffmpeg.cpu_seconds:.2f}x)",
             cpu=vsr.cpu_seconds),
-        row("vsr.upscale() in process", in_process, None, f"{in_process / ffmpeg.seconds:.2f}x ffmpeg"),
+        row("vsr.upscale() in process", in_process.seconds, None,
+            f"{in_process.seconds / ffmpeg.seconds:.2f}x ffmpeg (CPU {in_process.cpu_seconds / ffmpeg.cpu_seconds:.2f}x)",
+            cpu=in_process.cpu_seconds),
         row("ffmpeg decode only", ff_decode.seconds, ff_decode.peak_mib, cpu=ff_decode.cpu_seconds),
-        row("vsr decode only (to RGB)", decode, None),
-        row("vsr encode only (RGB 1280x720 -> x264)", encode, None),
+        row("vsr decode only (to RGB)", decode.seconds, None, cpu=decode.cpu_seconds),
+        row("vsr encode only (RGB 1280x720 -> x264)", encode.seconds, None,
+            f"{encode.seconds / ffmpeg.seconds:.2f}x ffmpeg (CPU {encode.cpu_seconds / ffmpeg.cpu_seconds:.2f}x)",
+            cpu=encode.cpu_seconds),
     ]
     print_table(f"bicubic x2, {Path(args.clip).name}, {n} frames, libx264 {args.preset} crf {args.crf:g} "
-                f"-- {machine()}", ["job", "seconds", "frames/s", "ms/frame", "CPU s", "peak MiB", "vs baseline"],
+                f"-- {machine()}; at the end: {load_average()}", ["job", "seconds", "frames/s", "ms/frame", "CPU s", "peak MiB", "vs baseline"],
                 rows)
 
 

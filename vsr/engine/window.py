@@ -140,6 +140,11 @@ def to_integer_hwc(image: torch.Tensor, bit_depth: int):
     if image.device.type != "cpu":
         integer = from_unit_float(image, torch.uint8 if bit_depth <= 8 else torch.uint16)
         return integer.permute(1, 2, 0).cpu().numpy()
+    if bit_depth <= 8 and image.dtype == torch.float32 and image.is_contiguous():
+        import cv2
+
+        # Planar float: convert each plane, then interleave the bytes (cheaper than interleaving floats).
+        return cv2.merge([cv2.convertScaleAbs(cv2.max(plane.numpy(), 0.0), alpha=255.0) for plane in image])
     if not hwc.is_contiguous():
         hwc = hwc.contiguous()
     array = hwc.float().numpy() if hwc.dtype != torch.float32 else hwc.numpy()

@@ -587,12 +587,16 @@ class Sink:
             an ``av.VideoFrame`` in the output pixel format, with the colour tags set.
         """
         import av
+        import numpy as np
 
         w, h = self.size
         if rgb.shape[0] != h or rgb.shape[1] != w:
             rgb = rgb[:h, :w]
         fmt = "rgb24" if rgb.dtype.itemsize == 1 else "rgb48le"
-        return self._to_yuv(av.VideoFrame.from_ndarray(rgb, format=fmt))
+        if rgb.strides[0] <= 0 or rgb.strides[1:] != (3 * rgb.itemsize, rgb.itemsize):
+            rgb = np.ascontiguousarray(rgb)
+        # A frame over the array's own memory: the conversion reads it where it lies.
+        return self._to_yuv(av.VideoFrame.from_numpy_buffer(rgb, format=fmt))
 
     def planes_format(self, width: int, height: int) -> YuvFormat | None:
         """The packed planes (:func:`vsr.io.yuv.pack`) :meth:`planes_picture` takes for

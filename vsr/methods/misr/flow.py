@@ -60,6 +60,14 @@ def _grid(h: int, w: int) -> np.ndarray:
     return grid
 
 
+@functools.lru_cache(maxsize=8)
+def _filled(h: int, w: int, value: float) -> np.ndarray:
+    """``(H, W)`` float32 ``value``; shared, never written to."""
+    plane = np.full((h, w), value, np.float32)
+    plane.flags.writeable = False
+    return plane
+
+
 def _sample(image: np.ndarray, pos: np.ndarray, border_value: float | None) -> np.ndarray:
     """Bilinear ``image`` at ``pos`` (``(H, W, 2)`` x, y); ``border_value=None`` replicates the edge."""
     import cv2
@@ -69,11 +77,14 @@ def _sample(image: np.ndarray, pos: np.ndarray, border_value: float | None) -> n
                      borderValue=0.0 if border_value is None else border_value)
 
 
-def _inside(pos: np.ndarray) -> np.ndarray:
-    """``(H, W)`` bool: positions ``(x, y)`` that fall on the ``(H, W)`` frame (within half a pixel)."""
+def _zero_outside(conf: np.ndarray, pos: np.ndarray) -> None:
+    """Set ``conf`` (C-contiguous) to 0, in place, where positions ``(x, y)`` fall off the ``(H, W)``
+    frame (by more than half a pixel; NaN positions count as off)."""
+    import cv2
+
     h, w = pos.shape[:2]
-    x, y = pos[..., 0], pos[..., 1]
-    return (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
+    outside = cv2.bitwise_not(cv2.inRange(pos, (-0.5, -0.5), (w - 0.5, h - 0.5)))
+    cv2.copyTo(_filled(h, w, 0.0), outside, conf)
 
 
 def _gaussian_of(err2: np.ndarray, sigma: float) -> np.ndarray:
@@ -143,13 +154,39 @@ def fb_confidence(forward: np.ndarray, backward: np.ndarray, sigma: float) -> np
     target = _grid(h, w) + forward
     trip = _sample(backward, target, None)
     trip += forward
-    conf = _gaussian_of(np.einsum("ijk,ijk->ij", trip, trip), sigma)
-    conf[~_inside(target)] = 0
+    np.multiply(trip, trip, out=trip)
+    conf = _gaussian_of(np.add(trip[..., 0], trip[..., 1]), sigma)
+    _zero_outside(conf, target)
     return conf
 
 
+def unit_luma(luma: np.ndarray) -> np.ndarray:
+    """``(H, W)`` uint8 luma as float32 in [0, 1] (a new array)."""
+    out = luma.astype(np.float32)
+    out *= 1 / 255
+    return out
+
+
+def rest_error(luma: np.ndarray, ref_luma: np.ndarray) -> np.ndarray:
+    """Local (5x5) mean squared difference of two float luma planes at zero motion.
+
+    Symmetric in its arguments, so a pair of frames needs it once whichever is the reference.
+
+    Args:
+        luma, ref_luma: ``(H, W)`` float32 luma in [0, 1] (:func:`unit_luma`).
+
+    Returns:
+        ``(H, W)`` float32, edges replicated.
+    """
+    import cv2
+
+    diff = np.subtract(luma, ref_luma)
+    np.multiply(diff, diff, out=diff)
+    return cv2.blur(diff, (5, 5), dst=diff, borderType=cv2.BORDER_REPLICATE)
+
+
 def still_motion(luma: np.ndarray, ref_luma: np.ndarray, pos: np.ndarray, conf: np.ndarray,
-                 tolerance: float) -> np.ndarray:
+                 tolerance: float, rest: np.ndarray | None = None) -> np.ndarray:
     """Put back at rest the pixels that match the reference at least as well without motion.
 
     Optical flow on flat or noisy areas that do not move returns small random vectors; fused,
@@ -160,23 +197,36 @@ def still_motion(luma: np.ndarray, ref_luma: np.ndarray, pos: np.ndarray, conf: 
     its confidence 1.
 
     Args:
-        luma, ref_luma: ``(H, W)`` uint8 luma of the frame and of the reference.
+        luma, ref_luma: ``(H, W)`` luma of the frame and of the reference: uint8, or float32 in
+            [0, 1] (:func:`unit_luma`).
         pos: ``(H, W, 2)`` float32 positions of the frame's pixels in the reference; updated in place.
         conf: ``(H, W)`` float32 confidence; updated in place.
         tolerance: intensity (0..1) by which the zero-motion match may be worse.
+        rest: :func:`rest_error` of the two, when already known; ``None`` computes it.
 
     Returns:
         ``(H, W)`` bool, the pixels set at rest.
+
+    Raises:
+        ValueError: ``pos`` or ``conf`` is not C-contiguous (it could not be updated in place).
     """
     import cv2
 
-    frame = luma.astype(np.float32) * (1 / 255)
-    ref = ref_luma.astype(np.float32) * (1 / 255)
-    rest = cv2.blur((frame - ref) ** 2, (5, 5), borderType=cv2.BORDER_REPLICATE)
-    moved = cv2.blur((frame - _sample(ref, pos, None)) ** 2, (5, 5), borderType=cv2.BORDER_REPLICATE)
-    still = rest <= moved + tolerance * tolerance
-    pos[still] = _grid(*luma.shape)[still]
-    conf[still] = 1.0
+    if not (pos.flags.c_contiguous and conf.flags.c_contiguous):
+        raise ValueError("still_motion updates pos and conf in place: pass C-contiguous arrays")
+    frame = unit_luma(luma) if luma.dtype == np.uint8 else luma
+    ref = unit_luma(ref_luma) if ref_luma.dtype == np.uint8 else ref_luma
+    if rest is None:
+        rest = rest_error(frame, ref)
+    moved = _sample(ref, pos, None)
+    np.subtract(frame, moved, out=moved)
+    np.multiply(moved, moved, out=moved)
+    cv2.blur(moved, (5, 5), dst=moved, borderType=cv2.BORDER_REPLICATE)
+    moved += tolerance * tolerance
+    still = np.less_equal(rest, moved)
+    mask = still.view(np.uint8)  # OpenCV's masked copies are several times faster than numpy's
+    cv2.copyTo(_grid(*still.shape), mask, pos)
+    cv2.copyTo(_filled(*still.shape, 1.0), mask, conf)
     return still
 
 
@@ -203,6 +253,7 @@ class FlowBank:
         self._luma: dict[int, np.ndarray] = {}
         self._pairs: dict[tuple[int, int], Future] = {}
         self._stats: dict[int, Future] = {}
+        self._rest: dict[tuple[int, int], np.ndarray] = {}
 
     def _dis(self):
         import cv2
@@ -219,11 +270,18 @@ class FlowBank:
             self._luma[index] = np.ascontiguousarray(luma)
             self._stats[index] = self._pool.submit(self._frame_stats, index)
 
-    def _frame_stats(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """:func:`local_stats` of the frame's luma in [0, 1], once per frame."""
-        luma = self._luma[index].astype(np.float32)
-        luma *= 1 / 255
-        return local_stats(luma)
+    def _frame_stats(self, index: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """The frame's luma in [0, 1] and its :func:`local_stats`, once per frame."""
+        luma = unit_luma(self._luma[index])
+        return luma, local_stats(luma)
+
+    def _rest_error(self, a: int, b: int) -> np.ndarray:
+        """:func:`rest_error` of frames ``a`` and ``b``, once per pair (it is symmetric)."""
+        key = (min(a, b), max(a, b))
+        rest = self._rest.get(key)
+        if rest is None:
+            rest = self._rest[key] = rest_error(self._stats[a].result()[0], self._stats[b].result()[0])
+        return rest
 
     def _compute_pair(self, a: int, b: int) -> tuple[PairFlow, PairFlow]:
         dis = self._dis()
@@ -281,11 +339,13 @@ class FlowBank:
                 pair = self.flow(chain[j], chain[j + step])
                 conf[row] *= _sample(pair.conf, pos[row], 0.0)
                 pos[row] += _sample(pair.flow, pos[row], None)
-            conf[row][~_inside(pos[row])] = 0
+            _zero_outside(conf[row], pos[row])
             if self.still > 0:
-                still_motion(self._luma[chain[k]], self._luma[chain[ref]], pos[row], conf[row], self.still)
+                a, b = chain[k], chain[ref]
+                still_motion(self._stats[a].result()[0], self._stats[b].result()[0], pos[row], conf[row],
+                             self.still, rest=self._rest_error(a, b))
             row += 1
-        robustness([self._stats[i].result() for i in order], pos, self.robust, self.robust_texture, out=conf)
+        robustness([self._stats[i].result()[1] for i in order], pos, self.robust, self.robust_texture, out=conf)
         return Alignment(tuple(order), pos, conf)
 
     def evict(self, keep_from: int) -> None:
@@ -296,6 +356,8 @@ class FlowBank:
             del self._pairs[key]
         for index in [i for i in self._stats if i < keep_from]:
             del self._stats[index]
+        for key in [k for k in self._rest if k[0] < keep_from]:
+            del self._rest[key]
 
     def close(self) -> None:
         """Stop the flow thread (pending work is finished first)."""
