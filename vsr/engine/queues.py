@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     import torch
 
     from vsr.engine.local import LocalExecutor
+    from vsr.io.color import Levels
     from vsr.methods.base import Method, Window
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,10 @@ class Pipeline:
         self.decoder.on_packet = self.packets.append if passthrough else None
         self.frames = frames or decoder.frames
         self.keep = keep
-        self.detector = SceneCutDetector() if scene_cuts and method.radius > 0 else None
+        # A limited-range source's levels beyond black and white reach the encoder, unless the
+        # method takes integer frames and is not an interpolation (the neural networks clip them).
+        self.levels = decoder.keep_levels() if not method.integer_io or method.linear else None
+        self.detector = SceneCutDetector(levels=self.levels) if scene_cuts and method.radius > 0 else None
         info = decoder.info
         estimate = None
         if info.frame_count is None and info.duration and info.average_rate and not decoder.is_live:
@@ -322,9 +326,9 @@ class Pipeline:
         bit_depth = self.decoder.info.bit_depth
         # One size for every frame, also where the source's picture size changes midway.
         for ref, image in upscale_frames(self._incoming_frames(), self.method, self._output_size(),
-                                         self.detector, keep, self.stats):
+                                         self.detector, keep, self.stats, self.levels):
             # Converted to the encoder's pixel format here, beside the encoder, not before it.
-            picture = self.sink.picture(to_integer_hwc(image, bit_depth))
+            picture = self.sink.picture(to_integer_hwc(image, bit_depth, self.levels), coded=self.levels is not None)
             self._put(self.images_q, (picture, ref.pts, ref.duration, ref.index))
             self.stats.frames_processed += 1
         self._put(self.images_q, _END)
@@ -531,7 +535,8 @@ def busy_workers() -> list[str]:
 
 def upscale_frames(frames: Iterable[Frame], method: Method, output_size: tuple[int, int] | None = None,
                    detector: SceneCutDetector | None = None, keep: Callable[[Frame], bool] | None = None,
-                   stats: RunStats | None = None) -> Iterator[tuple[Frame, torch.Tensor]]:
+                   stats: RunStats | None = None, levels: Levels | None = None
+                   ) -> Iterator[tuple[Frame, torch.Tensor]]:
     """The frame loop every run goes through: frames → windows → method → output size.
 
     Args:
@@ -544,15 +549,18 @@ def upscale_frames(frames: Iterable[Frame], method: Method, output_size: tuple[i
             ``None``: every frame.
         stats: where to count ``scene_cuts`` (cuts at kept frames only, so that segments
             overlapping by their neighbours count each cut once).
+        levels: the frames are in a limited-range source's coded levels (see
+            :meth:`~vsr.io.decode.Decoder.keep_levels`): the method gets them in nominal
+            float, or as they are if it takes integers.
 
     Yields:
         ``(reference frame, image)`` per kept frame, in order; ``image`` is ``(C, H, W)`` on
         the method's device: float, nominally in [0, 1], or the input's integer type for a
-        method with ``integer_io``.
+        method with ``integer_io`` (in coded levels where the frames were).
     """
     import torch
 
-    assembler = WindowAssembler(method.device, method.dtype, integer=method.integer_io)
+    assembler = WindowAssembler(method.device, method.dtype, integer=method.integer_io, levels=levels)
     references: collections.deque = collections.deque()
     is_cut = None
     if detector is not None:

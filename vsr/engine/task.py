@@ -164,8 +164,8 @@ class SegmentWriter:
         if self._sink is not None:
             self._sink.set_hdr(hdr)
 
-    def picture(self, rgb):
-        return self._first.picture(rgb)
+    def picture(self, rgb, coded: bool = False):
+        return self._first.picture(rgb, coded)
 
     def write_frame(self, picture, pts: int | None, duration: int | None = None) -> None:
         if pts is not None and pts > self.jobs[self._index].segment.last_pts and self._index + 1 < len(self.jobs):

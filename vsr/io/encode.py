@@ -331,6 +331,7 @@ class Sink:
             self.notes.append(note)
         self.conversion = resolve_conversion(info.color, info.height, info.pix_fmt)
         self._to_yuv = YuvConverter(self.conversion, self.pix_fmt)
+        self._to_coded_yuv: YuvConverter | None = None  # made on first use
         self.rotation = 0  # display rotation, degrees counter-clockwise: see set_rotation
         self._passthrough_sources = list(passthrough)
         self._source = source
@@ -575,12 +576,17 @@ class Sink:
         self.stream.codec_context.options = options
 
     # -- writing ---------------------------------------------------------------------------
-    def picture(self, rgb):
+    def picture(self, rgb, coded: bool = False):
         """Convert one ``(H, W, 3)`` uint8 or uint16 RGB array to a frame in the encoder's format.
 
         Safe to call from another thread once the sink is open, so that the conversion runs
         beside the encoder instead of before it. Arrays larger than the encoded size (odd
         sizes) are cropped to it.
+
+        Args:
+            rgb: the picture, full-range RGB (0 black, peak white).
+            coded: ``rgb`` is in a limited-range source's coded levels (see
+                :class:`~vsr.io.color.Levels`): its super-blacks and super-whites are kept.
 
         Returns:
             an ``av.VideoFrame`` in the output pixel format, with the colour tags set.
@@ -591,7 +597,9 @@ class Sink:
         if rgb.shape[0] != h or rgb.shape[1] != w:
             rgb = rgb[:h, :w]
         fmt = "rgb24" if rgb.dtype.itemsize == 1 else "rgb48le"
-        return self._to_yuv(av.VideoFrame.from_ndarray(rgb, format=fmt))
+        if coded and self._to_coded_yuv is None:
+            self._to_coded_yuv = YuvConverter(self.conversion.coded, self.pix_fmt)
+        return (self._to_coded_yuv if coded else self._to_yuv)(av.VideoFrame.from_ndarray(rgb, format=fmt))
 
     def write_frame(self, rgb, pts: int | None, duration: int | None = None) -> None:
         """Encode one frame with presentation time ``pts``.
