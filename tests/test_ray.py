@@ -340,3 +340,20 @@ def test_roi_on_ray_writes_a_record(tmp_path):
     assert record["roi"] == {"x": 8, "y": 8, "w": 32, "h": 24}
     assert record["frames"]["written"] == 45
     assert record["output"]["sha256"] and record["input"]["sha256"]
+
+
+@pytest.mark.parametrize("how", ["ray", "resume"])
+def test_an_accepted_partial_file_is_refused_by_the_segment_runs_in_one_line(tmp_path, how):
+    clip = tmp_path / "clip.mp4"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=160x120:r=25:d=1.44", "-c:v",
+                    "libx264", "-preset", "ultrafast", "-movflags", "+faststart", str(clip)], check=True)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(clip.read_bytes()[: clip.stat().st_size * 3 // 10])
+    out = tmp_path / "out.mkv"
+    # Before, the flag did not reach the segments, which refused the file or planned frames it does not hold.
+    result = run_cli("run", str(cut), "-o", str(out), "-m", "nearest", "--accept-partial",
+                     *(["--ray", "auto"] if how == "ray" else ["--resume"]))
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    assert len(err.strip().splitlines()) == 1
+    assert "partial file" in err and "--ray and --resume cannot split" in err and "without them" in err

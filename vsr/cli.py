@@ -418,7 +418,8 @@ def _run_on_ray(args: argparse.Namespace, output: str, method: str, scale: int, 
     return run_on_ray(args.input, output, method=method, scale=scale, address=args.ray,
                       segment_seconds=args.segment_seconds, size=args.size, params=params, encode=encode,
                       video_stream=args.video_stream, roi=args.roi, record=args.record, overwrite=args.overwrite,
-                      device=args.device, open_options=open_options, on_progress=display)
+                      device=args.device, open_options=open_options, accept_partial=args.accept_partial,
+                      on_progress=display)
 
 
 def _add_compare(sub) -> None:

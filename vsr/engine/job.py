@@ -17,9 +17,10 @@ from typing import Any
 from vsr.engine.manifest import Manifest, job_key, work_dir
 from vsr.engine.segments import Segment, plan_segments, scan_stream
 from vsr.engine.task import Recipe, SegmentJob, SegmentResult
-from vsr.io.decode import Roi
+from vsr.errors import InputError
+from vsr.io.decode import Decoder, Roi
 from vsr.io.encode import EncodeSettings, container_format
-from vsr.io.source import OpenOptions
+from vsr.io.source import OpenOptions, mask_url
 from vsr.methods.base import Method
 
 
@@ -73,7 +74,7 @@ def plan_job(source: str, output: str, method: str | Method, built: Method, *, s
              params: dict[str, Any] | None = None, size: tuple[int, int] | None = None,
              encode: EncodeSettings | None = None, video_stream: int | None = None, roi: Roi | None = None,
              open_options: OpenOptions | None = None, device: str = "auto",
-             segment_seconds: float = 10.0, at_keyframes: bool = True) -> JobPlan:
+             segment_seconds: float = 10.0, at_keyframes: bool = True, accept_partial: bool = False) -> JobPlan:
     """Plan a job: read the input's timestamps (no decoding) and cut it into segments.
 
     Args:
@@ -81,18 +82,25 @@ def plan_job(source: str, output: str, method: str | Method, built: Method, *, s
         output: the final output file.
         method: what each segment builds (a registry name) or ships (an instance).
         built: the method built once, for its radius, causality and description.
-        scale, params, size, encode, video_stream, roi, open_options, device: as
+        scale, params, size, encode, video_stream, roi, open_options, device, accept_partial: as
             :func:`vsr.api.upscale`.
         segment_seconds: target length of a segment.
         at_keyframes: segments start at keyframes (for workers that each seek to one), or at
             any frame (for one process that runs them in a row).
 
     Raises:
-        InputError: the input cannot be read or split.
+        InputError: the input cannot be read or split (a partial file accepted with
+            ``accept_partial`` cannot: its index describes frames it does not hold).
         ConfigError: ``segment_seconds <= 0``.
     """
     encode = encode or EncodeSettings()
     params = dict(params or {})
+    if accept_partial:
+        with Decoder(source, video_stream, options=open_options, accept_partial=True) as probe:
+            if probe.partial:
+                raise InputError(f"{mask_url(source)} is a partial file ({probe.partial}): --ray and --resume cannot "
+                                 "split what its index describes beyond its end; run it without them, with "
+                                 "--accept-partial")
     before, after = (2 * built.radius, 0) if built.causal else (built.radius, built.radius)
     scan = scan_stream(source, video_stream, open_options)
     segments = plan_segments(scan, segment_seconds, before, after, at_keyframes)
