@@ -244,22 +244,13 @@ def test_srt_to_nobody_fails_in_one_line(tmp_path):
 
 # -- the picture size changes midway -----------------------------------------------------------
 
-@pytest.fixture
-def two_sizes(tmp_path) -> Path:
-    """MPEG-TS whose picture goes from 64x48 to 96x64 after 10 frames (as an adaptive stream does)."""
-    first, second, both = tmp_path / "a.ts", tmp_path / "b.ts", tmp_path / "two_sizes.ts"
-    for path, size, offset in ((first, "64x48", "0"), (second, "96x64", "0.4")):
-        ffmpeg("-f", "lavfi", "-i", f"testsrc2=s={size}:r=25:d=0.4", "-c:v", "libx264", "-bf", "0",
-               "-pix_fmt", "yuv420p", "-output_ts_offset", offset, str(path))
-    ffmpeg("-i", f"concat:{first}|{second}", "-c", "copy", str(both))
-    assert sorted(set(frame_sizes(both))) == [(64, 48), (96, 64)]
-    return both
-
-
 @pytest.mark.parametrize("method", ["bicubic", "misr"])
-def test_a_size_change_midway_keeps_one_output_size(two_sizes, tmp_path, method):
+@pytest.mark.parametrize("resume", [False, True], ids=["whole", "resume"])
+def test_a_size_change_midway_keeps_one_output_size(two_sizes, tmp_path, method, resume):
     out = tmp_path / f"{method}.mkv"
-    result = run_cli("run", str(two_sizes), "-o", str(out), "-m", method)
+    # --resume cuts segments at any frame: one falls on each side of the change, and more.
+    segments = ["--resume", "--segment-seconds", "0.2"] if resume else []
+    result = run_cli("run", str(two_sizes), "-o", str(out), "-m", method, *segments)
     assert result.returncode == 0, result.stderr
     assert frame_sizes(out) == [(128, 96)] * 20
     pts = [f[0] for f in framemd5(out)]

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from conftest import ffmpeg_exe, framemd5, make_clip, picture, run_cli
@@ -357,3 +358,14 @@ def test_an_accepted_partial_file_is_refused_by_the_segment_runs_in_one_line(tmp
     assert result.returncode == 2, err
     assert len(err.strip().splitlines()) == 1
     assert "partial file" in err and "--ray and --resume cannot split" in err and "without them" in err
+
+
+def test_a_size_change_midway_keeps_one_output_size_on_ray(two_sizes, tmp_path):
+    out = tmp_path / "ray.mkv"  # Matroska stores no decode times: the join infers them
+    stats = run_on_ray(str(two_sizes), str(out), method="bicubic", scale=2, segment_seconds=SEGMENT_SECONDS / 2)
+    assert stats.frames_written == 20
+    with av.open(str(out)) as c:
+        assert [(f.width, f.height) for f in c.decode(video=0)] == [(128, 96)] * 20
+    whole = tmp_path / "whole.mkv"
+    vsr.upscale(str(two_sizes), str(whole), method="bicubic", scale=2)
+    assert [f[0] for f in framemd5(out)] == [f[0] for f in framemd5(whole)]
