@@ -17,10 +17,9 @@ from typing import Any
 from vsr.engine.manifest import Manifest, job_key, work_dir
 from vsr.engine.segments import Segment, plan_segments, scan_stream
 from vsr.engine.task import Recipe, SegmentJob, SegmentResult
-from vsr.errors import InputError
-from vsr.io.decode import Decoder, Roi
+from vsr.io.decode import Roi
 from vsr.io.encode import EncodeSettings, container_format
-from vsr.io.source import OpenOptions, mask_url
+from vsr.io.source import OpenOptions
 from vsr.methods.base import Method
 
 
@@ -89,18 +88,11 @@ def plan_job(source: str, output: str, method: str | Method, built: Method, *, s
             any frame (for one process that runs them in a row).
 
     Raises:
-        InputError: the input cannot be read or split (a partial file accepted with
-            ``accept_partial`` cannot: its index describes frames it does not hold).
+        InputError: the input cannot be read or split.
         ConfigError: ``segment_seconds <= 0``.
     """
     encode = encode or EncodeSettings()
     params = dict(params or {})
-    if accept_partial:
-        with Decoder(source, video_stream, options=open_options, accept_partial=True) as probe:
-            if probe.partial:
-                raise InputError(f"{mask_url(source)} is a partial file ({probe.partial}): --ray and --resume cannot "
-                                 "split what its index describes beyond its end; run it without them, with "
-                                 "--accept-partial")
     before, after = (2 * built.radius, 0) if built.causal else (built.radius, built.radius)
     scan = scan_stream(source, video_stream, open_options)
     segments = plan_segments(scan, segment_seconds, before, after, at_keyframes)
@@ -111,6 +103,7 @@ def plan_job(source: str, output: str, method: str | Method, built: Method, *, s
         "suffix": Path(output).suffix,
     })
     recipe = Recipe(source=source, method=method, scale=scale, params=params, size=size, encode=encode,
-                    device=device, video_stream=video_stream, roi=roi, open_options=open_options)
+                    device=device, video_stream=video_stream, roi=roi, open_options=open_options,
+                    accept_partial=accept_partial)
     return JobPlan(recipe=recipe, output=output, segments=segments, key=key, folder=work_dir(output),
                    frames=len(scan.pts))
