@@ -162,6 +162,10 @@ class Pipeline:
             is being finished); set it before :meth:`run`.
         abandoned: names of the workers still busy when :meth:`run` returned (a method
             stuck in one long call after a forced stop); empty after a normal run.
+        levels: for a limited-range source, the map between the coded levels the decoder
+            gives and nominal RGB (see :meth:`~vsr.io.decode.Decoder.keep_levels`), so that
+            super-blacks and super-whites reach the encoder; ``None`` for a full-range source
+            and for methods that take integer frames and are not interpolations.
     """
 
     def __init__(self, decoder, method, sink, output_size: tuple[int, int] | None = None,

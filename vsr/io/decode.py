@@ -101,6 +101,8 @@ class Decoder:
 
     Attributes:
         partial: ``None``, or what a partial file accepted with ``accept_partial`` lacks.
+        levels: ``None`` (frames in nominal RGB), or after :meth:`keep_levels` the map from
+            the frames' coded levels to nominal RGB.
 
     Raises:
         InputError: from the constructor, when the source cannot be opened, or is a
@@ -150,7 +152,7 @@ class Decoder:
         self.roi = roi
         self.conversion = resolve_conversion(self.info.color, self.info.height, self.info.pix_fmt)
         self._to_rgb = RgbConverter(self.conversion, rgb_format(self.info.bit_depth))
-        self.levels: Levels | None = None  # set by keep_levels: frames are then in coded levels
+        self.levels: Levels | None = None
         self._coded_gain: float | None = None
         self.stats = DecodeStats()
         self.rotation = self.info.rotation  # refined from the first frame's display matrix
