@@ -202,3 +202,19 @@ def clip_factory(tmp_path):
         return make_clip(tmp_path / name, **kwargs)
 
     return factory
+
+
+@pytest.fixture
+def two_sizes(tmp_path) -> Path:
+    """MPEG-TS whose picture goes from 64x48 to 96x64 after 10 of its 20 frames (as an adaptive stream does)."""
+    import av
+
+    first, second, both = tmp_path / "a.ts", tmp_path / "b.ts", tmp_path / "two_sizes.ts"
+    for path, size, offset in ((first, "64x48", "0"), (second, "96x64", "0.4")):
+        subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", f"testsrc2=s={size}:r=25:d=0.4", "-c:v",
+                        "libx264", "-bf", "0", "-pix_fmt", "yuv420p", "-output_ts_offset", offset, str(path)],
+                       check=True)
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-i", f"concat:{first}|{second}", "-c", "copy", str(both)], check=True)
+    with av.open(str(both)) as c:
+        assert sorted({(f.width, f.height) for f in c.decode(video=0)}) == [(64, 48), (96, 64)]
+    return both

@@ -13,6 +13,7 @@ import re
 import shlex
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -170,6 +171,18 @@ def _push_srt(clip: Path, url: str, retry: bool) -> subprocess.Popen:
     return subprocess.Popen(["sh", "-c", loop])
 
 
+def _child_commands(pid: int) -> list[str]:
+    """The command lines of ``pid``'s child processes, as every user of the machine can read them."""
+    commands = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                commands.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+    return commands
+
+
 @pytest.mark.parametrize("vsr_mode", ["caller", "listener"])
 def test_srt_input_from_an_ffmpeg_peer(tmp_path, vsr_mode):
     clip = make_mp4(tmp_path / "clip.mp4", frames=50)
@@ -178,16 +191,24 @@ def test_srt_input_from_an_ffmpeg_peer(tmp_path, vsr_mode):
     peer_mode = "listener" if vsr_mode == "caller" else "caller"
     peer = _push_srt(clip, f"srt://127.0.0.1:{port}?mode={peer_mode}&passphrase={secret}", retry=peer_mode == "caller")
     out = tmp_path / "srt.mkv"
+    seen: set[str] = set()
     try:
-        result = run_cli("run", f"srt://127.0.0.1:{port}?mode={vsr_mode}&passphrase={secret}", "-o", str(out),
-                         "-m", "nearest", "--timeout", "30", timeout=120)
+        run = subprocess.Popen([sys.executable, "-m", "vsr", "run", f"srt://127.0.0.1:{port}?mode={vsr_mode}&passphrase={secret}",
+                                "-o", str(out), "-m", "nearest", "--timeout", "30"], stderr=subprocess.PIPE)
+        while run.poll() is None:  # what `ps` shows of the ffmpeg vsr runs for the stream
+            seen.update(c for c in _child_commands(run.pid) if "ffmpeg" in c)
+            time.sleep(0.05)
+        stderr = run.stderr.read()
         peer.wait(timeout=60)
     finally:
         peer.kill()
-    assert result.returncode == 0, result.stderr
-    assert secret.encode() not in result.stderr
+        run.kill()
+    assert run.returncode == 0, stderr
+    assert secret.encode() not in stderr
+    assert seen and not any(secret in command for command in seen)
     frames = framemd5(out)
-    # SRT's live mode loses what the receiver still buffers when the sender hangs up (a frame or two).
+    # The peer, ffmpeg in SRT's live mode, does not linger: what it has not sent when it hangs up
+    # is lost (a frame or two, more on a loaded machine); vsr's side keeps all that reached it.
     assert 45 <= len(frames) <= 50
     assert all(b[0] > a[0] for a, b in itertools.pairwise(frames))
     assert set(frame_sizes(out)) == {(320, 240)}
@@ -207,7 +228,7 @@ def test_srt_output_to_an_ffmpeg_peer(tmp_path):
     finally:
         peer.kill()
     assert result.returncode == 0, result.stderr
-    assert 45 <= len(framemd5(received)) <= 50
+    assert len(framemd5(received)) == 50  # vsr's side lingers until the last packet is acknowledged
     assert set(frame_sizes(received)) == {(320, 240)}
 
 
@@ -223,22 +244,13 @@ def test_srt_to_nobody_fails_in_one_line(tmp_path):
 
 # -- the picture size changes midway -----------------------------------------------------------
 
-@pytest.fixture
-def two_sizes(tmp_path) -> Path:
-    """MPEG-TS whose picture goes from 64x48 to 96x64 after 10 frames (as an adaptive stream does)."""
-    first, second, both = tmp_path / "a.ts", tmp_path / "b.ts", tmp_path / "two_sizes.ts"
-    for path, size, offset in ((first, "64x48", "0"), (second, "96x64", "0.4")):
-        ffmpeg("-f", "lavfi", "-i", f"testsrc2=s={size}:r=25:d=0.4", "-c:v", "libx264", "-bf", "0",
-               "-pix_fmt", "yuv420p", "-output_ts_offset", offset, str(path))
-    ffmpeg("-i", f"concat:{first}|{second}", "-c", "copy", str(both))
-    assert sorted(set(frame_sizes(both))) == [(64, 48), (96, 64)]
-    return both
-
-
 @pytest.mark.parametrize("method", ["bicubic", "misr"])
-def test_a_size_change_midway_keeps_one_output_size(two_sizes, tmp_path, method):
+@pytest.mark.parametrize("resume", [False, True], ids=["whole", "resume"])
+def test_a_size_change_midway_keeps_one_output_size(two_sizes, tmp_path, method, resume):
     out = tmp_path / f"{method}.mkv"
-    result = run_cli("run", str(two_sizes), "-o", str(out), "-m", method)
+    # --resume cuts segments at any frame: one falls on each side of the change, and more.
+    segments = ["--resume", "--segment-seconds", "0.2"] if resume else []
+    result = run_cli("run", str(two_sizes), "-o", str(out), "-m", method, *segments)
     assert result.returncode == 0, result.stderr
     assert frame_sizes(out) == [(128, 96)] * 20
     pts = [f[0] for f in framemd5(out)]

@@ -15,8 +15,10 @@ import pytest
 from conftest import ffmpeg_exe, run_cli
 
 import vsr
+from vsr.engine.window import to_unit_float
 from vsr.io.decode import Decoder
 from vsr.io.encode import EncodeSettings, Sink
+from vsr.methods.base import Method
 
 # A red/blue edge at column 13 and a green band from row 9: neither falls on the 4:2:0 chroma grid.
 EDGE_W, EDGE_H = 32, 16
@@ -80,24 +82,86 @@ def test_encoding_filters_chroma_down_as_ffmpeg_does(tmp_path):
 
 
 def _luma(path) -> np.ndarray:
+    """Y of the first frame, in code values (uint8, or uint16 for deeper formats)."""
     with av.open(str(path)) as c:
         frame = next(c.decode(video=0))
-        return np.frombuffer(frame.planes[0], np.uint8).reshape(frame.height, frame.planes[0].line_size)[:, :frame.width]
+        dtype = np.uint8 if frame.format.components[0].bits <= 8 else np.uint16
+        plane = np.frombuffer(frame.planes[0], dtype)
+        return plane.reshape(frame.height, -1)[:, :frame.width]
 
 
-@pytest.mark.xfail(reason="frames are full-range integer RGB: levels outside 16-235 are clipped", strict=True)
-def test_super_whites_and_super_blacks_survive(tmp_path):
-    # Limited range: nominal black is Y=16 and white Y=235; these patches sit outside both.
-    clip = tmp_path / "levels.mkv"
-    luma = np.repeat(np.array([4, 16, 235, 250], np.uint8), 16)[None, :].repeat(32, axis=0)
-    yuv = luma.tobytes() + bytes([128]) * (2 * 32 * 16)
-    _ffmpeg("-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", "64x32", "-r", "25", "-color_range", "tv",
-            "-colorspace", "bt709", "-i", "-", "-c:v", "ffv1", str(clip), input=yuv * 3)
-    assert [int(v) for v in _luma(clip)[16, [8, 24, 40, 56]]] == [4, 16, 235, 250]
+# Limited range: nominal black is Y=16 and white Y=235 (64 and 940 at 10 bits); the outer
+# patches of these clips sit beyond both, as a camera's super-blacks and super-whites do.
+_PATCHES = {8: [4, 16, 235, 250], 10: [20, 64, 940, 1010]}
+
+
+def _levels_clip(path, depth: int = 8):
+    luma = np.repeat(np.array(_PATCHES[depth], np.uint16), 16)[None, :].repeat(32, axis=0)
+    if depth == 8:
+        yuv, pix_fmt = luma.astype(np.uint8).tobytes() + bytes([128]) * (2 * 32 * 16), "yuv420p"
+    else:
+        yuv, pix_fmt = luma.astype("<u2").tobytes() + np.full(2 * 32 * 16, 512, "<u2").tobytes(), "yuv420p10le"
+    _ffmpeg("-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", "64x32", "-r", "25", "-color_range", "tv",
+            "-colorspace", "bt709", "-i", "-", "-c:v", "ffv1", str(path), input=yuv * 3)
+    assert [int(v) for v in _luma(path)[16, [8, 24, 40, 56]]] == _PATCHES[depth]
+    return path
+
+
+@pytest.mark.parametrize("depth", [8, 10])
+@pytest.mark.parametrize("method", ["bicubic", "lanczos"])
+def test_super_whites_and_super_blacks_survive(tmp_path, depth, method):
+    clip = _levels_clip(tmp_path / "levels.mkv", depth)
     out = tmp_path / "levels_x2.mkv"
-    vsr.upscale(str(clip), str(out), method="bicubic", scale=2, encode=EncodeSettings(codec="ffv1"))
+    vsr.upscale(str(clip), str(out), method=method, scale=2, encode=EncodeSettings(codec="ffv1"))
     y = _luma(out)[32, [12, 48, 80, 116]].astype(int)
-    assert np.abs(y - [4, 16, 235, 250]).max() <= 1
+    assert np.abs(y - _PATCHES[depth]).max() <= 1
+
+
+class _NearestInFloat(Method):
+    """A float method (as misr and the other float methods are), noting the levels it was given."""
+
+    name = "nearest-float"
+    seen: list[tuple[float, float]] = []
+
+    def __call__(self, frames, ref):
+        import torch
+
+        frame = frames[ref]
+        self.seen.append((float(frame.min()), float(frame.max())))
+        return torch.repeat_interleave(torch.repeat_interleave(frame, 2, dim=-1), 2, dim=-2)
+
+
+def test_float_methods_get_super_whites_beyond_one(tmp_path):
+    clip = _levels_clip(tmp_path / "levels.mkv")
+    out = tmp_path / "levels_x2.mkv"
+    _NearestInFloat.seen = []
+    vsr.upscale(str(clip), str(out), method=_NearestInFloat(), scale=2, encode=EncodeSettings(codec="ffv1"))
+    low, high = _NearestInFloat.seen[0]
+    assert low == pytest.approx((4 - 16) / 219, abs=1e-3) and high == pytest.approx((250 - 16) / 219, abs=1e-3)
+    y = _luma(out)[32, [12, 48, 80, 116]].astype(int)
+    assert np.abs(y - _PATCHES[8]).max() <= 1
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv420p10le"])
+@pytest.mark.parametrize("matrix", ["bt709", "smpte170m", "bt2020nc"])
+def test_coded_levels_map_to_the_nominal_rgb_of_the_plain_decode(tmp_path, pix_fmt, matrix):
+    import torch
+
+    clip = tmp_path / "colours.mkv"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=128x96:d=0.04", "-vf", f"scale=out_color_matrix={matrix}:out_range=tv",
+            "-pix_fmt", pix_fmt, "-colorspace", matrix, "-color_range", "tv", "-c:v", "ffv1", str(clip))
+    with Decoder(str(clip)) as dec:
+        nominal = next(iter(dec)).data
+    with Decoder(str(clip)) as dec:
+        levels = dec.keep_levels()
+        coded = next(iter(dec)).data
+    cpu = torch.device("cpu")
+    ours = levels.to_nominal(to_unit_float(coded, cpu, torch.float64))
+    plain = to_unit_float(nominal, cpu, torch.float64)
+    inside = ((plain > 0) & (plain < 1)).all(0)  # where the plain decode did not clip
+    assert inside.float().mean() > 0.1
+    assert (ours - plain).abs().amax(0)[inside].max() * 255 <= 1.1  # both rounded once, on different scales
+    assert (levels.to_coded(ours) - to_unit_float(coded, cpu, torch.float64)).abs().max() < 1e-9
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from conftest import ffmpeg_exe, framemd5, make_clip, picture, run_cli
@@ -340,3 +341,34 @@ def test_roi_on_ray_writes_a_record(tmp_path):
     assert record["roi"] == {"x": 8, "y": 8, "w": 32, "h": 24}
     assert record["frames"]["written"] == 45
     assert record["output"]["sha256"] and record["input"]["sha256"]
+
+
+@pytest.mark.parametrize("how", ["ray", "resume"])
+def test_an_accepted_partial_file_gives_the_frames_it_holds(tmp_path, how):
+    clip = tmp_path / "clip.mp4"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=160x120:r=25:d=1.44", "-c:v",
+                    "libx264", "-preset", "ultrafast", "-movflags", "+faststart", str(clip)], check=True)
+    cut = tmp_path / "cut.mp4"  # its index describes 36 frames, its data holds a few
+    cut.write_bytes(clip.read_bytes()[: clip.stat().st_size * 3 // 10])
+    whole = tmp_path / "whole.mkv"
+    assert run_cli("run", str(cut), "-o", str(whole), "-m", "nearest", "--codec", "ffv1",
+                   "--accept-partial").returncode == 0
+    held = framemd5(whole)
+    assert 0 < len(held) < 36
+    out = tmp_path / "out.mkv"
+    result = run_cli("run", str(cut), "-o", str(out), "-m", "nearest", "--codec", "ffv1", "--accept-partial",
+                     "--segment-seconds", "0.1",
+                     *(["--ray", "auto"] if how == "ray" else ["--resume"]))
+    assert result.returncode == 0, result.stderr.decode()
+    assert framemd5(out) == held
+
+
+def test_a_size_change_midway_keeps_one_output_size_on_ray(two_sizes, tmp_path):
+    out = tmp_path / "ray.mkv"  # Matroska stores no decode times: the join infers them
+    stats = run_on_ray(str(two_sizes), str(out), method="bicubic", scale=2, segment_seconds=SEGMENT_SECONDS / 2)
+    assert stats.frames_written == 20
+    with av.open(str(out)) as c:
+        assert [(f.width, f.height) for f in c.decode(video=0)] == [(128, 96)] * 20
+    whole = tmp_path / "whole.mkv"
+    vsr.upscale(str(two_sizes), str(whole), method="bicubic", scale=2)
+    assert [f[0] for f in framemd5(out)] == [f[0] for f in framemd5(whole)]

@@ -121,7 +121,8 @@ def upscale(
         decoder.close()  # it has checked the input and the region; each segment opens its own
         stats = _resume(source, output, method, built, scale=scale, params=params, size=size, encode=encode,
                         video_stream=video_stream, roi=roi, overwrite=overwrite, open_options=open_options,
-                        device=device, segment_seconds=segment_seconds, on_progress=on_progress, on_start=on_start)
+                        device=device, segment_seconds=segment_seconds, on_progress=on_progress, on_start=on_start,
+                        accept_partial=accept_partial)
     else:
         try:
             check_output(source, output, overwrite)

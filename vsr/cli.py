@@ -329,6 +329,10 @@ def _run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, on_term)
         pipeline.on_notice = _say
 
+    partial = _segmented_partial(args)
+    if partial:  # a whole run says it once its decoder has opened the file (on_start)
+        print(f"vsr: warning: {mask_url(args.input)} is a partial file: {partial}; upscaling what it holds "
+              "(--accept-partial)", file=sys.stderr)
     try:
         if args.ray:
             stats = _run_on_ray(args, output, method, scale, params, encode, display, open_options)
@@ -414,6 +418,20 @@ def quiet_libraries() -> None:
     os.environ.setdefault("RAY_LOGGER_LEVEL", "error")
 
 
+def _segmented_partial(args: argparse.Namespace) -> str | None:
+    """What a partial input accepted by a ``--resume`` or ``--ray`` run lacks (their segments
+    each open the file), else ``None``."""
+    if not args.accept_partial or not (args.resume or args.ray):
+        return None
+    from vsr.io.source import close_input, open_input, partial_file
+
+    container = open_input(args.input)
+    try:
+        return partial_file(container)
+    finally:
+        close_input(container)
+
+
 def _verify(args: argparse.Namespace, output: str, scale: int | None, params: dict[str, Any], stats, pipeline):
     """Read the finished output back and check it against the input; prints the one-line result."""
     from dataclasses import replace
@@ -428,7 +446,7 @@ def _verify(args: argparse.Namespace, output: str, scale: int | None, params: di
         dropped_streams=len(stats.dropped_streams),
         expected_size=_expected_size(args, scale, params, pipeline),
         adjusted_pts=getattr(sink, "adjusted_pts", 0),
-        partial_input=bool(decoder is not None and decoder.partial),
+        partial_input=bool(decoder.partial if decoder is not None else _segmented_partial(args)),
     )
     # A forced demuxer (--input-format: a raw stream, a filter graph) is not read back as a file.
     if can_read_back(args.input) and can_read_back(output) and not args.input_format:
@@ -466,7 +484,8 @@ def _run_on_ray(args: argparse.Namespace, output: str, method: str, scale: int, 
     return run_on_ray(args.input, output, method=method, scale=scale, address=args.ray,
                       segment_seconds=args.segment_seconds, size=args.size, params=params, encode=encode,
                       video_stream=args.video_stream, roi=args.roi, record=args.record, overwrite=args.overwrite,
-                      device=args.device, open_options=open_options, on_progress=display)
+                      device=args.device, open_options=open_options, accept_partial=args.accept_partial,
+                      on_progress=display)
 
 
 def _add_compare(sub) -> None:

@@ -23,9 +23,10 @@ class Frame:
         data: ``(C, H, W)`` tensor with ``C == 3`` (RGB). ``uint8`` for 8-bit
             sources (0..255), ``uint16`` for deeper sources (0..65535, the full
             16-bit range whatever the source depth), or floating point in [0, 1]
-            once a method has produced it. Levels are the source's as coded: a
-            limited-range source gives studio swing, black at 16/255 and white at
-            235/255 of the scale, with its super-blacks and super-whites beyond them.
+            once a method has produced it. 0 is black and the top white, whatever
+            the source's range; a run that keeps a limited-range source's super-blacks
+            and super-whites decodes it in coded levels instead
+            (:meth:`vsr.io.decode.Decoder.keep_levels`).
         pts: presentation timestamp in ``time_base`` units, exactly as the
             demuxer gave it; ``None`` only for streams that carry no timing.
         time_base: the unit of ``pts``, e.g. ``Fraction(1, 12800)``.

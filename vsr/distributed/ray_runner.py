@@ -125,6 +125,7 @@ def run_on_ray(
     device: str | None = "auto",
     max_retries: int = 3,
     open_options: OpenOptions | None = None,
+    accept_partial: bool = False,
     on_progress: Callable[[RunStats], None] | None = None,
     interval: float = 0.25,
 ) -> RunStats:
@@ -135,8 +136,8 @@ def run_on_ray(
         output: output file (not ``-`` or a URL); its folder holds the work directory.
         method: registered name, built inside each task, or a :class:`Method` instance
             (pickled to the workers).
-        scale, size, params, encode, video_stream, roi, record, overwrite, open_options: as
-            :func:`vsr.api.upscale` (a region writes its JSON record, as there).
+        scale, size, params, encode, video_stream, roi, record, overwrite, open_options, accept_partial:
+            as :func:`vsr.api.upscale` (a region writes its JSON record, as there).
         address: Ray cluster to use (:func:`connect`).
         segment_seconds: target segment duration; segments start at keyframes.
         device: ``"auto"`` (each task of a method that gains from a GPU asks for one when the
@@ -177,7 +178,7 @@ def run_on_ray(
     probe_method = build_method(method, scale, params, "cpu", size)
     plan = plan_job(source, output, method, probe_method, scale=scale, params=params, size=size, encode=encode,
                     video_stream=video_stream, roi=roi, open_options=open_options, device=device,
-                    segment_seconds=segment_seconds)
+                    segment_seconds=segment_seconds, accept_partial=accept_partial)
     folder = plan.folder
     with locked(folder):
         manifest = Manifest.load(folder, plan.key)

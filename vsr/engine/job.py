@@ -75,7 +75,7 @@ def plan_job(source: str, output: str, method: str | Method, built: Method, *, s
              params: dict[str, Any] | None = None, size: tuple[int, int] | None = None,
              encode: EncodeSettings | None = None, video_stream: int | None = None, roi: Roi | None = None,
              open_options: OpenOptions | None = None, device: str = "auto",
-             segment_seconds: float = 10.0, at_keyframes: bool = True) -> JobPlan:
+             segment_seconds: float = 10.0, at_keyframes: bool = True, accept_partial: bool = False) -> JobPlan:
     """Plan a job: read the input's timestamps (no decoding) and cut it into segments.
 
     Args:
@@ -83,7 +83,7 @@ def plan_job(source: str, output: str, method: str | Method, built: Method, *, s
         output: the final output file.
         method: what each segment builds (a registry name) or ships (an instance).
         built: the method built once, for its radius, causality and description.
-        scale, params, size, encode, video_stream, roi, open_options, device: as
+        scale, params, size, encode, video_stream, roi, open_options, device, accept_partial: as
             :func:`vsr.api.upscale`.
         segment_seconds: target length of a segment.
         at_keyframes: segments start at keyframes (for workers that each seek to one), or at
@@ -107,6 +107,7 @@ def plan_job(source: str, output: str, method: str | Method, built: Method, *, s
         "suffix": Path(output).suffix,
     })
     recipe = Recipe(source=source, method=method, scale=scale, params=params, size=size, encode=encode,
-                    device=device, video_stream=video_stream, roi=roi, open_options=open_options)
+                    device=device, video_stream=video_stream, roi=roi, open_options=open_options,
+                    accept_partial=accept_partial)
     return JobPlan(recipe=recipe, output=output, segments=segments, key=key, folder=work_dir(output),
                    frames=len(scan.pts))

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     import torch
 
     from vsr.engine.local import LocalExecutor
+    from vsr.io.color import Levels
     from vsr.io.yuv import YuvFormat
     from vsr.methods.base import Method, Window
 
@@ -166,6 +167,10 @@ class Pipeline:
             is being finished); set it before :meth:`run`.
         abandoned: names of the workers still busy when :meth:`run` returned (a method
             stuck in one long call after a forced stop); empty after a normal run.
+        levels: for a limited-range source, the map between the coded levels the decoder
+            gives and nominal RGB (see :meth:`~vsr.io.decode.Decoder.keep_levels`), so that
+            super-blacks and super-whites reach the encoder; ``None`` for a full-range source
+            and for methods that take integer frames and are not interpolations.
     """
 
     def __init__(self, decoder, method, sink, output_size: tuple[int, int] | None = None,
@@ -186,11 +191,15 @@ class Pipeline:
         self.decoder.on_packet = self.packets.append if passthrough else None
         self.frames = frames or decoder.frames
         self.keep = keep
-        self.detector = SceneCutDetector() if scene_cuts and method.radius > 0 else None
+        # A limited-range source's levels beyond black and white reach the encoder, unless the
+        # method takes integer frames and is not an interpolation (the neural networks clip them).
+        self.levels = decoder.keep_levels() if not method.integer_io or method.linear else None
+        self.detector = SceneCutDetector(levels=self.levels) if scene_cuts and method.radius > 0 else None
         # On CUDA the decoder hands over YUV planes, converted to RGB on the device, unless the
-        # scene-cut detector needs RGB on the host.
-        self._planes = (method.device.type == "cuda" and self.detector is None and hasattr(decoder, "use_yuv")
-                        and decoder.use_yuv() is not None)
+        # scene-cut detector needs RGB on the host or the source's levels beyond black and white
+        # are kept (they take the RGB path, mapped on the method's device).
+        self._planes = (method.device.type == "cuda" and self.detector is None and self.levels is None
+                        and hasattr(decoder, "use_yuv") and decoder.use_yuv() is not None)
         info = decoder.info
         estimate = None
         if info.frame_count is None and info.duration and info.average_rate and not decoder.is_live:
@@ -335,12 +344,12 @@ class Pipeline:
         to_host = torch.uint8 if self.decoder.info.bit_depth <= 8 else torch.uint16
         size = self._output_size()
         planes_out = None
-        if self.method.device.type == "cuda" and hasattr(self.sink, "planes_format"):
+        if self.method.device.type == "cuda" and self.levels is None and hasattr(self.sink, "planes_format"):
             planes_out = self.sink.planes_format(size[1], size[0])  # converted on the device
         planes_in = (lambda: self.decoder.yuv) if self._planes else None
         # One size for every frame, also where the source's picture size changes midway.
         for ref, image in upscale_frames(self._incoming_frames(), self.method, size, self.detector, keep,
-                                         self.stats, to_host, planes_in, planes_out):
+                                         self.stats, to_host, planes_in, planes_out, self.levels):
             self._put(self.images_q, (image, ref.pts, ref.duration, ref.index))
             self.stats.frames_processed += 1
         self._put(self.images_q, _END)
@@ -357,7 +366,7 @@ class Pipeline:
             if image.shape[0] == 1:  # packed YUV planes, converted on the device
                 picture = self.sink.planes_picture(image[0].numpy())
             else:
-                picture = self.sink.picture(to_integer_hwc(image, bit_depth))
+                picture = self.sink.picture(to_integer_hwc(image, bit_depth, self.levels), coded=self.levels is not None)
             self._put(self.pictures_q, (picture, *rest))
         self._put(self.pictures_q, _END)
 
@@ -567,7 +576,7 @@ def upscale_frames(frames: Iterable[Frame], method: Method, output_size: tuple[i
                    detector: SceneCutDetector | None = None, keep: Callable[[Frame], bool] | None = None,
                    stats: RunStats | None = None, to_host: torch.dtype | None = None,
                    planes_in: Callable[[], YuvFormat | None] | None = None, planes_out: YuvFormat | None = None,
-                   ) -> Iterator[tuple[Frame, torch.Tensor]]:
+                   levels: Levels | None = None) -> Iterator[tuple[Frame, torch.Tensor]]:
     """The frame loop every run goes through: frames → windows → transport → method → output size.
 
     Args:
@@ -585,20 +594,29 @@ def upscale_frames(frames: Iterable[Frame], method: Method, output_size: tuple[i
             :meth:`~vsr.engine.transport.Transport.run`); ``None`` leaves them on the device.
         planes_in, planes_out: YUV formats of frames that arrive as packed planes and of the
             planes to hand images over as (on CUDA, with ``to_host``); see
-            :class:`~vsr.engine.transport.Transport`.
+            :class:`~vsr.engine.transport.Transport`. Not with ``levels``.
+        levels: the frames are in a limited-range source's coded levels (see
+            :meth:`~vsr.io.decode.Decoder.keep_levels`): the method gets them in nominal
+            float, or as they are if it takes integers.
 
     Yields:
         ``(reference frame, image)`` per kept frame, in order; ``image`` is ``(C, H, W)``: on
         the method's device, float, nominally in [0, 1], or the input's integer type for a
-        method with ``integer_io``; with ``to_host`` on CUDA, ``to_host`` integers on the host
-        (``(1, rows, W)`` packed planes with ``planes_out``).
+        method with ``integer_io`` (in coded levels where the frames were); with ``to_host`` on
+        CUDA, ``to_host`` integers on the host (in coded levels with ``levels``; ``(1, rows, W)``
+        packed planes with ``planes_out``).
     """
     import torch
 
     transport = Transport(method.device, planes_in=planes_in, planes_out=planes_out)
-    # On CUDA the decoder's integers stay on the host until the transport uploads them.
-    assembler = WindowAssembler(method.device, method.dtype, integer=method.integer_io or transport.cuda)
+    # On CUDA the decoder's integers stay on the host until the transport uploads them, unless
+    # they must be mapped from coded levels first (the assembler does that on the device).
+    assembler = WindowAssembler(method.device, method.dtype,
+                                integer=method.integer_io or (transport.cuda and levels is None), levels=levels)
     on_device = None if method.integer_io or not transport.cuda else method.dtype
+    # Float images quantized on the device go back to coded levels first, so what lies beyond
+    # black and white is clipped only where the code range ends.
+    coded_out = levels is not None and transport.cuda and to_host is not None
     references: collections.deque = collections.deque()
     is_cut = None
     if detector is not None:
@@ -620,6 +638,8 @@ def upscale_frames(frames: Iterable[Frame], method: Method, output_size: tuple[i
             from vsr.methods.interp import resize
 
             image = resize(image, output_size, "lanczos")
+        if coded_out and image.is_floating_point():
+            image = levels.to_coded(image)
         return image
 
     with torch.inference_mode():

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
+    from vsr.io.color import Levels
     from vsr.types import Frame
 
 
@@ -23,16 +24,19 @@ class SceneCutDetector:
             in [0, 2], above which the histogram test fires.
         pixel_threshold: mean absolute difference of 32x18 luma thumbnails, in [0, 1],
             above which the pixel test fires.
+        levels: integer frames are in a limited-range source's coded levels: they are
+            compared in nominal levels, as other frames are.
     """
 
-    def __init__(self, histogram_threshold: float = 0.5, pixel_threshold: float = 0.12) -> None:
+    def __init__(self, histogram_threshold: float = 0.5, pixel_threshold: float = 0.12,
+                 levels: Levels | None = None) -> None:
+        self.levels = levels
         self.histogram_threshold = histogram_threshold
         self.pixel_threshold = pixel_threshold
         self._previous: tuple[torch.Tensor, torch.Tensor] | None = None
         self.cuts = 0
 
-    @staticmethod
-    def signature(data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def signature(self, data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Thumbnail ``(18, 32)`` and histogram ``(32,)`` of a ``(3, H, W)`` RGB frame of any dtype."""
         import torch
         import torch.nn.functional as F
@@ -42,6 +46,8 @@ class SceneCutDetector:
             x = x / 255.0
         elif data.dtype == torch.uint16 or data.dtype == torch.int32:
             x = x / 65535.0
+        if self.levels is not None and not data.is_floating_point():
+            x = self.levels.to_nominal(x)
         luma = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2])[None, None]
         thumb = F.adaptive_avg_pool2d(luma, (18, 32))[0, 0]
         hist = torch.histc(F.adaptive_avg_pool2d(luma, (72, 128)), bins=32, min=0.0, max=1.0)

@@ -17,7 +17,7 @@ from fractions import Fraction
 
 from vsr.errors import ConfigError, InputError, PipelineError
 from vsr.io.decode import Decoder
-from vsr.io.source import OpenOptions, open_input, select_video_stream
+from vsr.io.source import OpenOptions, open_input, partial_file, select_video_stream
 from vsr.types import Frame
 
 
@@ -77,8 +77,11 @@ def scan_stream(source: str, video_stream: int | None = None, options: OpenOptio
         stream = select_video_stream(container, video_stream)
         stamps: list[int] = []
         keys: list[int] = []
+        held = None
+        if partial_file(container):  # its index describes frames whose data never arrived: not frames
+            held = {e.pos for e in stream.index_entries if 0 <= e.pos and e.pos + e.size <= container.size}
         for packet in container.demux(stream):
-            if packet.size == 0:
+            if packet.size == 0 or (held is not None and packet.pos not in held):
                 continue
             if packet.pts is None:
                 raise InputError(f"video packets of {source} carry no timestamps: it cannot be split "

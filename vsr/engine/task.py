@@ -42,6 +42,7 @@ class Recipe:
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (the GPU Ray assigned, if any).
         video_stream, roi, open_options: as :func:`vsr.api.upscale`.
         scene_cuts: detect shots, as a whole-file run does for windowed methods.
+        accept_partial: read the frames a truncated file holds instead of refusing it.
     """
 
     source: str
@@ -55,6 +56,7 @@ class Recipe:
     roi: Roi | None = None
     open_options: OpenOptions | None = None
     scene_cuts: bool = True
+    accept_partial: bool = False
 
 
 @dataclass(frozen=True)
@@ -164,8 +166,8 @@ class SegmentWriter:
         if self._sink is not None:
             self._sink.set_hdr(hdr)
 
-    def picture(self, rgb):
-        return self._first.picture(rgb)
+    def picture(self, rgb, coded: bool = False):
+        return self._first.picture(rgb, coded)
 
     def write_frame(self, picture, pts: int | None, duration: int | None = None) -> None:
         if pts is not None and pts > self.jobs[self._index].segment.last_pts and self._index + 1 < len(self.jobs):
@@ -251,7 +253,8 @@ def run_segments(jobs: list[SegmentJob], method: Method | None = None,
     span = Segment(id=first.id, first_pts=first.first_pts, last_pts=last.last_pts,
                    frames=sum(j.segment.frames for j in jobs), context_first_pts=first.context_first_pts,
                    context_last_pts=last.context_last_pts, seek_pts=first.seek_pts)
-    decoder = Decoder(job.source, video_stream=job.video_stream, roi=job.roi, options=job.open_options)
+    decoder = Decoder(job.source, video_stream=job.video_stream, roi=job.roi, options=job.open_options,
+                      accept_partial=job.accept_partial)
     try:
         info = decoder.info
         in_h, in_w = (job.roi.h, job.roi.w) if job.roi else (info.height, info.width)

@@ -18,6 +18,7 @@ from vsr.methods.samples import from_unit_float, to_unit_float
 if TYPE_CHECKING:
     import torch
 
+    from vsr.io.color import Levels
     from vsr.types import Frame
 
 
@@ -92,22 +93,32 @@ class WindowAssembler:
     Args:
         device: torch device of the method.
         dtype: floating dtype of the method.
+        integer: pass the decoder's integer frames on unconverted (methods with ``integer_io``).
+        levels: the frames are in a limited-range source's coded levels: float frames are
+            mapped to nominal RGB (values beyond [0, 1] where the source has them).
     """
 
-    def __init__(self, device: torch.device, dtype: torch.dtype, integer: bool = False) -> None:
+    def __init__(self, device: torch.device, dtype: torch.dtype, integer: bool = False,
+                 levels: Levels | None = None) -> None:
         self.device = device
         self.dtype = dtype
         self.integer = integer
+        self.levels = levels
         self._cache: dict[int, torch.Tensor] = {}
 
     def to_float(self, frame: Frame) -> torch.Tensor:
-        """``(C, H, W)`` float in [0, 1] on the method's device, converted once per frame.
+        """``(C, H, W)`` float on the method's device, nominally in [0, 1], converted once per frame.
 
         With ``integer`` the decoder's integer tensor is passed on unconverted.
         """
         cached = self._cache.get(frame.index)
         if cached is None:
-            cached = frame.data if self.integer else to_unit_float(frame.data, self.device, self.dtype)
+            if self.integer:
+                cached = frame.data
+            else:
+                cached = to_unit_float(frame.data, self.device, self.dtype)
+                if self.levels is not None:
+                    cached = self.levels.to_nominal(cached)
             self._cache[frame.index] = cached
         return cached
 
@@ -124,16 +135,20 @@ class WindowAssembler:
                       pts=tuple(f.pts for f in slots))
 
 
-def to_integer_hwc(image: torch.Tensor, bit_depth: int):
+def to_integer_hwc(image: torch.Tensor, bit_depth: int, levels: Levels | None = None):
     """Float ``(C, H, W)`` in [0, 1] to a numpy ``(H, W, C)`` uint8 (8-bit) or uint16 array.
 
     Values outside [0, 1] (ringing of sharp kernels) are clipped; rounding is to nearest.
-    The conversion runs on the tensor's device before the copy to the host. Integer
-    images (from methods with ``integer_io``) are passed through.
+    With ``levels`` the float image is first mapped to the source's coded levels, so what
+    lies beyond nominal black and white is clipped only where the code range ends. The
+    conversion runs on the tensor's device before the copy to the host. Integer images
+    (from methods with ``integer_io``) are passed through.
     """
     import numpy as np
     import torch
 
+    if levels is not None and image.is_floating_point():
+        image = levels.to_coded(image)
     hwc = image.permute(1, 2, 0)
     if image.dtype in (torch.uint8, torch.uint16):
         return (hwc if hwc.is_contiguous() else hwc.contiguous()).cpu().numpy()

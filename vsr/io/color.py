@@ -8,7 +8,11 @@ source's matrix explicitly, and the output is tagged with the same.
 
 RGB frames are full range: a limited-range source's black (Y=16) becomes 0 and its white
 (Y=235) becomes 1, so every method sees the same levels whatever the source. Super-blacks and
-super-whites (Y below 16 or above 235) do not fit that integer RGB and are clipped.
+super-whites (Y below 16 or above 235) do not fit that integer RGB and are clipped there. A run
+keeps them by reading the stream's YUV as if it were full range ("coded RGB", where every code
+value has its own level) and mapping that to nominal RGB with :class:`Levels` in float, where
+they are values below 0 and above 1; the encoder gets coded RGB back, so only the output's code
+range (0..255 for 8 bits) bounds them.
 
 Chroma is interpolated, not replicated: decoding upsamples it with a bicubic filter at
 the stream's chroma siting (FFmpeg's scale filter reads it from each frame) and encoding
@@ -18,10 +22,14 @@ filters the full-resolution chroma down, as ``-sws_flags bicubic+full_chroma_int
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from vsr.types import ColorInfo
+
+if TYPE_CHECKING:
+    import torch
 
 #: The scale filter's options on the way in: bicubic chroma, interpolated to every pixel with
 #: accurate rounding; the filter reads each frame's chroma siting. Without ``accurate_rnd``
@@ -74,6 +82,89 @@ class Conversion:
     colorspace: str
     color_range: str
     tags: ColorInfo
+
+    @property
+    def coded(self) -> Conversion:
+        """The same stream read as full range: RGB in coded levels (see :class:`Levels`), same tags."""
+        return replace(self, color_range="JPEG")
+
+
+#: The RGB48 value swscale takes and gives for white (and for the top code of full-range YUV
+#: on the way out): 255 * 256, not 65535.
+RGB48_WHITE = 65280
+
+# swscale matrix -> luma weights (Kr, Kb).
+_LUMA_WEIGHTS = {"itu709": (0.2126, 0.0722), "itu601": (0.299, 0.114), "smpte170m": (0.299, 0.114),
+                 "smpte240m": (0.212, 0.087), "fcc": (0.30, 0.11), "bt2020": (0.2627, 0.0593)}
+
+
+@dataclass(frozen=True)
+class Levels:
+    """The map between coded and nominal RGB of a limited-range stream.
+
+    Coded RGB is the stream's YUV converted as if it were full range: Y=16 (black) is 16/255
+    and Y=250 (a super-white) 250/255, nothing is clipped before the code range ends. Nominal
+    RGB is the scale every method and metric uses: 0 is black (Y=16), 1 is white (Y=235).
+    Both are the same YUV through two matrices, so the map is exact and affine:
+    ``nominal = dc * coded + ((dy - dc) * luma(coded) - 16 / 219)``, with ``dy`` and ``dc``
+    the ratios of the full to the limited luma and chroma scales at the stream's depth
+    (255/219 and 255/224 at 8 bits) and ``luma`` the matrix's weighted sum of R, G and B.
+
+    Attributes:
+        weights: the luma weights of R, G and B (they sum to 1).
+        dy, dc: luma and chroma scale ratios.
+        unit: where the top code value lies on the float scale of the frames: 1, or for
+            16-bit RGB 65280/65535, the white of swscale's RGB48 (as in nominal frames).
+    """
+
+    weights: tuple[float, float, float]
+    dy: float
+    dc: float
+    unit: float = 1.0
+
+    @classmethod
+    def of(cls, conversion: Conversion, bit_depth: int) -> Levels | None:
+        """The map for a stream, or ``None`` for a full-range one (its coded RGB is nominal)."""
+        if conversion.color_range == "JPEG":
+            return None
+        kr, kb = _LUMA_WEIGHTS[conversion.colorspace]
+        top, step = 2**bit_depth - 1, 2 ** (bit_depth - 8)
+        return cls(weights=(kr, 1.0 - kr - kb, kb), dy=top / (219 * step), dc=top / (224 * step),
+                   unit=1.0 if bit_depth <= 8 else RGB48_WHITE / 65535)
+
+    def _affine(self, inverse: bool) -> list[list[float]]:
+        """The 3x4 matrix (3x3 and offset) of :meth:`to_nominal`, or of :meth:`to_coded`."""
+        if not inverse:  # dc I + (dy - dc) 1 w^T on coded / unit, then the offset
+            return [[(self.dc * (i == j) + (self.dy - self.dc) * self.weights[j]) / self.unit for j in range(3)]
+                    + [-16 / 219] for i in range(3)]
+        beta = (self.dy - self.dc) / (self.dc * self.dy)  # the inverse: I / dc - beta 1 w^T, times unit
+        rows = [[(1 / self.dc * (i == j) - beta * self.weights[j]) * self.unit for j in range(3)] for i in range(3)]
+        return [row + [sum(row) * 16 / 219] for row in rows]
+
+    @staticmethod
+    def _apply(x: torch.Tensor, affine: list[list[float]]) -> torch.Tensor:
+        import torch
+
+        if x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 3:
+            import cv2
+            import numpy as np
+
+            # OpenCV on interleaved pixels: several times faster than torch's CPU kernels here.
+            hwc = x.permute(1, 2, 0)
+            out = cv2.transform((hwc if hwc.is_contiguous() else hwc.contiguous()).numpy(),
+                                np.asarray(affine, np.float32))
+            return torch.from_numpy(out).permute(2, 0, 1)
+        m = torch.tensor(affine, dtype=x.dtype, device=x.device)
+        flat = x.reshape(*x.shape[:-3], 3, -1)
+        return (torch.matmul(m[:, :3], flat) + m[:, 3:]).reshape(x.shape)
+
+    def to_nominal(self, coded: torch.Tensor) -> torch.Tensor:
+        """``(..., 3, H, W)`` float coded RGB in [0, 1] -> nominal RGB, outside [0, 1] where the source is."""
+        return self._apply(coded, self._affine(inverse=False))
+
+    def to_coded(self, nominal: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`to_nominal`: ``(..., 3, H, W)`` float, not clipped."""
+        return self._apply(nominal, self._affine(inverse=True))
 
 
 def color_info_from_codec(codec_context) -> ColorInfo:

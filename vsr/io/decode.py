@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from vsr.errors import ConfigError, InputError
-from vsr.io.color import HdrMetadata, RgbConverter, resolve_conversion
+from vsr.io.color import RGB48_WHITE, HdrMetadata, Levels, RgbConverter, resolve_conversion
 from vsr.io.source import (
     OpenOptions,
     close_input,
@@ -102,6 +102,8 @@ class Decoder:
 
     Attributes:
         partial: ``None``, or what a partial file accepted with ``accept_partial`` lacks.
+        levels: ``None`` (frames in nominal RGB), or after :meth:`keep_levels` the map from
+            the frames' coded levels to nominal RGB.
 
     Raises:
         InputError: from the constructor, when the source cannot be opened, or is a
@@ -151,6 +153,8 @@ class Decoder:
         self.roi = roi
         self.conversion = resolve_conversion(self.info.color, self.info.height, self.info.pix_fmt)
         self._to_rgb = RgbConverter(self.conversion, rgb_format(self.info.bit_depth))
+        self.levels: Levels | None = None
+        self._coded_gain: float | None = None
         self.stats = DecodeStats()
         self.rotation = self.info.rotation  # refined from the first frame's display matrix
         self.hdr: HdrMetadata | None = None  # HDR10 metadata, read from the first frame
@@ -159,6 +163,24 @@ class Decoder:
 
     def __iter__(self) -> Iterator[Frame]:
         return self.frames()
+
+    def keep_levels(self) -> Levels | None:
+        """Decode a limited-range source to coded RGB from the next frame on, so that its
+        super-blacks and super-whites survive (see :class:`~vsr.io.color.Levels`).
+
+        Returns:
+            the map from the frames' coded levels to nominal RGB (also :attr:`levels`), or
+            ``None`` for a full-range source, whose frames do not change.
+        """
+        self.levels = Levels.of(self.conversion, self.info.bit_depth)
+        if self.levels is not None:
+            self._to_rgb = RgbConverter(self.conversion.coded, rgb_format(self.info.bit_depth))
+            depth = self.info.bit_depth
+            if depth > 8:
+                # Read as full range, code c comes out as c << (16 - depth); the encoder takes
+                # RGB48_WHITE for the top code: rescaled, a frame passes through unchanged.
+                self._coded_gain = RGB48_WHITE / ((2**depth - 1) * 2 ** (16 - depth))
+        return self.levels
 
     def frames(self, stop: Callable[[], bool] = lambda: False) -> Iterator[Frame]:
         """Yield frames until the end of the input or until ``stop()`` is true.
@@ -375,7 +397,12 @@ class Decoder:
                           duration=int(vframe.duration) if vframe.duration else None)
             self.stats.frames += 1
             return frame
-        data = torch.from_numpy(self._to_rgb(vframe)).permute(2, 0, 1)
+        rgb = self._to_rgb(vframe)
+        if self._coded_gain is not None:
+            import cv2
+
+            rgb = cv2.multiply(rgb.reshape(rgb.shape[0], -1), self._coded_gain).reshape(rgb.shape)
+        data = torch.from_numpy(rgb).permute(2, 0, 1)
         if self.roi is not None:
             r = self.roi
             data = data[:, r.y : r.y + r.h, r.x : r.x + r.w]

@@ -332,6 +332,7 @@ class Sink:
             self.notes.append(note)
         self.conversion = resolve_conversion(info.color, info.height, info.pix_fmt)
         self._to_yuv = YuvConverter(self.conversion, self.pix_fmt)
+        self._to_coded_yuv: YuvConverter | None = None  # made on first use
         self.rotation = 0  # display rotation, degrees counter-clockwise: see set_rotation
         self._passthrough_sources = list(passthrough)
         self._source = source
@@ -409,6 +410,10 @@ class Sink:
             options["rtsp_transport"] = "tcp"
         elif self.format == "mpegts" and self.target.startswith("udp://"):
             options["pkt_size"] = "1316"
+        elif self.format == "mpegts" and needs_transport(self.target):
+            # Video PES packets with their length: the ffmpeg carrying the stream then passes each
+            # frame on as it arrives, the last one too, instead of at the end of its input.
+            options["omit_video_pes_length"] = "0"
         options.update(self.settings.muxer_options)
         return options
 
@@ -576,12 +581,17 @@ class Sink:
         self.stream.codec_context.options = options
 
     # -- writing ---------------------------------------------------------------------------
-    def picture(self, rgb):
+    def picture(self, rgb, coded: bool = False):
         """Convert one ``(H, W, 3)`` uint8 or uint16 RGB array to a frame in the encoder's format.
 
         Safe to call from another thread once the sink is open, so that the conversion runs
         beside the encoder instead of before it. Arrays larger than the encoded size (odd
         sizes) are cropped to it.
+
+        Args:
+            rgb: the picture, full-range RGB (0 black, peak white).
+            coded: ``rgb`` is in a limited-range source's coded levels (see
+                :class:`~vsr.io.color.Levels`): its super-blacks and super-whites are kept.
 
         Returns:
             an ``av.VideoFrame`` in the output pixel format, with the colour tags set.
@@ -596,7 +606,10 @@ class Sink:
         if rgb.strides[0] <= 0 or rgb.strides[1:] != (3 * rgb.itemsize, rgb.itemsize):
             rgb = np.ascontiguousarray(rgb)
         # A frame over the array's own memory: the conversion reads it where it lies.
-        return self._to_yuv(av.VideoFrame.from_numpy_buffer(rgb, format=fmt))
+        if coded and self._to_coded_yuv is None:
+            self._to_coded_yuv = YuvConverter(self.conversion.coded, self.pix_fmt)
+        # A frame over the array's own memory: the conversion reads it where it lies.
+        return (self._to_coded_yuv if coded else self._to_yuv)(av.VideoFrame.from_numpy_buffer(rgb, format=fmt))
 
     def planes_format(self, width: int, height: int) -> YuvFormat | None:
         """The packed planes (:func:`vsr.io.yuv.pack`) :meth:`planes_picture` takes for

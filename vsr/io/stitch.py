@@ -52,9 +52,13 @@ def _video_packets(containers: Sequence) -> Iterator:
         for packet in container.demux(stream):
             if packet.size == 0:
                 continue
-            if packet.dts is not None and last_dts is not None and packet.dts <= last_dts:
-                # Segment boundaries of variable-rate x264 output can repeat a dts; the muxer
-                # needs it increasing, and it may move as long as it stays <= pts.
+            unset = packet.dts is None and packet.pts is not None
+            if unset and last_dts is None:
+                packet.dts = packet.pts
+            elif unset or (packet.dts is not None and last_dts is not None and packet.dts <= last_dts):
+                # Segment boundaries of variable-rate x264 output can repeat a dts, and Matroska,
+                # which stores none, leaves some unknown; the muxer needs them increasing, and they
+                # may move as long as they stay <= pts.
                 if packet.pts is None or last_dts + 1 > packet.pts:
                     raise OutputError(f"cannot join segments: decode timestamps overlap at dts {packet.dts}; "
                                       "encode without B-frames (--codec ffv1, or a --pipeline preset whose "

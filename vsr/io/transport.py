@@ -4,11 +4,22 @@ PyAV's wheels are built without libsrt, so ``srt://`` cannot be opened in-proces
 ffmpeg binary that imageio-ffmpeg ships (or one on ``PATH``) has it: vsr runs it as a
 child process that copies the stream, packet for packet, to or from MPEG-TS on a pipe,
 and PyAV demuxes or muxes that pipe as it would any MPEG-TS input or output.
+
+A finite stream arrives whole: SRT's live mode, by default, drops what is still in flight
+when the sender hangs up, at both ends. The receiving side turns off timestamp-based
+delivery (``tsbpd=0``: packets reach the pipe as they arrive, none waits out the latency
+window to be discarded), and the sending side lingers (``linger``) until the receiver has
+acknowledged every packet. A URL's own values for either win.
+
+An input's passphrase stays off ffmpeg's command line, which every user of the machine can
+read: the URL goes in without it, through the concat demuxer, whose script (the URL and the
+protocol options, passphrase included) ffmpeg reads from a pipe.
 """
 
 from __future__ import annotations
 
 import collections
+import os
 import shutil
 import subprocess
 import threading
@@ -18,6 +29,7 @@ from vsr.errors import ConfigError
 from vsr.io.source import mask_url, url_scheme
 
 TRANSPORT_SCHEMES = ("srt",)
+_LINGER_S = 5  # how long a sender waits for the receiver to acknowledge the last packets
 _DRAIN_S = 1.0
 
 
@@ -66,25 +78,36 @@ class FfmpegPipe:
             raise ValueError(f"mode must be 'r' or 'w'; got {mode!r}")
         self.url = url
         self.mode = mode
-        protocol = []
-        if timeout:  # unless the URL sets them
+        protocol = {"tsbpd": "0"} if mode == "r" else {"linger": str(_LINGER_S)}
+        if timeout:
             micro = str(int(timeout * 1_000_000))
-            protocol += [] if "?timeout=" in url or "&timeout=" in url else ["-timeout", micro]
-            protocol += [] if "listen_timeout=" in url else ["-listen_timeout", micro]
+            protocol.update(timeout=micro, listen_timeout=micro)
+        query = _query(url)
+        protocol = {key: value for key, value in protocol.items() if key not in query}  # the URL's own win
         command = [ffmpeg_binary(url), "-hide_banner", "-nostats", "-loglevel", "error"]
+        script = None
         if mode == "r":
-            command += ["-nostdin", *protocol, *(["-f", input_format] if input_format else []), "-i", url,
-                        "-map", "0", "-c", "copy", "-f", "mpegts", "pipe:1"]
+            if "passphrase" in query and not input_format:
+                script = _concat_script(url, protocol)
+                source = ["-f", "concat", "-safe", "0", "-protocol_whitelist", "file,srt", "-i", f"/dev/fd/{script}"]
+            else:
+                source = [*_options(protocol), *(["-f", input_format] if input_format else []), "-i", url]
+            command += ["-nostdin", *source, "-map", "0", "-c", "copy", "-f", "mpegts", "pipe:1"]
         else:
             # Probe little and write every packet at once: each is sent as soon as it is encoded.
             command += ["-analyzeduration", "0", "-probesize", "32768", "-f", "mpegts", "-i", "pipe:0",
-                        "-map", "0", "-c", "copy", "-flush_packets", "1", *protocol, "-f", "mpegts", url]
+                        "-map", "0", "-c", "copy", "-flush_packets", "1", *_options(protocol), "-f", "mpegts", url]
         self._stderr: collections.deque[str] = collections.deque(maxlen=20)
         # A session of its own: Ctrl-C stops vsr, which then ends the transport in order (an output
         # sends what vsr finishes), rather than reaching ffmpeg directly.
-        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE if mode == "w" else subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE if mode == "r" else subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            self.proc = subprocess.Popen(command, stdin=subprocess.PIPE if mode == "w" else subprocess.DEVNULL,
+                                         stdout=subprocess.PIPE if mode == "r" else subprocess.DEVNULL,
+                                         stderr=subprocess.PIPE, start_new_session=True,
+                                         pass_fds=(script,) if script is not None else ())
+        finally:
+            if script is not None:
+                os.close(script)  # the child holds its own copy
         self.file = self.proc.stdout if mode == "r" else self.proc.stdin
         self._reader = threading.Thread(target=self._read_stderr, name="vsr-ffmpeg-stderr", daemon=True)
         self._reader.start()
@@ -125,8 +148,8 @@ class FfmpegPipe:
         try:
             self.proc.stdin.flush()
             if self.proc.poll() is None and wait > 0:
-                # SRT's live mode discards what the receiver still holds back for its latency
-                # when the sender hangs up: give the last packets time to be delivered first.
+                # The receiver holds the last packets back for its latency window and drops them
+                # when the sender hangs up: give it time to deliver them first.
                 time.sleep(_DRAIN_S)
             self.proc.stdin.close()
         except OSError:  # the process is already gone (broken pipe)
@@ -138,3 +161,32 @@ class FfmpegPipe:
             self.proc.wait()
             return f"ffmpeg did not finish sending to {mask_url(self.url)} within {wait:g} s"
         return self.error(wait=0)
+
+
+def _query(url: str) -> dict[str, str]:
+    """The URL's query as ffmpeg's SRT protocol reads it: raw ``key=value`` pairs, not unquoted."""
+    from urllib.parse import urlsplit
+
+    pairs = (item.partition("=") for item in urlsplit(url).query.split("&") if item)
+    return {key: value for key, _, value in pairs}
+
+
+def _options(options: dict[str, str]) -> list[str]:
+    return [arg for key, value in options.items() for arg in (f"-{key}", value)]
+
+
+def _concat_script(url: str, protocol: dict[str, str]) -> int:
+    """A concat demuxer script that opens ``url`` without its query, the query and ``protocol``
+    given as options instead; returns the read end of the pipe that holds it."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    def quoted(text: str) -> str:  # the script's quoting: nothing but the quote is special inside
+        return "'" + text.replace("'", "'\\''") + "'"
+
+    bare = urlunsplit(urlsplit(url)._replace(query=""))
+    lines = ["ffconcat version 1.0", f"file {quoted(bare)}"]
+    lines += [f"option {key} {quoted(value)}" for key, value in {**_query(url), **protocol}.items()]
+    read, write = os.pipe()
+    with os.fdopen(write, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return read

@@ -63,6 +63,11 @@ class Method:
     #: True when the method can take the decoder's integer frames (uint8/uint16, 0..peak)
     #: as they are and return integers of the same type: no float conversion either way.
     integer_io: bool = False
+    #: True when every output sample is a weighted sum of input samples with weights summing to
+    #: one (interpolation): the method then commutes with the affine map between a limited-range
+    #: source's coded and nominal levels (:class:`~vsr.io.color.Levels`), so with ``integer_io``
+    #: it takes integer frames in coded levels as they are and keeps super-blacks and super-whites.
+    linear: bool = False
     #: True when a GPU speeds the method up enough to reserve one for it: a distributed task
     #: asks its cluster for a GPU only for such methods, unless a CUDA device is named.
     wants_gpu: bool = True

@@ -117,6 +117,7 @@ class Interpolation(Method):
     """
 
     radius = 0
+    linear = True
     wants_gpu = False  # OpenCV on the CPU keeps up with decoding; a GPU per task would only queue tasks
 
     def __init__(self, kernel: str, scale: int) -> None:
