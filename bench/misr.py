@@ -143,7 +143,8 @@ def main() -> None:
     rows.append(["method alone: bicubic", f"{alone['fps']:.1f}", "", "", f"{alone['cpu_ms']:.1f}"])
     for label, p in presets:
         r = run(frames, args.scale, p)
-        rows.append([f"method alone: {label}", f"{r['fps']:.2f}", f"{r['flow_ms']:.0f} flow (CPU {r['flow_cpu_ms']:.0f})",
+        rows.append([f"method alone: {label}", f"{r['fps']:.2f}",
+                     f"{r['flow_ms']:.0f} flow (CPU {r['flow_cpu_ms']:.0f})",
                      f"{r['fuse_ms']:.0f} fusion (CPU {r['fuse_cpu_ms']:.0f})", f"{r['cpu_ms']:.0f}"])
     for m in also:
         alone = run(frames, args.scale, {}, m)

@@ -95,7 +95,8 @@ def main() -> None:
             f"{vsr.seconds / ffmpeg.seconds:.2f}x ffmpeg (CPU {vsr.cpu_seconds / ffmpeg.cpu_seconds:.2f}x)",
             cpu=vsr.cpu_seconds),
         row("vsr.upscale() in process", in_process.seconds, None,
-            f"{in_process.seconds / ffmpeg.seconds:.2f}x ffmpeg (CPU {in_process.cpu_seconds / ffmpeg.cpu_seconds:.2f}x)",
+            f"{in_process.seconds / ffmpeg.seconds:.2f}x ffmpeg "
+            f"(CPU {in_process.cpu_seconds / ffmpeg.cpu_seconds:.2f}x)",
             cpu=in_process.cpu_seconds),
         row("ffmpeg decode only", ff_decode.seconds, ff_decode.peak_mib, cpu=ff_decode.cpu_seconds),
         row("vsr decode only (to RGB)", decode.seconds, None, cpu=decode.cpu_seconds),
@@ -104,8 +105,8 @@ def main() -> None:
             cpu=encode.cpu_seconds),
     ]
     print_table(f"bicubic x2, {Path(args.clip).name}, {n} frames, libx264 {args.preset} crf {args.crf:g} "
-                f"-- {machine()}; at the end: {load_average()}", ["job", "seconds", "frames/s", "ms/frame", "CPU s", "peak MiB", "vs baseline"],
-                rows)
+                f"-- {machine()}; at the end: {load_average()}",
+                ["job", "seconds", "frames/s", "ms/frame", "CPU s", "peak MiB", "vs baseline"], rows)
 
 
 def _settings(args):
