@@ -141,3 +141,9 @@ def misr_realesrgan(scale: int = 4, **params: Any) -> DataConsistent:
     """Real-ESRGAN x4plus's output made consistent with the window's frames (``model=`` takes
     any other network, e.g. a user's file); params as :func:`misr_span`."""
     return _build("realesrgan", scale, params)
+
+
+def misr_span_crf(scale: int = 2, **params: Any) -> DataConsistent:
+    """span-crf's output (SPAN fine-tuned for compressed input) made consistent with the
+    window's frames; params as :func:`misr_span` but ``channels`` and ``model``."""
+    return _build("span-crf", scale, params)
