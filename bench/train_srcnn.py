@@ -1,4 +1,5 @@
-"""Train the SRCNN shipped with vsr, reproducibly, on frames of the bundled real clips.
+"""Train the networks vsr ships, reproducibly, on frames of the bundled real clips: the SRCNN
+(``--net srcnn``) and SPAN fine-tuned for compressed input (``--net span``, ``span-crf``).
 
 Data: frames of the clips in ``../shared/data/clips`` (the film, the camera, the NASA and
 the animation clips; the synthetic test pattern is left out), never a Vid4 frame or any
@@ -8,14 +9,20 @@ made as the protocols say: ``bi`` = MATLAB bicubic shrink (:func:`vsr.quality.im
 ``x264`` = the same, then runs of consecutive frames through libx264 at a crf drawn from 18 to
 28 in 4:2:0 (:func:`vsr.quality.compress`).
 
-Training: 48x48 luma patches, batches of 16, scales cycling 4, 2, 4, 3 (``--scales``), random flips and
-transposes, L1 loss, Adam with a cosine learning rate, one CPU thread, a fixed seed: the same
-command gives the same weights. The log (validation PSNR of the network beside bicubic's on
-the held-out frames) goes to ``--log``; the weights to ``--out`` as safetensors, with their
-sha256 in the log.
+SRCNN: 48x48 luma patches of the bicubic upscale, batches of 16, scales cycling 4, 2, 4, 3
+(``--scales``), starting as bicubic (last layer zero). SPAN: RGB patches of the low-resolution
+frames (``--patch`` high-resolution pixels, 128 by default: 32x32 in at x4), batches of 8, one
+scale, starting from the pretrained SPAN of the model manifest (``span-x4-ch48`` at x4), trained
+in its folded inference form (:func:`vsr.models.arch.span.trainable`) and saved folded in
+float16 (under 1 MB). Both: random flips and transposes, L1 loss, Adam with a cosine learning
+rate, one CPU thread, a fixed seed: the same command gives the same weights. The log
+(validation PSNR-Y of the network beside bicubic's on the held-out frames, at step 0 too) goes
+to ``--log``; the weights to ``--out`` as safetensors, with their sha256 in the log.
 
     python bench/train_srcnn.py [--steps 3000] [--scales 4,2,4,3] [--degradation bi|x264] [--kernels 9,1,5]
                                 [--out vsr/methods/weights/srcnn.safetensors] [--log bench/logs/srcnn.log]
+    python bench/train_srcnn.py --net span --scales 4 --degradation x264 --steps 2500 \
+                                --out vsr/methods/weights/span-crf-x4.safetensors --log bench/logs/span-crf-x4.log
 """
 
 from __future__ import annotations
@@ -45,7 +52,8 @@ VAL_CROP = 240  # centre crop of validation frames (high resolution)
 
 @dataclass
 class Sample:
-    """One high-resolution luma frame and its low-resolution luma per scale, all float32 in [0, 1]."""
+    """One high-resolution frame and its low-resolution frame per scale: luma float32 in [0, 1]
+    (SRCNN) or ``(H, W, 3)`` uint8 RGB (SPAN)."""
 
     hr: np.ndarray
     lr: dict[int, np.ndarray]
@@ -79,9 +87,12 @@ def y01(rgb: np.ndarray) -> np.ndarray:
 
 
 def make_samples(frames: list[np.ndarray], degradation: str, scales: tuple[int, ...],
-                 rng: np.random.Generator) -> list[Sample]:
-    """Samples from a run of consecutive RGB frames (one frame for ``bi``)."""
+                 rng: np.random.Generator, rgb: bool = False) -> list[Sample]:
+    """Samples from a run of consecutive RGB frames (one frame for ``bi``); ``rgb`` keeps
+    uint8 RGB instead of float luma."""
     from vsr.quality import compress, imresize
+
+    plane = (lambda x: x) if rgb else y01
 
     lr: dict[int, list[np.ndarray]] = {}
     for s in sorted(set(scales)):
@@ -89,14 +100,14 @@ def make_samples(frames: list[np.ndarray], degradation: str, scales: tuple[int, 
         small = [imresize(f, 1 / s) for f in cropped]
         if degradation == "x264":
             small = compress(small, crf=int(rng.integers(18, 29)))
-        lr[s] = [y01(x) for x in small]
+        lr[s] = [plane(x) for x in small]
     keep = range(len(frames)) if degradation == "bi" else range(0, len(frames), 2)
-    return [Sample(y01(frames[k][: frames[k].shape[0] // 12 * 12, : frames[k].shape[1] // 12 * 12]),
+    return [Sample(plane(frames[k][: frames[k].shape[0] // 12 * 12, : frames[k].shape[1] // 12 * 12]),
                    {s: lr[s][k] for s in lr}) for k in keep]
 
 
 def build_data(degradation: str, scales: tuple[int, ...], per_clip: int, rng: np.random.Generator,
-               log) -> tuple[list[Sample], list[Sample]]:
+               log, rgb: bool = False) -> tuple[list[Sample], list[Sample]]:
     """Training and validation samples from every clip in :data:`CLIPS`."""
     train, val = [], []
     run = RUN if degradation == "x264" else 1
@@ -108,25 +119,40 @@ def build_data(degradation: str, scales: tuple[int, ...], per_clip: int, rng: np
         wanted = {int(s) + k for s in (*starts, *val_starts) for k in range(run)}
         frames = decode_indices(path, stream, wanted)
         for s in starts:
-            train += make_samples([frames[int(s) + k] for k in range(run)], degradation, scales, rng)
+            train += make_samples([frames[int(s) + k] for k in range(run)], degradation, scales, rng, rgb)
         for s in val_starts:
             f = [frames[int(s) + k] for k in range(run)]
             h, w = f[0].shape[:2]
             c = min(VAL_CROP, h // 12 * 12, w // 12 * 12)
             y, x = (h - c) // 2, (w - c) // 2
-            val += make_samples([g[y:y + c, x:x + c] for g in f], degradation, scales, rng)[-1:]
+            val += make_samples([g[y:y + c, x:x + c] for g in f], degradation, scales, rng, rgb)[-1:]
         log(f"{name}: {n} frames, {len(starts)} training runs of {run}, {len(val_starts)} validation frames")
     return train, val
 
 
 def bicubic_up(lr: np.ndarray, scale: int) -> np.ndarray:
-    """The method's own bicubic upscale (vsr.methods.interp.resize) of a luma plane."""
+    """The method's own bicubic upscale (vsr.methods.interp.resize) of a luma plane, or of
+    ``(H, W, 3)`` uint8 RGB (then float RGB in [0, 1])."""
     import torch
 
     from vsr.methods.interp import resize
 
+    if lr.ndim == 3:
+        t = torch.from_numpy(np.ascontiguousarray(lr)).permute(2, 0, 1).float() / 255.0
+        return resize(t, (lr.shape[0] * scale, lr.shape[1] * scale), "bicubic").permute(1, 2, 0).numpy()
     t = torch.from_numpy(np.ascontiguousarray(lr))[None]
     return resize(t, (lr.shape[0] * scale, lr.shape[1] * scale), "bicubic")[0].numpy()
+
+
+def augment(x: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """One of the 8 flips and transposes (``k`` in 0..7) of an input/target pair, 2-D or ``(H, W, C)``."""
+    if k & 1:
+        x, y = x[:, ::-1], y[:, ::-1]
+    if k & 2:
+        x, y = x[::-1], y[::-1]
+    if k & 4:
+        x, y = x.swapaxes(0, 1), y.swapaxes(0, 1)
+    return np.ascontiguousarray(x), np.ascontiguousarray(y)
 
 
 def batch(samples: list[Sample], scale: int, size: int, rng: np.random.Generator):
@@ -143,16 +169,30 @@ def batch(samples: list[Sample], scale: int, size: int, rng: np.random.Generator
         up = bicubic_up(lr[i - MARGIN:i + p + MARGIN, j - MARGIN:j + p + MARGIN], scale)
         x = up[MARGIN * scale:MARGIN * scale + PATCH, MARGIN * scale:MARGIN * scale + PATCH]
         y = smp.hr[i * scale:i * scale + PATCH, j * scale:j * scale + PATCH]
-        k = int(rng.integers(8))
-        if k & 1:
-            x, y = x[:, ::-1], y[:, ::-1]
-        if k & 2:
-            x, y = x[::-1], y[::-1]
-        if k & 4:
-            x, y = x.T, y.T
-        xs.append(np.ascontiguousarray(x))
-        ys.append(np.ascontiguousarray(y))
+        x, y = augment(x, y, int(rng.integers(8)))
+        xs.append(x)
+        ys.append(y)
     return torch.from_numpy(np.stack(xs))[:, None], torch.from_numpy(np.stack(ys))[:, None]
+
+
+def batch_rgb(samples: list[Sample], scale: int, size: int, patch: int, rng: np.random.Generator):
+    """``size`` (low-resolution, target) RGB patch pairs: ``(size, 3, p, p)`` and
+    ``(size, 3, patch, patch)`` float in [0, 1], ``p = patch / scale``."""
+    import torch
+
+    p = patch // scale
+    xs, ys = [], []
+    for _ in range(size):
+        smp = samples[int(rng.integers(len(samples)))]
+        lr = smp.lr[scale]
+        i = int(rng.integers(0, lr.shape[0] - p + 1))
+        j = int(rng.integers(0, lr.shape[1] - p + 1))
+        x, y = augment(lr[i:i + p, j:j + p], smp.hr[i * scale:(i + p) * scale, j * scale:(j + p) * scale],
+                       int(rng.integers(8)))
+        xs.append(x)
+        ys.append(y)
+    as_tensor = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float() / 255.0  # noqa: E731
+    return as_tensor(xs), as_tensor(ys)
 
 
 def validate(net, samples: list[Sample], scales: tuple[int, ...]) -> dict[int, tuple[float, float]]:
@@ -166,19 +206,27 @@ def validate(net, samples: list[Sample], scales: tuple[int, ...]) -> dict[int, t
         bic, ours = [], []
         for smp in samples:
             up = bicubic_up(smp.lr[s], s)
+            rgb = smp.hr.ndim == 3
             with torch.inference_mode():
-                pred = net(torch.from_numpy(up)[None, None])[0, 0].numpy()
-            bic.append(psnr_y(np.clip(up, 0, 1) * 255, smp.hr * 255))
-            ours.append(psnr_y(np.clip(pred, 0, 1) * 255, smp.hr * 255))
+                if rgb:
+                    x = torch.from_numpy(smp.lr[s]).permute(2, 0, 1)[None].float() / 255.0
+                    pred = net(x)[0].permute(1, 2, 0).numpy()
+                else:
+                    pred = net(torch.from_numpy(up)[None, None])[0, 0].numpy()
+            hr = smp.hr if rgb else smp.hr * 255
+            bic.append(psnr_y(np.clip(up, 0, 1) * 255, hr))
+            ours.append(psnr_y(np.clip(pred, 0, 1) * 255, hr))
         out[s] = (float(np.mean(bic)), float(np.mean(ours)))
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--net", choices=("srcnn", "span"), default="srcnn")
     ap.add_argument("--steps", type=int, default=3000)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batch", type=int, default=None, help="patches per step (16 for srcnn, 8 for span)")
+    ap.add_argument("--lr", type=float, default=None, help="Adam's learning rate (1e-3 for srcnn, 2e-4 for span)")
+    ap.add_argument("--patch", type=int, default=128, help="span: high-resolution patch side")
     ap.add_argument("--degradation", choices=("bi", "x264"), default="bi")
     ap.add_argument("--scales", default=",".join(map(str, SCALE_CYCLE)), help="scale of each step, cycled")
     ap.add_argument("--kernels", default="9,1,5", help="f1,f2,f3 of SRCNN (9,1,5 or 9,5,5)")
@@ -194,7 +242,11 @@ def main() -> None:
     from safetensors.torch import save_file
 
     from vsr.methods.srcnn import make_net
+    from vsr.models.arch import span as span_arch
 
+    is_span = args.net == "span"
+    args.batch = args.batch or (8 if is_span else 16)
+    args.lr = args.lr or (2e-4 if is_span else 1e-3)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     torch.manual_seed(args.seed)
@@ -210,18 +262,43 @@ def main() -> None:
     t0 = time.perf_counter()
     log(f"train_srcnn {' '.join(sys.argv[1:])}")
     scales = tuple(int(s) for s in args.scales.split(","))
-    train, val = build_data(args.degradation, scales, args.per_clip, rng, log)
+    if is_span and len(set(scales)) != 1:
+        sys.exit("train_srcnn: --net span trains one scale (--scales 4 or --scales 2)")
+    train, val = build_data(args.degradation, scales, args.per_clip, rng, log, rgb=is_span)
     log(f"{len(train)} training frames, {len(val)} validation frames, data ready in {time.perf_counter() - t0:.0f} s")
 
-    f1, f2, f3 = (int(k) for k in args.kernels.split(","))
-    net = make_net(f1, f2, f3)
-    torch.nn.init.zeros_(net.conv3.weight)  # starts as bicubic
-    torch.nn.init.zeros_(net.conv3.bias)
-    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    if is_span:
+        from vsr.models.loader import load
+
+        init = f"span-x{scales[0]}-ch48"
+        net = load(init).module
+        params = span_arch.trainable(net)
+        arch = f"span {init} fine-tuned"
+    else:
+        f1, f2, f3 = (int(k) for k in args.kernels.split(","))
+        net = make_net(f1, f2, f3)
+        torch.nn.init.zeros_(net.conv3.weight)  # starts as bicubic
+        torch.nn.init.zeros_(net.conv3.bias)
+        params = list(net.parameters())
+        arch = f"srcnn {f1}-{f2}-{f3}"
+
+    def report(step: int) -> None:
+        if not is_span:
+            net.eval()
+        scores = validate(net, val, scales)
+        if not is_span:
+            net.train()
+        log(f"step {step} validation PSNR-Y bicubic/{args.net}: " + ", ".join(
+            f"x{s} {b:.2f}/{o:.2f} ({o - b:+.2f})" for s, (b, o) in scores.items()))
+
+    if is_span:
+        report(0)
+    opt = torch.optim.Adam(params, lr=args.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps, eta_min=args.lr / 100)
     running = 0.0
     for step in range(1, args.steps + 1):
-        x, y = batch(train, scales[step % len(scales)], args.batch, rng)
+        scale = scales[step % len(scales)]
+        x, y = batch_rgb(train, scale, args.batch, args.patch, rng) if is_span else batch(train, scale, args.batch, rng)
         loss = torch.nn.functional.l1_loss(net(x), y)
         opt.zero_grad()
         loss.backward()
@@ -233,17 +310,23 @@ def main() -> None:
                 f"{time.perf_counter() - t0:.0f} s")
             running = 0.0
         if step % args.validate_every == 0 or step == args.steps:
-            net.eval()
-            scores = validate(net, val, scales)
-            net.train()
-            log(f"step {step} validation PSNR-Y bicubic/srcnn: " + ", ".join(
-                f"x{s} {b:.2f}/{o:.2f} ({o - b:+.2f})" for s, (b, o) in scores.items()))
+            report(step)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
-    meta = {"arch": f"srcnn {f1}-{f2}-{f3}", "degradation": args.degradation, "steps": str(args.steps),
-            "seed": str(args.seed), "scales": ",".join(map(str, sorted(set(scales))))}
+    if is_span:
+        state = {k: v.half() for k, v in span_arch.folded(state).items()}
+        # One metadata key: safetensors writes several in no fixed order (the sha256 would vary).
+        meta = {"trained": f"{arch}, {args.degradation}, x{scales[0]}, {args.steps} steps, seed {args.seed}"}
+    else:
+        meta = {"arch": arch, "degradation": args.degradation, "steps": str(args.steps),
+                "seed": str(args.seed), "scales": ",".join(map(str, sorted(set(scales))))}
     save_file(state, str(args.out), metadata=meta)
+    if is_span:  # the shipped float16 weights, validated as the method loads them
+        from safetensors.torch import load_file
+
+        net = span_arch.build(span_arch.unfolded(load_file(str(args.out)))).eval()
+        report(args.steps)
     digest = hashlib.sha256(args.out.read_bytes()).hexdigest()
     log(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out} "
         f"({args.out.stat().st_size} bytes) sha256 {digest}")

@@ -167,3 +167,9 @@ def misr_realesrgan(scale: int = 4, **params: Any) -> DataConsistent:
     """Real-ESRGAN x4plus's output made consistent with the window's frames (``model=`` takes
     any other network, e.g. a user's file). Params: :class:`ConsistentParams`."""
     return _build("realesrgan", scale, parse(ConsistentParams, params, method="misr+realesrgan"))
+
+
+def misr_span_crf(scale: int = 2, **params: Any) -> DataConsistent:
+    """span-crf's output (SPAN fine-tuned for compressed input) made consistent with the
+    window's frames. Params: :class:`ConsistentParams` but ``model``."""
+    return _build("span-crf", scale, parse(ConsistentParams, params, method="misr+span-crf"))

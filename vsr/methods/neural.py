@@ -413,13 +413,14 @@ def _check_scale(method: str, scale: int) -> int:
     return scale
 
 
-def _neural(method: str, scale: int, model_name: str | None, p: NeuralParams) -> Method:
-    """The network ``p.model`` (else ``model_name``) applied per frame, with ``--temporal`` if asked."""
-    from vsr.models.loader import load
+def _neural(method: str, scale: int, model_name: str | LoadedModel | None, p: NeuralParams) -> Method:
+    """The network ``p.model`` (else ``model_name``, or a network already loaded) applied per
+    frame, with ``--temporal`` if asked."""
+    from vsr.models.loader import LoadedModel, load
 
     if p.model is None and model_name is None:
         raise ConfigError("method model needs model=PATH (a .pth or .safetensors file) or a model name")
-    model = load(p.model or model_name)
+    model = model_name if isinstance(model_name, LoadedModel) and p.model is None else load(p.model or model_name)
     options = {k: v for k, v in network_options(p).items() if k != "model"}
     scale = scale or model.scale if model_name is None else scale  # a file's own scale unless one is asked
     method_ = NeuralSR(model, _check_scale(method, scale), name=method, outscale=p.outscale, **options)

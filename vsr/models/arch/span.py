@@ -135,3 +135,62 @@ def _unfold(key: str, weight: torch.Tensor, bias: torch.Tensor) -> dict[str, tor
         f"{key}.conv.2.weight": reduce, f"{key}.conv.2.bias": torch.zeros(c_out),
         f"{key}.eval_conv.weight": weight.clone(), f"{key}.eval_conv.bias": bias.clone(),
     }
+
+
+def _is_branch(key: str) -> bool:
+    return ".sk." in key or ".conv." in key
+
+
+def folded(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inference form of a SPAN state dict: each ``Conv3XC`` as its one folded 3x3
+    convolution (``eval_conv``), the training-time branches left out (a quarter of the size).
+
+    :func:`unfolded` gives back a state dict :func:`build` loads.
+    """
+    return {key: value for key, value in state.items() if not _is_branch(key)}
+
+
+def unfolded(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A spandrel SPAN state dict (float32) from its :func:`folded` form: branches that fold
+    back into each ``eval_conv`` exactly, as the ncnn conversion writes them.
+
+    Raises:
+        ModelError: the tensors are not a folded SPAN.
+    """
+    out: dict[str, torch.Tensor] = {}
+    suffix = ".eval_conv.weight"
+    for key, value in state.items():
+        if key.endswith(suffix):
+            prefix = key[: -len(suffix)]
+            bias = state.get(f"{prefix}.eval_conv.bias")
+            if bias is None:
+                raise ModelError(f"folded SPAN lacks {prefix}.eval_conv.bias")
+            out.update(_unfold(prefix, value.float(), bias.float()))
+        elif not key.endswith(".eval_conv.bias"):
+            out[key] = value.float()
+    if not detect(out):
+        raise ModelError("these tensors are not a folded SPAN (conv_1, block_1, conv_cat, upsampler missing)")
+    return out
+
+
+def trainable(module: nn.Module) -> list[torch.Tensor]:
+    """Make a built SPAN train in its inference form and return the parameters to optimise.
+
+    Each ``Conv3XC`` then runs its folded ``eval_conv`` (one 3x3 convolution, a quarter of
+    the training-time branches' work) and stops re-folding the branches over it, so the
+    module must stay in eval mode (SPAN has no layer that trains differently). Its
+    :func:`folded` state dict holds the trained network.
+    """
+    from spandrel.architectures.SPAN.__arch.span import Conv3XC
+
+    module.eval()
+    for sub in module.modules():
+        if isinstance(sub, Conv3XC):
+            sub.update_params()
+            sub.update_params = lambda: None
+    params = []
+    for key, value in module.named_parameters():
+        value.requires_grad_(not _is_branch(key))
+        if not _is_branch(key):
+            params.append(value)
+    return params
