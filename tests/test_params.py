@@ -31,7 +31,7 @@ def test_every_parameter_is_typed_documented_and_json_able(name):
 def test_flags_are_derived_and_keep_their_spelling():
     flags = method_flags()
     assert set(flags) == FLAGS
-    assert flags["window"][1] == ["misr", "misr+span", "misr+realesrgan"]
+    assert flags["window"][1] == ["misr", "misr+span", "misr+span-crf", "misr+realesrgan"]
     assert "misr+span" in flags["tile"][1] and "misr+span" not in flags["temporal"][1]
     assert "bicubic" not in {m for _, methods in flags.values() for m in methods}
     run = build_parser()._subparsers._group_actions[0].choices["run"]
@@ -112,7 +112,7 @@ def _one_line(result) -> str:
 
 def test_a_flag_of_another_method_names_the_methods_that_take_it(tmp_path):
     line = _one_line(_run(tmp_path, "-m", "bicubic", "--window", "5"))
-    assert "--window does not apply to bicubic; it is for: misr, misr+span, misr+realesrgan" in line
+    assert "--window does not apply to bicubic; it is for: misr, misr+span, misr+span-crf, misr+realesrgan" in line
     line = _one_line(_run(tmp_path, "-m", "misr+span", "--temporal"))
     assert "--temporal does not apply to misr+span" in line and "span" in line
     assert not (tmp_path / "out.mkv").exists()
