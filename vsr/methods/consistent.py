@@ -10,6 +10,13 @@ wrong digit) is pulled back to what they show; what they support, or cannot see 
 above the sampling rate that no neighbour's sub-pixel shift reveals), stays as the network
 drew it. Chroma is the network's, as misr keeps the reference's chroma.
 
+With ``temporal=true`` the network's outputs first go through ``--temporal``
+(:class:`~vsr.methods.temporal.Temporal`): the start is then the network's detail carried
+along the motion, steadier and closer to the truth (Vid4 x4 BI, SPAN, first 10 frames:
++0.13 dB on city, +0.18 on walk over the per-frame start). A recurrent start needs the frames
+in order, so then the network runs on a thread of its own, one reference frame after the
+other, while misr fuses.
+
 ``departure`` (a directory) receives, per frame, where and how far the output left the
 network's: ``|Y_out - Y_network|`` x 256 as a 16-bit PNG named by frame index. That map is
 what the frames did not support.
@@ -17,8 +24,10 @@ what the frames did not support.
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from vsr.errors import ConfigError
 from vsr.methods.base import Method, Window
 from vsr.methods.misr.method import Misr, MisrParams
-from vsr.methods.temporal import luma
+from vsr.methods.temporal import Temporal, luma
 
 if TYPE_CHECKING:
     import torch
@@ -45,7 +54,8 @@ class DataConsistent(Misr):
     Args:
         scale: integer factor, 2 to 8; the network runs at this scale.
         params: :class:`~vsr.methods.misr.method.MisrParams` (window, flow, psf, data term...).
-        prior: a per-frame method built for ``scale`` (a neural method).
+        prior: a per-frame method built for ``scale`` (a neural method), or one wrapped in
+            :class:`~vsr.methods.temporal.Temporal` (run over the reference frames in order).
         departure: directory for the per-frame departure maps, or ``None``.
 
     Shape:
@@ -66,6 +76,7 @@ class DataConsistent(Misr):
         self.departure = departure
         self._network: dict[int, torch.Tensor] = {}  # decode index -> the network's Y, for departure maps
         self._lock = threading.Lock()
+        self._ordered: dict[int, Future] = {}  # decode index -> the recurrent prior's output
         if departure is not None:
             Path(departure).mkdir(parents=True, exist_ok=True)
 
@@ -81,6 +92,11 @@ class DataConsistent(Misr):
         """The network's output for the window's reference frame, ``(3, s H, s W)`` float."""
         import torch
 
+        if window.indices and window.indices[window.ref] in self._ordered:
+            out = self._ordered.pop(window.indices[window.ref]).result()
+            if self.departure is not None:
+                self._network[window.indices[window.ref]] = luma(out)
+            return out
         # One network call at a time: misr fuses several windows at once on the CPU, and a
         # network module is not safe to call from two threads (SPAN refolds its kernels on
         # every call; concurrent calls gave corrupt frames).
@@ -92,6 +108,8 @@ class DataConsistent(Misr):
 
     def stream(self, windows: Iterable[Window]) -> Iterator[torch.Tensor]:
         """misr's stream (see :meth:`Misr.stream`), writing departure maps when asked."""
+        if isinstance(self.prior, Temporal):
+            windows = self._prior_in_order(windows)
         if self.departure is None:
             yield from super().stream(windows)
             return
@@ -109,6 +127,47 @@ class DataConsistent(Misr):
                 self._write_departure((luma(out.float()) - network).abs(), index)
             yield out
 
+    def _prior_in_order(self, windows: Iterable[Window]) -> Iterator[Window]:
+        """Pass ``windows`` through, running the prior over their reference frames in order on a thread.
+
+        Each window's prior output lands in ``_ordered`` (a future, by decode index) before the
+        window goes on to the fusion, whose :meth:`initial_estimate` waits for it.
+        """
+        refs: queue.Queue[Window | None] = queue.Queue()
+        pending: queue.Queue[Future] = queue.Queue()
+        failed: list[BaseException] = []
+        lock = threading.Lock()
+
+        def fail_pending() -> None:
+            with lock:
+                while not pending.empty():
+                    pending.get().set_exception(failed[0])
+
+        def run() -> None:
+            try:
+                for out in self.prior.stream(iter(refs.get, None)):
+                    pending.get().set_result(out.float())
+            except BaseException as error:  # noqa: BLE001 - handed to the fusion threads waiting on it
+                failed.append(error)
+                fail_pending()
+
+        worker = threading.Thread(target=run, name="misr-prior", daemon=True)
+        worker.start()
+        try:
+            for window in windows:
+                if window.indices:
+                    index = window.indices[window.ref]
+                    future: Future = Future()
+                    self._ordered[index] = future
+                    with lock:
+                        pending.put(future)
+                    refs.put(Window(window.frames[window.ref: window.ref + 1], 0, (index,)))
+                    if failed:
+                        fail_pending()
+                yield window
+        finally:
+            refs.put(None)
+
     def _write_departure(self, diff: torch.Tensor, index: int) -> None:
         import cv2
         import numpy as np
@@ -125,15 +184,16 @@ def _build(network: str, scale: int, params: dict[str, Any]) -> DataConsistent:
     misr_keys = {f.name for f in fields(MisrParams)}
     misr = {**DC_DEFAULTS, **{k: v for k, v in params.items() if k in misr_keys}}
     rest = {k: v for k, v in params.items() if k not in misr_keys and k != "departure"}
-    if rest.get("temporal") or "outscale" in rest:
-        raise ConfigError(f"misr+{network} takes neither temporal nor outscale")
+    if "outscale" in rest:
+        raise ConfigError(f"misr+{network} takes no outscale")
     prior = get_method(network, scale=scale, **rest)
     return DataConsistent(scale, MisrParams(**misr), prior, departure=params.get("departure"))
 
 
 def misr_span(scale: int = 2, **params: Any) -> DataConsistent:
     """SPAN's output made consistent with the window's frames. Params: misr's (:class:`MisrParams`),
-    SPAN's (``channels``, ``model``, ``tile``...), and ``departure`` (a directory)."""
+    SPAN's (``channels``, ``model``, ``tile``..., ``temporal`` to start from its ``--temporal``
+    output), and ``departure`` (a directory)."""
     return _build("span", scale, params)
 
 
