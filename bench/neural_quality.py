@@ -11,7 +11,8 @@ et al.) with the motion of the ground truth, per sequence, then averaged over se
         [--rows bicubic-matlab,misr,span,span+temporal,misr+span] [--cache DIR]
 
 A row is ``bicubic-matlab``, ``misr``, a per-frame method ``NET`` (``span``, ``realesrgan``...),
-``NET+temporal`` or ``misr+NET`` (data consistency). ``--cache DIR`` keeps the networks'
+``NET+temporal``, ``misr+NET`` (data consistency) or ``misr+NET+temporal`` (data consistency
+started from ``NET --temporal``). ``--cache DIR`` keeps the networks'
 outputs as .npy files between runs. ``crf23``: the BI frames through libx264 crf 23 (4:2:0)
 before upscaling (:func:`vsr.quality.compress`). The s/frame column is the wrapper's own time
 on top of the network (the network's time where the row is the network alone; blank when
@@ -100,13 +101,15 @@ def run_row(row: str, lr: list[np.ndarray], scale: int, cache: Path | None, key:
         return [imresize(x, float(scale)) for x in lr], float("nan")
     if row == "misr":
         method = get_method("misr", scale=scale)
+    elif row.startswith("misr+"):
+        net = row.removeprefix("misr+").removesuffix("+temporal")
+        prior = Replay(lr, network(net, lr, scale, cache, key)[0], scale, net)
+        if row.endswith("+temporal"):
+            prior = Temporal(prior)
+        method = DataConsistent(scale, MisrParams(**DC_DEFAULTS), prior)
     elif row.endswith("+temporal"):
         net = row.removesuffix("+temporal")
         method = Temporal(Replay(lr, network(net, lr, scale, cache, key)[0], scale, net))
-    elif row.startswith("misr+"):
-        net = row.removeprefix("misr+")
-        prior = Replay(lr, network(net, lr, scale, cache, key)[0], scale, net)
-        method = DataConsistent(scale, MisrParams(**DC_DEFAULTS), prior)
     else:
         return network(row, lr, scale, cache, key)
     t = time.perf_counter()

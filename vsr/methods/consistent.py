@@ -10,6 +10,13 @@ wrong digit) is pulled back to what they show; what they support, or cannot see 
 above the sampling rate that no neighbour's sub-pixel shift reveals), stays as the network
 drew it. Chroma is the network's, as misr keeps the reference's chroma.
 
+With ``temporal=true`` the network's outputs first go through ``--temporal``
+(:class:`~vsr.methods.temporal.Temporal`): the start is then the network's detail carried
+along the motion, steadier and closer to the truth (Vid4 x4 BI, SPAN, first 10 frames:
++0.13 dB on city, +0.18 on walk over the per-frame start). A recurrent start needs the frames
+in order, so then the network runs on a thread of its own, one reference frame after the
+other, while misr fuses.
+
 ``departure`` (a directory) receives, per frame, where and how far the output left the
 network's: ``|Y_out - Y_network|`` x 256 as a 16-bit PNG named by frame index. That map is
 what the frames did not support.
@@ -17,8 +24,10 @@ what the frames did not support.
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 from vsr.errors import ConfigError
 from vsr.methods.base import Method, Window
 from vsr.methods.misr.method import Misr, MisrParams
-from vsr.methods.neural import NetworkParams, SpanChannels, network_options
+from vsr.methods.neural import NetworkParams, SpanChannels, TemporalParams, network_options
 from vsr.methods.params import parse
-from vsr.methods.temporal import luma
+from vsr.methods.temporal import Temporal, luma
 
 if TYPE_CHECKING:
     import torch
@@ -42,9 +51,10 @@ DC_DEFAULTS = {"iterations": 20, "step": 1.0, "momentum": 0.0, "btv_weight": 0.0
 
 
 @dataclass(frozen=True)
-class ConsistentParams(MisrParams, NetworkParams):
+class ConsistentParams(MisrParams, TemporalParams, NetworkParams):
     """Parameters of ``misr+NETWORK``: misr's (window, flow, psf, data term...), with the
-    back-projection defaults of :data:`DC_DEFAULTS`, and how the network runs.
+    back-projection defaults of :data:`DC_DEFAULTS`, how the network runs, and ``temporal``
+    (start from the network's ``--temporal`` output).
 
     Attributes:
         departure: directory for per-frame maps of where and how far the output left the
@@ -60,6 +70,7 @@ class ConsistentParams(MisrParams, NetworkParams):
 
     def __post_init__(self) -> None:
         MisrParams.__post_init__(self)
+        TemporalParams.__post_init__(self)
         NetworkParams.__post_init__(self)
 
 
@@ -74,7 +85,8 @@ class DataConsistent(Misr):
     Args:
         scale: integer factor, 2 to 8; the network runs at this scale.
         params: :class:`~vsr.methods.misr.method.MisrParams` (window, flow, psf, data term...).
-        prior: a per-frame method built for ``scale`` (a neural method).
+        prior: a per-frame method built for ``scale`` (a neural method), or one wrapped in
+            :class:`~vsr.methods.temporal.Temporal` (run over the reference frames in order).
         departure: directory for the per-frame departure maps, or ``None``.
 
     Shape:
@@ -95,6 +107,7 @@ class DataConsistent(Misr):
         self.departure = departure
         self._network: dict[int, torch.Tensor] = {}  # decode index -> the network's Y, for departure maps
         self._lock = threading.Lock()
+        self._ordered: dict[int, Future] = {}  # decode index -> the recurrent prior's output
         if departure is not None:
             Path(departure).mkdir(parents=True, exist_ok=True)
 
@@ -110,6 +123,11 @@ class DataConsistent(Misr):
         """The network's output for the window's reference frame, ``(3, s H, s W)`` float."""
         import torch
 
+        if window.indices and window.indices[window.ref] in self._ordered:
+            out = self._ordered.pop(window.indices[window.ref]).result()
+            if self.departure is not None:
+                self._network[window.indices[window.ref]] = luma(out)
+            return out
         # One network call at a time: misr fuses several windows at once on the CPU, and a
         # network module is not safe to call from two threads (SPAN refolds its kernels on
         # every call; concurrent calls gave corrupt frames).
@@ -121,6 +139,8 @@ class DataConsistent(Misr):
 
     def stream(self, windows: Iterable[Window]) -> Iterator[torch.Tensor]:
         """misr's stream (see :meth:`Misr.stream`), writing departure maps when asked."""
+        if isinstance(self.prior, Temporal):
+            windows = self._prior_in_order(windows)
         if self.departure is None:
             yield from super().stream(windows)
             return
@@ -138,6 +158,47 @@ class DataConsistent(Misr):
                 self._write_departure((luma(out.float()) - network).abs(), index)
             yield out
 
+    def _prior_in_order(self, windows: Iterable[Window]) -> Iterator[Window]:
+        """Pass ``windows`` through, running the prior over their reference frames in order on a thread.
+
+        Each window's prior output lands in ``_ordered`` (a future, by decode index) before the
+        window goes on to the fusion, whose :meth:`initial_estimate` waits for it.
+        """
+        refs: queue.Queue[Window | None] = queue.Queue()
+        pending: queue.Queue[Future] = queue.Queue()
+        failed: list[BaseException] = []
+        lock = threading.Lock()
+
+        def fail_pending() -> None:
+            with lock:
+                while not pending.empty():
+                    pending.get().set_exception(failed[0])
+
+        def run() -> None:
+            try:
+                for out in self.prior.stream(iter(refs.get, None)):
+                    pending.get().set_result(out.float())
+            except BaseException as error:  # noqa: BLE001 - handed to the fusion threads waiting on it
+                failed.append(error)
+                fail_pending()
+
+        worker = threading.Thread(target=run, name="misr-prior", daemon=True)
+        worker.start()
+        try:
+            for window in windows:
+                if window.indices:
+                    index = window.indices[window.ref]
+                    future: Future = Future()
+                    self._ordered[index] = future
+                    with lock:
+                        pending.put(future)
+                    refs.put(Window(window.frames[window.ref: window.ref + 1], 0, (index,)))
+                    if failed:
+                        fail_pending()
+                yield window
+        finally:
+            refs.put(None)
+
     def _write_departure(self, diff: torch.Tensor, index: int) -> None:
         import cv2
         import numpy as np
@@ -154,7 +215,8 @@ def _build(network: str, scale: int, p: ConsistentParams) -> DataConsistent:
     network_params = network_options(p)
     if isinstance(p, SpanChannels):
         network_params["channels"] = p.channels
-    prior = get_method(network, scale=scale, **network_params)
+    prior = get_method(network, scale=scale, temporal=p.temporal, temporal_strength=p.temporal_strength,
+                       **network_params)
     return DataConsistent(scale, p, prior, departure=p.departure)
 
 
