@@ -32,7 +32,8 @@ def test_flags_are_derived_and_keep_their_spelling():
     flags = method_flags()
     assert set(flags) == FLAGS
     assert flags["window"][1] == ["misr", "misr+span", "misr+span-crf", "misr+realesrgan"]
-    assert "misr+span" in flags["tile"][1] and "misr+span" not in flags["temporal"][1]
+    assert "misr+span" in flags["tile"][1] and "misr+span" in flags["temporal"][1]
+    assert "misr+span" not in flags["outscale"][1]
     assert "bicubic" not in {m for _, methods in flags.values() for m in methods}
     run = build_parser()._subparsers._group_actions[0].choices["run"]
     options = {o for action in run._actions for o in action.option_strings}
@@ -49,7 +50,7 @@ def test_flags_are_derived_and_keep_their_spelling():
     ("waifu2x-photo", {"noise": "7"}, "noise takes one of -1, 0, 1, 2, 3; got '7'"),
     ("realesrgan", {"tile_pad": "x"}, "realesrgan: parameter tile_pad takes a whole number (or none); got 'x'"),
     ("bicubic", {"window": "5"}, "bicubic takes no parameters; got window"),
-    ("misr+span", {"temporal": "on"}, "misr+span has no parameter temporal"),
+    ("misr+span", {"outscale": "3"}, "misr+span has no parameter outscale"),
 ])
 def test_bad_text_values_are_one_line_errors_naming_parameter_and_value(method, values, message):
     with pytest.raises(ConfigError) as info:
@@ -113,8 +114,8 @@ def _one_line(result) -> str:
 def test_a_flag_of_another_method_names_the_methods_that_take_it(tmp_path):
     line = _one_line(_run(tmp_path, "-m", "bicubic", "--window", "5"))
     assert "--window does not apply to bicubic; it is for: misr, misr+span, misr+span-crf, misr+realesrgan" in line
-    line = _one_line(_run(tmp_path, "-m", "misr+span", "--temporal"))
-    assert "--temporal does not apply to misr+span" in line and "span" in line
+    line = _one_line(_run(tmp_path, "-m", "misr+span", "--outscale", "3"))
+    assert "--outscale does not apply to misr+span" in line and "span" in line
     assert not (tmp_path / "out.mkv").exists()
 
 
