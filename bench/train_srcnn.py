@@ -191,8 +191,7 @@ def batch_rgb(samples: list[Sample], scale: int, size: int, patch: int, rng: np.
                        int(rng.integers(8)))
         xs.append(x)
         ys.append(y)
-    as_tensor = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float() / 255.0  # noqa: E731
-    return as_tensor(xs), as_tensor(ys)
+    return tuple(torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float() / 255.0 for a in (xs, ys))
 
 
 def validate(net, samples: list[Sample], scales: tuple[int, ...]) -> dict[int, tuple[float, float]]:

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import run_cli, shared
+
 from vsr.errors import ConfigError, ModelError
 from vsr.methods import span_crf
 from vsr.methods.interp import resize

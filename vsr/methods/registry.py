@@ -58,7 +58,7 @@ _ENTRIES = (
     MethodEntry("span", "vsr.methods.neural:span", "SPAN x2/x4, fidelity-trained, fast (channels=48|52)",
                 params="SpanParams"),
     MethodEntry("span-crf", "vsr.methods.span_crf:build",
-                "SPAN fine-tuned here for compressed input (libx264 crf 18 to 28): camera, phone, streamed video",
+                "SPAN fine-tuned here on compressed frames (libx264 crf 18 to 28) of the bundled clips",
                 params="NeuralParams"),
     MethodEntry("misr+span", "vsr.methods.consistent:misr_span",
                 "SPAN's output made consistent with the aligned neighbouring frames (misr's data term)",

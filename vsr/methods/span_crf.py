@@ -4,8 +4,7 @@ The pretrained SPAN of the model manifest (x2 and x4, 48 channels; Wan et al. 20
 trained further on frames of the bundled clips shrunk with MATLAB's bicubic kernel and sent, in
 runs of five, through libx264 at a crf drawn from 18 to 28 in 4:2:0: the degradation footage
 from cameras, phones and streaming has (``bench/train_srcnn.py --net span --degradation
-x264``; log and sha256 in ``bench/logs/span-crf-x*.log``). It removes coding noise and blocks
-where plain SPAN sharpens them. The weights ship with the package in SPAN's folded inference
+x264``; log and sha256 in ``bench/logs/span-crf-x*.log``). The weights ship with the package in SPAN's folded inference
 form, float16 (``vsr/methods/weights/span-crf-x{2,4}.safetensors``, under 1 MB each);
 nothing is downloaded, and the pretrained SPAN's package is not needed to run them.
 
