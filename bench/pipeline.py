@@ -73,6 +73,13 @@ def main() -> None:
         ffmpeg = time_command([ff, "-y", "-v", "error", "-i", args.clip, "-vf", "scale=iw*2:ih*2:flags=bicubic",
                                "-c:v", "libx264", "-preset", args.preset, "-crf", f"{args.crf:g}",
                                "-pix_fmt", "yuv420p", "-c:a", "copy", out_ff], args.repeats)
+        # The same job done the way vsr does it: frames to RGB with interpolated chroma, resized
+        # in RGB, chroma filtered down from full resolution: the work vsr's colours cost.
+        same_path = ("scale=flags=bicubic+full_chroma_int+accurate_rnd,format=rgb24,scale=iw*2:ih*2:flags=bicubic,"
+                     "scale=flags=bicubic+full_chroma_inp,format=yuv420p")
+        ffmpeg_rgb = time_command([ff, "-y", "-v", "error", "-i", args.clip, "-vf", same_path,
+                                   "-c:v", "libx264", "-preset", args.preset, "-crf", f"{args.crf:g}",
+                                   "-c:a", "copy", out_ff], args.repeats)
         vsr = time_command([vsr_cli, "run", args.clip, "-o", out_vsr, "-m", "bicubic", "-s", "2", "--preset",
                             args.preset, "--crf", f"{args.crf:g}", "-q", "-y"], args.repeats)
         ff_decode = time_command([ff, "-v", "error", "-i", args.clip, "-f", "null", "-"], args.repeats)
@@ -96,8 +103,13 @@ def main() -> None:
             cpu=vsr.cpu_seconds),
         row("vsr.upscale() in process", in_process.seconds, None,
             f"{in_process.seconds / ffmpeg.seconds:.2f}x ffmpeg "
-            f"(CPU {in_process.cpu_seconds / ffmpeg.cpu_seconds:.2f}x)",
+            f"(CPU {in_process.cpu_seconds / ffmpeg.cpu_seconds:.2f}x); "
+            f"{in_process.seconds / ffmpeg_rgb.seconds:.2f}x the same path "
+            f"(CPU {in_process.cpu_seconds / ffmpeg_rgb.cpu_seconds:.2f}x)",
             cpu=in_process.cpu_seconds),
+        row("ffmpeg, vsr's colour path (RGB, interpolated chroma) + libx264", ffmpeg_rgb.seconds,
+            ffmpeg_rgb.peak_mib, f"{ffmpeg_rgb.seconds / ffmpeg.seconds:.2f}x ffmpeg "
+            f"(CPU {ffmpeg_rgb.cpu_seconds / ffmpeg.cpu_seconds:.2f}x)", cpu=ffmpeg_rgb.cpu_seconds),
         row("ffmpeg decode only", ff_decode.seconds, ff_decode.peak_mib, cpu=ff_decode.cpu_seconds),
         row("vsr decode only (to RGB)", decode.seconds, None, cpu=decode.cpu_seconds),
         row("vsr encode only (RGB 1280x720 -> x264)", encode.seconds, None,
