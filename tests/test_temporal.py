@@ -132,3 +132,33 @@ def test_temporal_option_through_the_registry_and_the_cli(clip_factory, tmp_path
             frames = list(container.decode(video=0))
         # --live may drop frames the method is too slow for; without it, none is lost.
         assert (1 <= len(frames) <= 4 if live else len(frames) == 4) and (frames[0].width, frames[0].height) == (128, 96)
+
+
+class Batching(Flickering):
+    """A per-frame method whose stream holds two windows before it answers, as a network that
+    batches frames does."""
+
+    def stream(self, windows):
+        held = []
+        for window in windows:
+            held.append(window)
+            if len(held) == 2:
+                yield from super().stream(held)
+                held = []
+        yield from super().stream(held)
+
+
+def test_each_output_comes_before_the_next_window_is_asked_for():
+    # misr+NETWORK's temporal start waits for each output before it sends the next window; a
+    # wrapper that let the inner method batch ahead would wait for a window that never comes.
+    frames = torch.rand(5, 3, H, W, generator=torch.Generator().manual_seed(0))
+    produced: list[torch.Tensor] = []
+
+    def windows():
+        for i in range(len(frames)):
+            assert len(produced) == i, f"window {i} asked for before output {i - 1} was given"
+            yield Window(frames[i : i + 1], 0, (i,), (i,))
+
+    for out in Temporal(Batching()).stream(windows()):
+        produced.append(out)  # noqa: PERF402 - one at a time: windows() reads the count as it grows
+    assert len(produced) == len(frames)

@@ -189,8 +189,8 @@ def frames(
 
 def _confined(steps: Generator[Frame, None, None]) -> Iterator[Frame]:
     """Run each step of ``steps`` in inference mode with the thread count it set last, and
-    give the caller its own thread count and grad mode back before each frame is handed over;
-    frame data is clamped to [0, 1] (reconstruction can overshoot at edges)."""
+    give the caller its own thread count and grad mode back before each frame is handed over
+    (:func:`~vsr.engine.queues.iterate` has already clamped frame data to [0, 1])."""
     import torch
 
     own_threads: int | None = None
@@ -208,10 +208,7 @@ def _confined(steps: Generator[Frame, None, None]) -> Iterator[Frame]:
             torch.set_num_threads(caller_threads)
 
     def advance() -> Frame:
-        frame = next(steps)
-        if frame.data.is_floating_point():
-            frame.data.clamp_(0.0, 1.0)
-        return frame
+        return next(steps)
 
     try:
         while True:

@@ -389,21 +389,13 @@ def still_mask(frames: list[np.ndarray], threshold: float = 1.0, margin: int = 2
 
 
 def _ffmpeg(ffmpeg: str | None) -> str:
-    """The ffmpeg binary: ``ffmpeg`` if given, else imageio-ffmpeg's, else the one on ``PATH``."""
-    import shutil
+    """The ffmpeg binary: ``ffmpeg`` if given, else :func:`vsr.io.transport.find_ffmpeg`'s."""
+    from vsr.io.transport import find_ffmpeg
 
-    if ffmpeg:
-        return ffmpeg
-    try:
-        import imageio_ffmpeg
-
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except (ImportError, RuntimeError):
-        found = shutil.which("ffmpeg")
-        if not found:
-            raise RuntimeError("VMAF needs an ffmpeg binary with libvmaf: install imageio-ffmpeg "
-                               "or put ffmpeg on PATH") from None
-        return found
+    found = ffmpeg or find_ffmpeg()
+    if not found:
+        raise RuntimeError("VMAF needs an ffmpeg binary with libvmaf: install imageio-ffmpeg or put ffmpeg on PATH")
+    return found
 
 
 def vmaf(outputs: list[np.ndarray], references: list[np.ndarray], ffmpeg: str | None = None,

@@ -303,16 +303,19 @@ def _as_kind(image: Any, kind: _Kind) -> Any:
     import numpy as np
     import torch
 
-    from vsr.engine.window import to_integer_hwc, to_unit_float
+    from vsr.engine.window import to_integer_hwc
+    from vsr.methods.samples import from_unit_float, to_unit_float
 
     integer = kind.dtype in (np.uint8, np.uint16, torch.uint8, torch.uint16)
     if integer:
         wide = kind.dtype in (np.uint16, torch.uint16)
-        hwc = to_integer_hwc(image, 16 if wide else 8)
         if kind.numpy:
-            return hwc
-        out = torch.from_numpy(hwc).to(kind.device)
-        return out if kind.channels_last else out.permute(2, 0, 1)
+            return to_integer_hwc(image, 16 if wide else 8)
+        # Tensors stay where the method left them until the caller's device: no trip through the host.
+        if image.is_floating_point():
+            image = from_unit_float(image, torch.uint16 if wide else torch.uint8)
+        out = image.to(kind.device)
+        return out.permute(1, 2, 0) if kind.channels_last else out
     if not image.is_floating_point():
         image = to_unit_float(image, image.device, torch.float32)
     chw = image.float().clamp(0.0, 1.0)

@@ -33,7 +33,13 @@ import av
 
 from vsr.errors import InputError
 from vsr.io.color import color_info_from_codec, resolve_conversion
-from vsr.io.source import is_url, open_input, select_video_stream
+from vsr.io.source import (
+    close_input,
+    frame_rotation,
+    is_url,
+    open_input,
+    select_video_stream,
+)
 from vsr.types import ColorInfo
 
 _MAX_LISTED = 3  # differences named in one message, per check
@@ -151,7 +157,7 @@ def demux(path: str, video_stream: int | None = None) -> Demuxed:
         )
         return Demuxed(track, streams)
     finally:
-        container.close()
+        close_input(container)
 
 
 class _Packets:
@@ -186,7 +192,7 @@ class _Packets:
             except av.error.FFmpegError:
                 frames = []
             if frames:
-                self.rotation = int(getattr(frames[0], "rotation", 0) or 0) % 360
+                self.rotation = frame_rotation(frames[0])
         self.pts.append(packet.pts)
         stop = packet.pts + (packet.duration or 0)
         self.end = stop if self.end is None else max(self.end, stop)

@@ -343,8 +343,10 @@ class Pipeline:
 
         to_host = torch.uint8 if self.decoder.info.bit_depth <= 8 else torch.uint16
         size = self._output_size()
+        # Planes go back only where they came in: the two conversions on the device share one
+        # scale, and the host path's 16-bit RGB puts white elsewhere (RGB48_WHITE).
         planes_out = None
-        if self.method.device.type == "cuda" and self.levels is None and hasattr(self.sink, "planes_format"):
+        if self._planes and hasattr(self.sink, "planes_format"):
             planes_out = self.sink.planes_format(size[1], size[0])  # converted on the device
         planes_in = (lambda: self.decoder.yuv) if self._planes else None
         # One size for every frame, also where the source's picture size changes midway.
@@ -611,8 +613,10 @@ def upscale_frames(frames: Iterable[Frame], method: Method, output_size: tuple[i
     transport = Transport(method.device, planes_in=planes_in, planes_out=planes_out)
     # On CUDA the decoder's integers stay on the host until the transport uploads them, unless
     # they must be mapped from coded levels first (the assembler does that on the device).
+    # Windows of several frames the transport uploads slot by slot are not stacked on the host.
     assembler = WindowAssembler(method.device, method.dtype,
-                                integer=method.integer_io or (transport.cuda and levels is None), levels=levels)
+                                integer=method.integer_io or (transport.cuda and levels is None), levels=levels,
+                                stack=not (transport.cuda and method.radius > 0 and not method.batched))
     on_device = None if method.integer_io or not transport.cuda else method.dtype
     # Float images quantized on the device go back to coded levels first, so what lies beyond
     # black and white is clipped only where the code range ends.

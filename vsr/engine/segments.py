@@ -17,7 +17,13 @@ from fractions import Fraction
 
 from vsr.errors import ConfigError, InputError, PipelineError
 from vsr.io.decode import Decoder
-from vsr.io.source import OpenOptions, open_input, partial_file, select_video_stream
+from vsr.io.source import (
+    OpenOptions,
+    close_input,
+    open_input,
+    partial_file,
+    select_video_stream,
+)
 from vsr.types import Frame
 
 
@@ -94,7 +100,7 @@ def scan_stream(source: str, video_stream: int | None = None, options: OpenOptio
         time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
         return StreamScan(tuple(sorted(stamps)), tuple(sorted(set(keys))), time_base, stream.index)
     finally:
-        container.close()
+        close_input(container)
 
 
 def plan_segments(scan: StreamScan, segment_seconds: float, before: int, after: int,

@@ -115,7 +115,9 @@ class Transport:
         """The same windows with their frames on the device, each decoded frame uploaded once.
 
         Frames are keyed by the window's ``indices`` (a window without them is uploaded whole);
-        frames older than every slot of the latest window are let go.
+        frames older than every slot of the latest window are let go. On CUDA a window's
+        ``frames`` may be the tuple of its slots' tensors, unstacked (see
+        :class:`~vsr.engine.window.WindowAssembler`): they are stacked on the device.
         """
         import torch
 
@@ -127,7 +129,8 @@ class Transport:
             return
         for window in windows:
             if not window.indices:
-                yield Window(self.upload(window.frames, dtype), window.ref, window.indices, window.pts)
+                frames = window.frames if not isinstance(window.frames, tuple) else torch.stack(window.frames)
+                yield Window(self.upload(frames, dtype), window.ref, window.indices, window.pts)
                 continue
             for slot, index in enumerate(window.indices):
                 if index not in self._frames:

@@ -96,10 +96,15 @@ class WindowAssembler:
         integer: pass the decoder's integer frames on unconverted (methods with ``integer_io``).
         levels: the frames are in a limited-range source's coded levels: float frames are
             mapped to nominal RGB (values beyond [0, 1] where the source has them).
+        stack: stack each window's frames into one ``(N, C, H, W)`` tensor; when false, a
+            window's ``frames`` is the tuple of its slots' ``(C, H, W)`` tensors, for a
+            transport that uploads each frame once and stacks on the device
+            (:meth:`~vsr.engine.transport.Transport.windows`).
     """
 
     def __init__(self, device: torch.device, dtype: torch.dtype, integer: bool = False,
-                 levels: Levels | None = None) -> None:
+                 levels: Levels | None = None, stack: bool = True) -> None:
+        self.stack = stack
         self.device = device
         self.dtype = dtype
         self.integer = integer
@@ -127,7 +132,10 @@ class WindowAssembler:
         import torch
 
         tensors = [self.to_float(f) for f in slots]
-        stacked = tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
+        if not self.stack:
+            stacked = tuple(tensors)
+        else:
+            stacked = tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
         oldest = min(f.index for f in slots)
         for index in [i for i in self._cache if i < oldest]:
             del self._cache[index]

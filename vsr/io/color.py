@@ -22,6 +22,7 @@ filters the full-resolution chroma down, as ``-sws_flags bicubic+full_chroma_int
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import TYPE_CHECKING
@@ -94,7 +95,8 @@ class Conversion:
 RGB48_WHITE = 65280
 
 # swscale matrix -> luma weights (Kr, Kb).
-_LUMA_WEIGHTS = {"itu709": (0.2126, 0.0722), "itu601": (0.299, 0.114), "smpte170m": (0.299, 0.114),
+# Luma weights (Kr, Kb) of each of swscale's matrices; Kg = 1 - Kr - Kb.
+LUMA_WEIGHTS = {"itu709": (0.2126, 0.0722), "itu601": (0.299, 0.114), "smpte170m": (0.299, 0.114),
                  "smpte240m": (0.212, 0.087), "fcc": (0.30, 0.11), "bt2020": (0.2627, 0.0593)}
 
 
@@ -127,7 +129,7 @@ class Levels:
         """The map for a stream, or ``None`` for a full-range one (its coded RGB is nominal)."""
         if conversion.color_range == "JPEG":
             return None
-        kr, kb = _LUMA_WEIGHTS[conversion.colorspace]
+        kr, kb = LUMA_WEIGHTS[conversion.colorspace]
         top, step = 2**bit_depth - 1, 2 ** (bit_depth - 8)
         return cls(weights=(kr, 1.0 - kr - kb, kb), dy=top / (219 * step), dc=top / (224 * step),
                    unit=1.0 if bit_depth <= 8 else RGB48_WHITE / 65535)
@@ -141,30 +143,42 @@ class Levels:
         rows = [[(1 / self.dc * (i == j) - beta * self.weights[j]) * self.unit for j in range(3)] for i in range(3)]
         return [row + [sum(row) * 16 / 219] for row in rows]
 
-    @staticmethod
-    def _apply(x: torch.Tensor, affine: list[list[float]]) -> torch.Tensor:
+    def _matrix(self, inverse: bool, device: torch.device | None = None, dtype: torch.dtype | None = None):
+        """:meth:`_affine` as float32 numpy (``device`` None) or as a tensor on ``device``, made once."""
+        return _levels_matrix(self, inverse, device, dtype)
+
+    def _apply(self, x: torch.Tensor, inverse: bool) -> torch.Tensor:
         import torch
 
         if x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 3:
             import cv2
-            import numpy as np
 
             # OpenCV on interleaved pixels: several times faster than torch's CPU kernels here.
             hwc = x.permute(1, 2, 0)
-            out = cv2.transform((hwc if hwc.is_contiguous() else hwc.contiguous()).numpy(),
-                                np.asarray(affine, np.float32))
+            out = cv2.transform((hwc if hwc.is_contiguous() else hwc.contiguous()).numpy(), self._matrix(inverse))
             return torch.from_numpy(out).permute(2, 0, 1)
-        m = torch.tensor(affine, dtype=x.dtype, device=x.device)
+        m = self._matrix(inverse, x.device, x.dtype)
         flat = x.reshape(*x.shape[:-3], 3, -1)
         return (torch.matmul(m[:, :3], flat) + m[:, 3:]).reshape(x.shape)
 
     def to_nominal(self, coded: torch.Tensor) -> torch.Tensor:
         """``(..., 3, H, W)`` float coded RGB in [0, 1] -> nominal RGB, outside [0, 1] where the source is."""
-        return self._apply(coded, self._affine(inverse=False))
+        return self._apply(coded, inverse=False)
 
     def to_coded(self, nominal: torch.Tensor) -> torch.Tensor:
         """The inverse of :meth:`to_nominal`: ``(..., 3, H, W)`` float, not clipped."""
-        return self._apply(nominal, self._affine(inverse=True))
+        return self._apply(nominal, inverse=True)
+
+
+@functools.lru_cache(maxsize=16)
+def _levels_matrix(levels: Levels, inverse: bool, device, dtype):
+    import numpy as np
+    import torch
+
+    affine = levels._affine(inverse)
+    if device is None:
+        return np.asarray(affine, np.float32)
+    return torch.tensor(affine, dtype=dtype, device=device)
 
 
 def color_info_from_codec(codec_context) -> ColorInfo:

@@ -17,6 +17,7 @@ from vsr.io.color import RGB48_WHITE, HdrMetadata, Levels, RgbConverter, resolve
 from vsr.io.source import (
     OpenOptions,
     close_input,
+    frame_rotation,
     is_url,
     mask_url,
     open_input,
@@ -384,7 +385,7 @@ class Decoder:
 
     def _frame(self, vframe, pts: int, time_base: Fraction) -> Frame:
         if self.stats.frames == 0:
-            self.rotation = int(getattr(vframe, "rotation", 0) or 0)
+            self.rotation = frame_rotation(vframe)
             self.hdr = HdrMetadata.from_frame(vframe)
         import torch
 

@@ -605,7 +605,6 @@ class Sink:
         fmt = "rgb24" if rgb.dtype.itemsize == 1 else "rgb48le"
         if rgb.strides[0] <= 0 or rgb.strides[1:] != (3 * rgb.itemsize, rgb.itemsize):
             rgb = np.ascontiguousarray(rgb)
-        # A frame over the array's own memory: the conversion reads it where it lies.
         if coded and self._to_coded_yuv is None:
             self._to_coded_yuv = YuvConverter(self.conversion.coded, self.pix_fmt)
         # A frame over the array's own memory: the conversion reads it where it lies.

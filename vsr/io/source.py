@@ -267,7 +267,12 @@ def _rotation(stream) -> int:
     FFmpeg gives it as display-matrix side data on decoded frames, which :func:`probe` and the
     decoder read)."""
     rotate = stream.metadata.get("rotate") if stream.metadata else None
-    return int(rotate) if rotate else 0
+    return int(rotate) % 360 if rotate else 0
+
+
+def frame_rotation(frame) -> int:
+    """Display rotation of a decoded ``av.VideoFrame`` (its display matrix), degrees in 0..359."""
+    return int(getattr(frame, "rotation", 0) or 0) % 360
 
 
 def describe_stream(stream) -> StreamInfo:
@@ -341,7 +346,7 @@ def _first_frame_rotation(container, stream) -> int:
 
     try:
         for frame in container.decode(stream):
-            return int(getattr(frame, "rotation", 0) or 0)
+            return frame_rotation(frame)
     except (av.error.FFmpegError, OSError):
         pass
     return 0

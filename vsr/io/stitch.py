@@ -20,7 +20,7 @@ from pathlib import Path
 from vsr.errors import OutputError
 from vsr.io.decode import PASSTHROUGH_KINDS
 from vsr.io.encode import container_format, muxer_refusal, temporary_path
-from vsr.io.source import OpenOptions, open_input, select_video_stream
+from vsr.io.source import OpenOptions, close_input, open_input, select_video_stream
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +169,6 @@ def stitch(segments: Sequence[str | Path], source: str, target: str | Path, *, f
         if temp.exists():
             temp.unlink()
         for c in inputs:
-            c.close()
-        src.close()
+            close_input(c)
+        close_input(src)
     return stats

@@ -38,19 +38,24 @@ def needs_transport(target: str) -> bool:
     return url_scheme(target) in TRANSPORT_SCHEMES
 
 
-def ffmpeg_binary(target: str) -> str:
-    """The ffmpeg executable: imageio-ffmpeg's, else ``ffmpeg`` on ``PATH``.
-
-    Raises:
-        ConfigError: neither is available.
-    """
+def find_ffmpeg() -> str | None:
+    """The ffmpeg executable: imageio-ffmpeg's (it has libsrt and libvmaf), else ``ffmpeg`` on
+    ``PATH``, else ``None``."""
     try:
         import imageio_ffmpeg
 
         return imageio_ffmpeg.get_ffmpeg_exe()
     except (ImportError, RuntimeError):
-        pass
-    found = shutil.which("ffmpeg")
+        return shutil.which("ffmpeg")
+
+
+def ffmpeg_binary(target: str) -> str:
+    """:func:`find_ffmpeg` for carrying ``target``.
+
+    Raises:
+        ConfigError: no ffmpeg is available.
+    """
+    found = find_ffmpeg()
     if found is None:
         raise ConfigError(f"{url_scheme(target)}:// is carried by the ffmpeg binary, which was not found: "
                           "pip install 'vsr[srt]' (imageio-ffmpeg) or put an ffmpeg built with libsrt on PATH")

@@ -13,16 +13,18 @@ few gathered input samples (4 taps up, 10 down): the same arithmetic on the CPU 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vsr.errors import ConfigError
+from vsr.io.color import LUMA_WEIGHTS
 
 if TYPE_CHECKING:
     import torch
 
 # Luma weights (Kr, Kb) of each matrix; Kg = 1 - Kr - Kb.
-_MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722), "bt2020": (0.2627, 0.0593)}
+_MATRICES = {"bt601": LUMA_WEIGHTS["itu601"], "bt709": LUMA_WEIGHTS["itu709"], "bt2020": LUMA_WEIGHTS["bt2020"]}
 # swscale's names (vsr.io.color.Conversion.colorspace) -> the matrix they implement.
 _SWS_NAMES = {"itu601": "bt601", "smpte170m": "bt601", "itu709": "bt709", "bt2020": "bt2020"}
 # Planar formats whose frames PyAV reads and writes as one array of the planes one after the
@@ -215,6 +217,7 @@ def _cubic(d: torch.Tensor) -> torch.Tensor:
     return torch.where(d <= 1, near, torch.where(d < 2, far, torch.zeros_like(d)))
 
 
+@functools.lru_cache(maxsize=32)
 def _upsample_taps(n_in: int, n_out: int, factor: int, offset: float, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Bicubic interpolation of chroma samples at ``factor * k + offset`` onto every luma
     position: ``(n_out, 4)`` input indices (edges clamped) and weights."""
@@ -225,6 +228,7 @@ def _upsample_taps(n_in: int, n_out: int, factor: int, offset: float, device) ->
     return _taps(_cubic(where[:, None] - pos), pos, n_in, device)
 
 
+@functools.lru_cache(maxsize=32)
 def _downsample_taps(n_in: int, factor: int, offset: float, device) -> tuple[torch.Tensor, torch.Tensor]:
     """The bicubic kernel stretched by ``factor`` (an antialiasing filter) centred on each chroma
     position ``factor * k + offset``: ``(ceil(n_in / factor), 4 factor + 2)`` indices and weights."""

@@ -129,8 +129,8 @@ class DataConsistent(Misr):
                 self._network[window.indices[window.ref]] = luma(out)
             return out
         # One network call at a time: misr fuses several windows at once on the CPU, and a
-        # network module is not safe to call from two threads (SPAN refolds its kernels on
-        # every call; concurrent calls gave corrupt frames).
+        # network is not safe to call from two threads (its tiling changes when the device
+        # runs out of memory); two calls at once would also fight over the same cores.
         with self._lock, torch.inference_mode():
             out = self.prior(window.frames.to(self.device), window.ref).float()
         if self.departure is not None and window.indices:

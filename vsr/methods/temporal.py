@@ -173,7 +173,10 @@ class Temporal(Method):
 
         last: torch.Tensor | None = None
         try:
-            for out in self.inner.stream(feed()):
+            # One window at a time: a batching inner stream would hold frames back, adding
+            # latency and stalling callers that wait for each output before sending the next.
+            for window in feed():
+                (out,) = tuple(self.inner.stream((window,)))
                 index, alignment = seen.popleft()
                 out = out.float()
                 if alignment is not None and last is not None and last.shape == out.shape:

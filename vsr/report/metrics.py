@@ -8,13 +8,13 @@ PATH).
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vsr.errors import ConfigError
+from vsr.io.transport import find_ffmpeg
 from vsr.report.frames import _EPSILON, pictures
 
 
@@ -76,22 +76,12 @@ def against_reference(video: str, reference: str) -> Series:
     return series
 
 
-def ffmpeg_binary() -> str | None:
-    """The ffmpeg binary to run libvmaf with: imageio-ffmpeg's, else one on the PATH."""
-    try:
-        import imageio_ffmpeg
-
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except (ImportError, RuntimeError):
-        return shutil.which("ffmpeg")
-
-
 def vmaf(video: str, reference: str, threads: int = 2) -> list[float] | None:
     """Per-frame VMAF of ``video`` against ``reference`` (same size), or ``None`` when no
     ffmpeg with libvmaf is at hand or it fails (the message is logged)."""
     import logging
 
-    binary = ffmpeg_binary()
+    binary = find_ffmpeg()
     if binary is None:
         logging.getLogger(__name__).warning("no ffmpeg binary: VMAF left out")
         return None

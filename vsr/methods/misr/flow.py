@@ -349,14 +349,17 @@ class FlowBank:
         return Alignment(tuple(order), pos, conf)
 
     def evict(self, keep_from: int) -> None:
-        """Forget frames and flows with decode index below ``keep_from``."""
-        for index in [i for i in self._luma if i < keep_from]:
+        """Forget frames and flows with decode index below ``keep_from``.
+
+        Called from the consumer's thread while the flow thread may add entries: each dict is
+        snapshotted (``list``, atomic) before it is walked."""
+        for index in [i for i in list(self._luma) if i < keep_from]:
             del self._luma[index]
-        for key in [k for k in self._pairs if k[0] < keep_from]:
+        for key in [k for k in list(self._pairs) if k[0] < keep_from]:
             del self._pairs[key]
-        for index in [i for i in self._stats if i < keep_from]:
+        for index in [i for i in list(self._stats) if i < keep_from]:
             del self._stats[index]
-        for key in [k for k in self._rest if k[0] < keep_from]:
+        for key in [k for k in list(self._rest) if k[0] < keep_from]:
             del self._rest[key]
 
     def close(self) -> None:

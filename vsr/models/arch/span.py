@@ -66,7 +66,20 @@ def build(state: Mapping[str, torch.Tensor]) -> nn.Module:
     module = descriptor.model
     module.scale = int(descriptor.scale)
     module.margin = MARGIN
+    _fold_once(module.eval())
     return module
+
+
+def _fold_once(module: nn.Module) -> None:
+    """Fold each ``Conv3XC``'s training-time branches into its ``eval_conv`` now, and stop it
+    folding them again on every forward call (spandrel's eval mode does, which cost about 4x
+    the network's own time and undid the channels-last layout of the weights)."""
+    from spandrel.architectures.SPAN.__arch.span import Conv3XC
+
+    for sub in module.modules():
+        if isinstance(sub, Conv3XC):
+            sub.update_params()
+            sub.update_params = lambda: None
 
 
 def state_from_ncnn(graph: NcnnGraph) -> dict[str, torch.Tensor]:
@@ -181,13 +194,7 @@ def trainable(module: nn.Module) -> list[torch.Tensor]:
     module must stay in eval mode (SPAN has no layer that trains differently). Its
     :func:`folded` state dict holds the trained network.
     """
-    from spandrel.architectures.SPAN.__arch.span import Conv3XC
-
-    module.eval()
-    for sub in module.modules():
-        if isinstance(sub, Conv3XC):
-            sub.update_params()
-            sub.update_params = lambda: None
+    _fold_once(module.eval())
     params = []
     for key, value in module.named_parameters():
         value.requires_grad_(not _is_branch(key))
