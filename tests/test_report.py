@@ -66,6 +66,37 @@ def test_times_parse():
     assert parse_times("1:02.5") == [62.5]
 
 
+@pytest.mark.parametrize("container", ["mp4", "ts"])
+def test_frames_shown_at_times_are_found_by_seeking(tmp_path, monkeypatch, container):
+    """A frame late in a long file is reached from its keyframe, and is the very frame a decode
+    from the start shows at that time; times before the first frame and past the end too."""
+    from vsr.report import frames as fr
+
+    path = make_clip(tmp_path / f"long.{container}", frames=250, size=(64, 48), audio=False,
+                     video_options={"g": "25", "keyint_min": "25", "sc_threshold": "0"})
+    everything = list(fr.pictures(str(path)))
+    first, last = everything[0].time, everything[-1].time
+    times = [first - 1.0, first, 3.3, 7.02, last - 0.01, last + 5.0]
+    expected = [max((p for p in everything if p.time <= t + 1e-6), key=lambda p: p.time, default=everything[0])
+                for t in times]
+
+    decoded = []
+    original = fr._pictures
+
+    def counting(decoder):
+        for picture in original(decoder):
+            decoded.append(picture.pts)
+            yield picture
+
+    monkeypatch.setattr(fr, "_pictures", counting)
+    shown = fr.at_times(str(path), times)
+    assert [p.pts for p in shown] == [p.pts for p in expected]
+    for got, want in zip(shown, expected, strict=True):
+        assert np.array_equal(got.image, want.image)
+    # Each time costs about one group of 25 pictures, not the file before it.
+    assert len(decoded) < 6 * 30, len(decoded)
+
+
 def test_compare_writes_crops_and_a_page(compared):
     assert compared.page.name == "compare.html"
     assert len(compared.crops) == 3

@@ -57,7 +57,8 @@ class PacketStream:
         time_base: unit of ``pts``.
         pts: each packet's pts in demux order (``None`` where the packet has none).
         digests: sha256 of each packet's payload, in demux order.
-        sha256: sha256 of all payloads concatenated in demux order.
+        sha256: sha256 of the packets' hex digests joined in demux order: equal for two
+            streams exactly when every payload and their order are.
     """
 
     index: int
@@ -152,7 +153,8 @@ def demux(path: str, video_stream: int | None = None) -> Demuxed:
         streams = tuple(
             PacketStream(index=s.index, kind=s.type, codec=s.codec_context.name if s.codec_context else "?",
                          time_base=Fraction(s.time_base), pts=tuple(seen.stamps[s.index]),
-                         digests=tuple(seen.hashes[s.index]), sha256=seen.totals[s.index].hexdigest())
+                         digests=tuple(seen.hashes[s.index]),
+                         sha256=hashlib.sha256("".join(seen.hashes[s.index]).encode()).hexdigest())
             for s in others
         )
         return Demuxed(track, streams)
@@ -171,7 +173,6 @@ class _Packets:
         self.rotation: int | None = None  # from the first decoded frame: PyAV has no stream side data
         self.hashes: dict[int, list[str]] = {i: [] for i in others}
         self.stamps: dict[int, list[int | None]] = {i: [] for i in others}
-        self.totals = {i: hashlib.sha256() for i in others}
 
     def add(self, packet) -> None:
         if not packet.size:
@@ -181,7 +182,6 @@ class _Packets:
             payload = _without_adts(bytes(packet))
             self.hashes[index].append(hashlib.sha256(payload).hexdigest())
             self.stamps[index].append(packet.pts)
-            self.totals[index].update(payload)
             return
         if packet.pts is None:
             self.missing += 1

@@ -80,6 +80,11 @@ def to_uint8(data) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+def _pictures(decoder) -> Iterator[Picture]:
+    for frame in decoder.frames():
+        yield Picture(time=frame.time or 0.0, index=frame.index, image=to_uint8(frame.data), pts=frame.pts)
+
+
 def pictures(path: str, video_stream: int | None = None) -> Iterator[Picture]:
     """Every frame of ``path`` in presentation order, decoded with its own colour matrix.
 
@@ -88,36 +93,69 @@ def pictures(path: str, video_stream: int | None = None) -> Iterator[Picture]:
     """
     from vsr.io.decode import Decoder
 
-    decoder = Decoder(path, video_stream=video_stream)
-    try:
-        for frame in decoder.frames():
-            yield Picture(time=frame.time or 0.0, index=frame.index, image=to_uint8(frame.data), pts=frame.pts)
-    finally:
-        decoder.close()
+    with Decoder(path, video_stream=video_stream) as decoder:
+        yield from _pictures(decoder)
+
+
+_SEEK_BACK = (0.0, 1.0, 4.0, 16.0, 64.0)  # seconds: a container seeking imprecisely lands later than asked
+
+
+def _shown_at(path: str, when: float, video_stream: int | None, back: float | None) -> Picture | None:
+    """The last frame starting at or before ``when``, decoding from a seek to ``back`` seconds
+    before it, or before the end if ``when`` is past it (``None``: from the start); ``None``
+    when that seek landed after ``when``."""
+    from vsr.io.decode import Decoder
+
+    with Decoder(path, video_stream=video_stream) as decoder:
+        if back is not None:
+            info = decoder.info
+            start = float((info.start_time or 0) * info.time_base)
+            end = start + info.duration if info.duration else when
+            if min(when, end) - back <= start:
+                return None  # as far back as the start: the decode from the start does it
+            target = int((min(when, end) - back) / info.time_base)
+            decoder.container.seek(target, stream=decoder.stream, backward=True, any_frame=False)
+        previous: Picture | None = None
+        for picture in _pictures(decoder):
+            if back is not None and picture.pts is None:
+                return None  # untimed frames: only a decode from the start knows where they are
+            if picture.time > when + _EPSILON:
+                # Before the first frame: that frame, unless a seek may have skipped earlier ones.
+                return previous if back is not None else (previous or picture)
+            previous = picture
+        return previous
 
 
 def at_times(path: str, times: list[float], video_stream: int | None = None) -> list[Picture]:
     """The frame shown at each of ``times`` (seconds): the last one starting at or before it.
 
-    Decoding stops after the last time asked for. A time before the first frame gives the
-    first frame; one past the end gives the last.
+    Each time is reached by seeking to the keyframe before it and decoding from there, so a
+    frame late in a long file costs about one group of pictures, not the whole file before it.
+    Where a seek lands after the time (MPEG-TS seeks by bytes), it is tried again from further
+    back; a time before the first frame, a file that cannot seek and frames without timestamps
+    are found by decoding from the start. A time before the first frame gives the first frame;
+    one past the end gives the last.
+
+    Raises:
+        InputError: the file cannot be read.
+        ConfigError: the file has no video frame.
     """
-    wanted = sorted(range(len(times)), key=lambda i: times[i])
-    found: list[Picture | None] = [None] * len(times)
-    previous: Picture | None = None
-    k = 0
-    for picture in pictures(path, video_stream):
-        while k < len(wanted) and picture.time > times[wanted[k]] + _EPSILON:
-            found[wanted[k]] = previous or picture
-            k += 1
-        if k == len(wanted):
-            break
-        previous = picture
-    for i in wanted[k:]:
-        found[i] = previous
-    if any(p is None for p in found):
-        raise ConfigError(f"{path} has no video frame to show")
-    return found  # type: ignore[return-value]
+    import av
+
+    found: list[Picture] = []
+    for when in times:
+        picture = None
+        for back in (*_SEEK_BACK, None):
+            try:
+                picture = _shown_at(path, when, video_stream, back)
+            except av.error.FFmpegError:
+                continue
+            if picture is not None:
+                break
+        if picture is None:
+            raise ConfigError(f"{path} has no video frame to show")
+        found.append(picture)
+    return found
 
 
 def most_detailed(image: np.ndarray, size: tuple[float, float] = (0.25, 0.25)) -> Region:
