@@ -10,6 +10,8 @@ libx264 at each crf (4:2:0). Per clip and crf, PSNR-Y of the x4 output against t
   true coding error of its frame there (RMS luma over 4x4 pixels, known from the clean
   frame): what any per-frame or per-block weighting from the quantiser (QP, block edges,
   a noise estimate) could at best do, since it can only know less than this;
+- misr, clean alignment: the coded frames fused along the flow (and robustness tests) of the
+  clean ones: what deblocking or denoising the frames before alignment could at best do;
 - bicubic-matlab and misr on the clean low-resolution frames: what compression costs.
 
 The mean rows give each column's gain over bicubic-matlab on the same input (coded or clean).
@@ -49,6 +51,28 @@ def oracle_misr(errors: np.ndarray, sigma: float, params: dict):
     return Oracle(4, MisrParams(**params))
 
 
+def clean_alignment_misr(lumas: np.ndarray, params: dict):
+    """misr that aligns the frames by the uint8 lumas ``lumas`` (``(N, h, w)``, by decode index)
+    and fuses the frames it is given."""
+    from vsr.methods.misr.method import Misr, MisrParams
+
+    class CleanAlignment(Misr):
+        def flow_bank(self):
+            bank = super().flow_bank()
+            add = bank.add
+            bank.add = lambda index, luma: add(index, lumas[index])
+            return bank
+
+    return CleanAlignment(4, MisrParams(**params))
+
+
+def score(method, lr: list[np.ndarray], gt: list[np.ndarray]) -> float:
+    """Mean PSNR-Y of ``method`` streamed over ``lr`` against ``gt``."""
+    from vsr.quality import psnr_y
+
+    return float(np.mean([psnr_y(to_uint8(y), g) for y, g in zip(method.stream(windows(lr, method.radius)), gt)]))
+
+
 def luma(frames: list[np.ndarray]) -> np.ndarray:
     """``(N, H, W)`` full-range BT.601 luma in [0, 1], as misr computes it."""
     return np.stack([f.astype(np.float32) @ np.float32([0.299, 0.587, 0.114]) / 255 for f in frames])
@@ -67,7 +91,8 @@ def main() -> None:
     args = ap.parse_args()
     params = parse_params(args.param)
     sigmas = [float(s) for s in args.sigmas.split(",")]
-    header = ["clip", "crf", "bicubic-matlab", "misr", "misr, 1 frame", *(f"oracle {s}" for s in sigmas), "bicubic-matlab, clean",
+    header = ["clip", "crf", "bicubic-matlab", "misr", "misr, 1 frame", *(f"oracle {s}" for s in sigmas), "misr, clean alignment",
+              "bicubic-matlab, clean",
               "misr, clean"]
     crfs = [int(c) for c in args.crfs.split(",")]
     rows, gains = [], {c: [] for c in crfs}
@@ -79,6 +104,7 @@ def main() -> None:
         y0, x0 = (h - ch) // 2, (w - cw) // 2
         gt = [np.ascontiguousarray(f[y0: y0 + ch, x0: x0 + cw]) for f in clip[start: start + args.frames]]
         clean = [imresize(g, 0.25) for g in gt]
+        clean_lumas = np.round(luma(clean) * 255).clip(0, 255).astype(np.uint8)
         clean_scores = [np.mean([psnr_y(o, g) for o, g in zip(run_method(m, clean, 4, params), gt)])
                         for m in ("bicubic-matlab", "misr")]
         for crf in crfs:
@@ -86,10 +112,8 @@ def main() -> None:
             errors = np.stack([np.sqrt(cv2.blur(np.square(e), (4, 4))) for e in luma(lr) - luma(clean)])
             scores = [np.mean([psnr_y(o, g) for o, g in zip(run_method(m, lr, 4, {**params, **p}), gt)])
                       for m, p in (("bicubic-matlab", {}), ("misr", {}), ("misr", {"window": 1}))]
-            for s in sigmas:
-                method = oracle_misr(errors, s, params)
-                out = [to_uint8(y) for y in method.stream(windows(lr, method.radius))]
-                scores.append(np.mean([psnr_y(o, g) for o, g in zip(out, gt)]))
+            scores += [score(oracle_misr(errors, s, params), lr, gt) for s in sigmas]
+            scores.append(score(clean_alignment_misr(clean_lumas, params), lr, gt))
             gains[crf].append([v - scores[0] for v in scores] + [0.0, clean_scores[1] - clean_scores[0]])
             scores += clean_scores
             rows.append([name, str(crf), *(f"{v:.2f}" for v in scores)])
