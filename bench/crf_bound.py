@@ -1,7 +1,7 @@
 """How much could a quantiser-aware misr gain on compressed input? An upper bound.
 
-The shipped clips (centre crop of at most 640x360, frames 60 to 60 + N, fewer where a clip
-is shorter) are shrunk x4 with MATLAB's bicubic (Vid4's BI protocol) and sent through
+The shipped clips (centre crop of at most 640x360, frames 60 to 60 + N, or the last N of a
+shorter clip) are shrunk x4 with MATLAB's bicubic (Vid4's BI protocol) and sent through
 libx264 at each crf (4:2:0). Per clip and crf, PSNR-Y of the x4 output against the clip:
 
 - bicubic-matlab, misr with its defaults, and misr on the reference frame alone (window 1):
@@ -68,7 +68,7 @@ def clean_alignment_misr(lumas: np.ndarray, params: dict):
 
 
 def clip_frames(name: str, count: int) -> list[np.ndarray]:
-    """Frames 60 to 60 + ``count`` of a shipped clip (fewer where it is shorter), centre crop of at most 640x360."""
+    """Frames 60 to 60 + ``count`` of a shipped clip (its last ``count`` if shorter), centre crop of at most 640x360."""
     from vsr.quality import read_frames
 
     clip = read_frames(str(SHARED / "clips" / name), 60 + count)
