@@ -11,11 +11,13 @@ frames. ``bicubic-matlab`` is the published baseline (23.78 dB at x4 BI on all f
 
     python bench/quality.py [--scale 4] [--degradation bi|bd] [--crf 23] [--frames N]
                             [--methods bicubic-matlab,bicubic,lanczos,misr,srcnn] [--param key=value ...]
-    python bench/quality.py --clips [--frames 30] [--methods ...]
+    python bench/quality.py --clips [--frames 30] [--scale 2] [--crf 23] [--methods ...]
     python bench/quality.py --synthetic [--scale 4]
 
-``--clips``: the shipped clips of ../shared/data/clips, each frame area-downscaled x2 then
-upscaled x2 by each method: PSNR-Y against the clip, the still-region change (mean
+``--clips``: the shipped clips of ../shared/data/clips, each frame area-downscaled by
+``--scale`` (2 unless given; with ``--crf N`` the small frames then go through libx264 at that
+crf in 4:2:0, as on Vid4) and upscaled back by each method: PSNR-Y against the clip, the
+still-region change (mean
 frame-to-frame luma change where the clip itself never changes by more than one level,
 eroded by 2 pixels; "-" where under 1 % of the picture is still) beside the clip's own, and
 the bytes the output costs through libx264 at ``--size-crf`` (23) against bicubic's.
@@ -146,33 +148,37 @@ CLIPS = ("chaplin.mp4", "nasa_13013.mp4", "cockatoo.mp4", "realshort.mp4", "big_
 
 
 def clips(args: argparse.Namespace) -> None:
-    """Down x2, up x2 on each shipped clip: PSNR, still-region change and output bytes per method."""
+    """Down, (compressed,) up on each shipped clip: PSNR, still-region change and output bytes per method."""
     import cv2
 
     from misr import decode
-    from vsr.quality import encode, psnr_y, still_change, still_mask
+    from vsr.quality import compress, encode, psnr_y, still_change, still_mask
 
     params = parse_params(args.param)
     # bicubic first: the other sizes are given relative to it.
     methods = ["bicubic", *(m for m in args.methods.split(",") if m not in ("bicubic", "bicubic-matlab"))]
+    s = args.scale or 2
     rows = []
     for name in args.clips.split(","):
-        frames = [f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2] for f in decode(str(SHARED / "clips" / name),
+        frames = [f[: f.shape[0] // s * s, : f.shape[1] // s * s] for f in decode(str(SHARED / "clips" / name),
                                                                                    args.frames or 30)]
         h, w = frames[0].shape[:2]
-        lr = [cv2.resize(f, (w // 2, h // 2), interpolation=cv2.INTER_AREA) for f in frames]
+        lr = [cv2.resize(f, (w // s, h // s), interpolation=cv2.INTER_AREA) for f in frames]
+        if args.crf is not None:
+            lr = compress(lr, args.crf)
         mask = still_mask(frames)
         still = mask.mean() >= 0.01
         own = f"{still_change(frames, mask):.3f}" if still else "-"
         bicubic_bytes = 0
         for m in methods:
-            out = run_method(m, lr, 2, params)
+            out = run_method(m, lr, s, params)
             p = float(np.mean([psnr_y(o, g) for o, g in zip(out, frames)]))
             size = len(encode(out, crf=args.size_crf))
             bicubic_bytes = bicubic_bytes or size
             change = f"{still_change(out, mask):.3f}" if still else "-"
             rows.append([name, m, f"{p:.2f}", change, own, f"{size / 1024:.0f}", f"{size / bicubic_bytes:.2f}"])
-    print_table(f"Shipped clips, first {args.frames or 30} frames, area-downscaled x2 then x2 back"
+    crf = "" if args.crf is None else f", through libx264 crf {args.crf} 4:2:0"
+    print_table(f"Shipped clips, first {args.frames or 30} frames, area-downscaled x{s}{crf} then x{s} back"
                 + (f", misr {params}" if params else ""),
                 ["clip", "method", "PSNR-Y", "still change", "clip's own", f"KiB at crf {args.size_crf}",
                  "x bicubic"], rows)
@@ -222,7 +228,7 @@ def synthetic(args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scale", type=int, default=4)
+    ap.add_argument("--scale", type=int, default=None, help="4 on Vid4 and --synthetic, 2 on --clips")
     ap.add_argument("--degradation", choices=("bi", "bd"), default="bi")
     ap.add_argument("--frames", type=int, default=None, help="first N frames of each sequence")
     ap.add_argument("--sequences", default=",".join(SEQUENCES))
@@ -239,6 +245,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.scale is None and not args.clips:
+        args.scale = 4
     (synthetic if args.synthetic else clips if args.clips else vid4)(args)
 
 
