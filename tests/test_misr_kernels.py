@@ -91,7 +91,7 @@ def test_fuse_with_the_kernels_matches_fuse_with_torch(monkeypatch, quant):
     kernels and through torch alone, on frames that really overlap."""
     g = torch.Generator().manual_seed(11)
     k, h, w, s = 4, 24, 30, 2
-    scene = F.avg_pool2d(torch.rand(1, 1, 4 * h, 4 * w, generator=g), 3, 1, 1)[0]
+    scene = F.avg_pool2d(torch.rand(1, 2, 4 * h, 4 * w, generator=g), 3, 1, 1)[0]  # two planes, as chroma="fuse" gives
     shifts = torch.rand(k, 2, generator=g) * 3
     shifts[0] = 0
     frames, pos = [], []
@@ -112,7 +112,7 @@ def test_fuse_with_the_kernels_matches_fuse_with_torch(monkeypatch, quant):
     monkeypatch.setattr(fusion, "bilinear", Bilinear)
     monkeypatch.setattr(fusion, "_add_btv_gradient", lambda grad, x, o, wt, e=0.0: _btv_gradient_torch(grad, x, o, wt, e))
     slow = fusion.fuse(frames, pos, conf, cfg)
-    assert fast.image.shape == (1, h * s, w * s)
+    assert fast.image.shape == (2, h * s, w * s)
     torch.testing.assert_close(fast.image, slow.image, rtol=0, atol=1e-4)
     torch.testing.assert_close(fast.evidence, slow.evidence, rtol=0, atol=1e-5)
     assert (fast.image - slow.image).abs().max() < 0.01 * (fast.image - frames[0].mean()).abs().max()

@@ -53,6 +53,28 @@ def bilinear_corners(px: np.ndarray, py: np.ndarray, width: int, height: int,
         first[n] = y0 * width + x0
 
 
+@numba.njit(inline="always")
+def _taps(fx: np.ndarray, fy: np.ndarray, n: int) -> tuple:
+    """The four bilinear weights of sample ``n`` (top-left, top-right, bottom-left, bottom-right)."""
+    one = np.float32(1)
+    a = fx[n]
+    b = fy[n]
+    return (one - a) * (one - b), a * (one - b), (one - a) * b, a * b
+
+
+@numba.njit(inline="always")
+def _gather(f: np.ndarray, i: int, width: int, w: tuple) -> float:
+    return w[0] * f[i] + w[1] * f[i + 1] + w[2] * f[i + width] + w[3] * f[i + width + 1]
+
+
+@numba.njit(inline="always")
+def _scatter(o: np.ndarray, i: int, width: int, w: tuple, p: float) -> None:
+    o[i] += w[0] * p
+    o[i + 1] += w[1] * p
+    o[i + width] += w[2] * p
+    o[i + width + 1] += w[3] * p
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def sample(image: np.ndarray, first: np.ndarray, fx: np.ndarray, fy: np.ndarray, width: int,
            out: np.ndarray) -> None:
@@ -63,16 +85,9 @@ def sample(image: np.ndarray, first: np.ndarray, fx: np.ndarray, fy: np.ndarray,
         first, fx, fy: from :func:`bilinear_corners`.
         out: ``(C, N)``, written.
     """
-    one = np.float32(1)
     for c in range(image.shape[0]):
-        f = image[c]
-        o = out[c]
         for n in range(first.size):
-            i = first[n]
-            a = fx[n]
-            b = fy[n]
-            o[n] = ((one - a) * (one - b) * f[i] + a * (one - b) * f[i + 1]
-                    + (one - a) * b * f[i + width] + a * b * f[i + width + 1])
+            out[c, n] = _gather(image[c], first[n], width, _taps(fx, fy, n))
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -85,19 +100,9 @@ def splat(values: np.ndarray, first: np.ndarray, fx: np.ndarray, fy: np.ndarray,
         first, fx, fy: from :func:`bilinear_corners`.
         out: ``(C, H * W)``, accumulated into.
     """
-    one = np.float32(1)
     for c in range(values.shape[0]):
-        v = values[c]
-        o = out[c]
         for n in range(first.size):
-            i = first[n]
-            a = fx[n]
-            b = fy[n]
-            p = v[n]
-            o[i] += (one - a) * (one - b) * p
-            o[i + 1] += a * (one - b) * p
-            o[i + width] += (one - a) * b * p
-            o[i + width + 1] += a * b * p
+            _scatter(out[c], first[n], width, _taps(fx, fy, n), values[c, n])
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -122,24 +127,14 @@ def robust_splat(image: np.ndarray, first: np.ndarray, fx: np.ndarray, fy: np.nd
     q = np.float32(quant)
     for c in range(image.shape[0]):
         f = image[c]
-        v = values[c]
         o = out[c]
         for n in range(first.size):
             i = first[n]
-            a = fx[n]
-            b = fy[n]
-            wa = (one - a) * (one - b)
-            wb = a * (one - b)
-            wc = (one - a) * b
-            wd = a * b
-            r = wa * f[i] + wb * f[i + 1] + wc * f[i + width] + wd * f[i + width + 1] - v[n]
+            w = _taps(fx, fy, n)
+            r = _gather(f, i, width, w) - values[c, n]
             if q > zero:
                 r = r - q if r > q else (r + q if r < -q else zero)
-            p = r / (r * r * inv + one) * weight[n]
-            o[i] += wa * p
-            o[i + 1] += wb * p
-            o[i + width] += wc * p
-            o[i + width + 1] += wd * p
+            _scatter(o, i, width, w, r / (r * r * inv + one) * weight[n])
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
