@@ -36,14 +36,14 @@ def test_compiled_bilinear_matches_grid_sample(channels):
     torch.testing.assert_close(compiled.splat(values), reference.splat(values), rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("quant", [0.0, 0.01])
-def test_robust_splat_matches_the_torch_steps(quant):
+@pytest.mark.parametrize(("quant", "planes_weighted"), [(0.0, 1), (0.01, 1), (0.0, 2)])
+def test_robust_splat_matches_the_torch_steps(quant, planes_weighted):
     size = (23, 31)
     x, y = points(4, 9, 11, size, seed=7)
     g = torch.Generator().manual_seed(8)
     image = torch.rand(2, *size, generator=g)
     values = image.mean() + 0.05 * torch.randn(2, 4, 9, 11, generator=g)  # residuals across the Lorentzian's knee
-    weight = torch.rand(1, 4, 9, 11, generator=g)
+    weight = torch.rand(planes_weighted, 4, 9, 11, generator=g)
     want = Bilinear(x, y, size).robust_splat(image, values, weight, 2500.0, quant)
     got = CompiledBilinear(x, y, size).robust_splat(image, values, weight, 2500.0, quant)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

@@ -164,7 +164,8 @@ class Bilinear:
     """Bilinear sampling of ``(C, H, W)`` images at fixed points, and its transpose (splatting).
 
     Sampling is ``grid_sample`` and splatting its input gradient: both are vectorised kernels on
-    the CPU and on CUDA, several times faster than gathering and scattering by index.
+    CUDA, several times faster than gathering and scattering by index. The path on CUDA, and the
+    reference of :class:`CompiledBilinear`, which is faster on the CPU.
 
     Args:
         x, y: ``(K, h, w)`` float coordinates in pixels of the ``(H, W)`` grid (clamped to it).
@@ -263,11 +264,11 @@ class CompiledBilinear:
 
     def robust_splat(self, image: torch.Tensor, values: torch.Tensor, weight: torch.Tensor,
                      inv_scale2: float, quant: float) -> torch.Tensor:
-        """See :meth:`Bilinear.robust_splat`; ``weight`` here is ``(1, K, h, w)``."""
+        """See :meth:`Bilinear.robust_splat`."""
         c = image.shape[0]
         out = torch.zeros(c, *self.size)
         self.kernels.robust_splat(self._flat(image, c), self.first, self.fx, self.fy, self.size[1],
-                                  self._flat(values, c), self._flat(weight, 1)[0], inv_scale2, quant,
+                                  self._flat(values, c), self._flat(weight, weight.shape[0]), inv_scale2, quant,
                                   out.view(c, -1).numpy())
         return out
 

@@ -118,7 +118,7 @@ def robust_splat(image: np.ndarray, first: np.ndarray, fx: np.ndarray, fy: np.nd
         image: ``(C, H * W)``.
         first, fx, fy: from :func:`bilinear_corners`.
         values: ``(C, N)`` observed samples.
-        weight: ``(N,)``.
+        weight: ``(1, N)``, or ``(C, N)`` for a weight per plane.
         out: ``(C, H * W)``, accumulated into.
     """
     one = np.float32(1)
@@ -128,13 +128,14 @@ def robust_splat(image: np.ndarray, first: np.ndarray, fx: np.ndarray, fy: np.nd
     for c in range(image.shape[0]):
         f = image[c]
         o = out[c]
+        g = weight[min(c, weight.shape[0] - 1)]
         for n in range(first.size):
             i = first[n]
             w = _taps(fx, fy, n)
             r = _gather(f, i, width, w) - values[c, n]
             if q > zero:
                 r = r - q if r > q else (r + q if r < -q else zero)
-            _scatter(o, i, width, w, r / (r * r * inv + one) * weight[n])
+            _scatter(o, i, width, w, r / (r * r * inv + one) * g[n])
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
