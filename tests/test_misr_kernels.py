@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from vsr.methods.misr import fuse as fusion
-from vsr.methods.misr.fuse import (Bilinear, CompiledBilinear, FuseConfig, _add_btv_gradient, _btv_gradient_torch,
-                                   _btv_offsets, make_psf, upsample)
+from vsr.methods.misr.fuse import (
+    Bilinear,
+    CompiledBilinear,
+    FuseConfig,
+    _add_btv_gradient,
+    _btv_gradient_torch,
+    _btv_offsets,
+    make_psf,
+    upsample,
+)
 
 
 def points(k: int, h: int, w: int, size: tuple[int, int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
