@@ -1,0 +1,182 @@
+"""CPU kernels of the fusion's inner loop, compiled by Numba.
+
+On the CPU the back-projection is bound by passes over memory: torch's ``grid_sample`` and
+its input gradient (the splat) walk every sample separately, and the robust residual between
+them takes half a dozen more passes, each with its own allocation. Here one loop samples the
+blurred estimate, forms the robust residual and splats it back, touching each sample once;
+the bilateral-TV prior is one pass a row. They compute what :class:`.fuse.Bilinear` and
+:func:`.fuse._add_btv_gradient` compute with torch, which stays the path on CUDA and the
+reference the tests hold these to.
+
+All arrays are C-contiguous float32 (indices int64); nothing here allocates per call beyond
+a row buffer. Compiled on first use and cached beside this module (``cache=True``). NumPy's
+error model: a division by zero gives inf instead of raising, which is what lets the
+prior's loops be vectorised (the checks Python's model adds kept them scalar, 3x slower).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def bilinear_corners(px: np.ndarray, py: np.ndarray, width: int, height: int,
+                     first: np.ndarray, fx: np.ndarray, fy: np.ndarray) -> None:
+    """Top-left corner and fractions of bilinear interpolation at ``(px, py)``.
+
+    Points are clamped to the grid (``grid_sample``'s border padding; NaN goes to 0), and
+    the corner is kept one pixel inside the last row and column with a fraction of 1 there,
+    so the four taps ``first, first + 1, first + width, first + width + 1`` are always in
+    the image. Needs ``width, height >= 2``.
+
+    Args:
+        px, py: ``(N,)`` float32 coordinates in pixels.
+        first: ``(N,)`` int64, written: flat index of the top-left tap.
+        fx, fy: ``(N,)`` float32, written: fractions in [0, 1].
+    """
+    for n in range(px.size):
+        x = px[n]
+        y = py[n]
+        if not x > 0:
+            x = np.float32(0)
+        elif x > width - 1:
+            x = np.float32(width - 1)
+        if not y > 0:
+            y = np.float32(0)
+        elif y > height - 1:
+            y = np.float32(height - 1)
+        x0 = min(int(x), width - 2)
+        y0 = min(int(y), height - 2)
+        fx[n] = x - np.float32(x0)
+        fy[n] = y - np.float32(y0)
+        first[n] = y0 * width + x0
+
+
+@numba.njit(inline="always")
+def _taps(fx: np.ndarray, fy: np.ndarray, n: int) -> tuple:
+    """The four bilinear weights of sample ``n`` (top-left, top-right, bottom-left, bottom-right)."""
+    one = np.float32(1)
+    a = fx[n]
+    b = fy[n]
+    return (one - a) * (one - b), a * (one - b), (one - a) * b, a * b
+
+
+@numba.njit(inline="always")
+def _gather(f: np.ndarray, i: int, width: int, w: tuple) -> float:
+    return w[0] * f[i] + w[1] * f[i + 1] + w[2] * f[i + width] + w[3] * f[i + width + 1]
+
+
+@numba.njit(inline="always")
+def _scatter(o: np.ndarray, i: int, width: int, w: tuple, p: float) -> None:
+    o[i] += w[0] * p
+    o[i + 1] += w[1] * p
+    o[i + width] += w[2] * p
+    o[i + width + 1] += w[3] * p
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def sample(image: np.ndarray, first: np.ndarray, fx: np.ndarray, fy: np.ndarray, width: int,
+           out: np.ndarray) -> None:
+    """``out[c, n]`` = bilinear ``image[c]`` at sample ``n``.
+
+    Args:
+        image: ``(C, H * W)``.
+        first, fx, fy: from :func:`bilinear_corners`.
+        out: ``(C, N)``, written.
+    """
+    for c in range(image.shape[0]):
+        for n in range(first.size):
+            out[c, n] = _gather(image[c], first[n], width, _taps(fx, fy, n))
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def splat(values: np.ndarray, first: np.ndarray, fx: np.ndarray, fy: np.ndarray, width: int,
+          out: np.ndarray) -> None:
+    """Add the transpose of :func:`sample` applied to ``values`` into ``out``.
+
+    Args:
+        values: ``(C, N)``.
+        first, fx, fy: from :func:`bilinear_corners`.
+        out: ``(C, H * W)``, accumulated into.
+    """
+    for c in range(values.shape[0]):
+        for n in range(first.size):
+            _scatter(out[c], first[n], width, _taps(fx, fy, n), values[c, n])
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def robust_splat(image: np.ndarray, first: np.ndarray, fx: np.ndarray, fy: np.ndarray, width: int,
+                 values: np.ndarray, weight: np.ndarray, inv_scale2: float, quant: float,
+                 out: np.ndarray) -> None:
+    """Add ``splat(weight * psi(sample(image) - values))`` into ``out`` in one pass.
+
+    ``psi(r) = r / (1 + r^2 inv_scale2)`` (the Lorentzian's influence), applied after the
+    dead zone ``r -> sign(r) max(|r| - quant, 0)`` when ``quant > 0``.
+
+    Args:
+        image: ``(C, H * W)``.
+        first, fx, fy: from :func:`bilinear_corners`.
+        values: ``(C, N)`` observed samples.
+        weight: ``(1, N)``, or ``(C, N)`` for a weight per plane.
+        out: ``(C, H * W)``, accumulated into.
+    """
+    one = np.float32(1)
+    zero = np.float32(0)
+    inv = np.float32(inv_scale2)
+    q = np.float32(quant)
+    for c in range(image.shape[0]):
+        f = image[c]
+        o = out[c]
+        g = weight[min(c, weight.shape[0] - 1)]
+        for n in range(first.size):
+            i = first[n]
+            w = _taps(fx, fy, n)
+            r = _gather(f, i, width, w) - values[c, n]
+            if q > zero:
+                r = r - q if r > q else (r + q if r < -q else zero)
+            _scatter(o, i, width, w, r / (r * r * inv + one) * g[n])
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def btv_gradient(x: np.ndarray, grad: np.ndarray, dys: np.ndarray, dxs: np.ndarray, gains: np.ndarray,
+                 epsilon: float) -> None:
+    """Add the bilateral-TV gradient of ``x`` into ``grad`` (see :func:`.fuse._add_btv_gradient`).
+
+    For each shift ``(dy, dx)`` with ``gain`` (weight x alpha power) and each pair of pixels
+    ``p``, ``p + (dy, dx)`` inside the image: ``g = gain * phi(x[p] - x[p + (dy, dx)])`` is added
+    at ``p`` and subtracted at ``p + (dy, dx)``, with ``phi(d) = d / sqrt(d^2 + epsilon^2)``
+    (``sign(d)`` for ``epsilon == 0``). A row at a time, so the three passes stay in cache.
+
+    Args:
+        x, grad: ``(C, H, W)``; ``grad`` accumulated into.
+        dys, dxs: ``(S,)`` int64 shifts, ``dy >= 0``.
+        gains: ``(S,)`` float32.
+    """
+    _, h, w = x.shape
+    e2 = np.float32(epsilon * epsilon)
+    row = np.empty(w, np.float32)
+    for c in range(x.shape[0]):
+        for s in range(dys.size):
+            dy = dys[s]
+            dx = dxs[s]
+            gain = gains[s]
+            x0 = max(0, -dx)
+            x1 = min(w, w - dx)
+            n = x1 - x0
+            for y in range(h - dy):
+                here = x[c, y, x0:x1]
+                there = x[c, y + dy, x0 + dx:x1 + dx]
+                if e2 > 0:
+                    for j in range(n):
+                        d = here[j] - there[j]
+                        row[j] = gain * d / np.sqrt(d * d + e2)
+                else:
+                    for j in range(n):
+                        row[j] = gain * np.sign(here[j] - there[j])
+                g_here = grad[c, y, x0:x1]
+                g_there = grad[c, y + dy, x0 + dx:x1 + dx]
+                for j in range(n):
+                    g_here[j] += row[j]
+                for j in range(n):
+                    g_there[j] -= row[j]
