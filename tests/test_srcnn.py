@@ -105,7 +105,8 @@ def test_srcnn_beats_bicubic_on_vid4():
     method = get_method("srcnn", scale=4)
     ours = to_uint8(method(to_tensor(lr)[None], 0))
     bic = to_uint8(resize(to_tensor(lr), gt.shape[:2], "bicubic"))
-    assert psnr_y(ours, gt) > psnr_y(bic, gt) + 0.1  # 20.51 against 20.32 when trained
+    # 20.68 against 20.32 when trained (the weights trained on x2, x3 and x4 together: 20.51)
+    assert psnr_y(ours, gt) > psnr_y(bic, gt) + 0.3
 
 
 def test_cli_runs_srcnn(tmp_path, clip_factory):
