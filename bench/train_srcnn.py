@@ -21,7 +21,8 @@ batches of 8, one scale, starting from the pretrained SPAN of the model manifest
 (:func:`vsr.models.arch.span.trainable`) and saved folded in float16 (under 1 MB). Both: random
 flips and transposes, L1 loss, Adam with a cosine learning rate, one CPU thread, a fixed seed:
 the same command gives the same weights. The log (validation PSNR-Y of the network beside
-bicubic's on the held-out frames, at step 0 too) goes to ``--log``; the weights to ``--out`` as safetensors, with their sha256 in the log.
+bicubic's on the held-out frames, at step 0 too) goes to ``--log``; the weights to ``--out`` as
+safetensors, with their sha256 in the log.
 
     python bench/train_srcnn.py [--steps 3000] [--scales 4,2,4,3] [--degradation bi|x264] [--kernels 9,1,5]
                                 [--out vsr/methods/weights/srcnn-x3.safetensors] [--log bench/logs/srcnn-x3.log]
