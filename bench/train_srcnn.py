@@ -10,17 +10,25 @@ made as the protocols say: ``bi`` = MATLAB bicubic shrink (:func:`vsr.quality.im
 28 in 4:2:0 (:func:`vsr.quality.compress`).
 
 SRCNN: 48x48 luma patches of the bicubic upscale, batches of 16, scales cycling 4, 2, 4, 3
-(``--scales``), starting as bicubic (last layer zero). SPAN: RGB patches of the low-resolution
-frames (``--patch`` high-resolution pixels, 128 by default: 32x32 in at x4), batches of 8, one
-scale, starting from the pretrained SPAN of the model manifest (``span-x4-ch48`` at x4), trained
-in its folded inference form (:func:`vsr.models.arch.span.trainable`) and saved folded in
-float16 (under 1 MB). Both: random flips and transposes, L1 loss, Adam with a cosine learning
-rate, one CPU thread, a fixed seed: the same command gives the same weights. The log
-(validation PSNR-Y of the network beside bicubic's on the held-out frames, at step 0 too) goes
-to ``--log``; the weights to ``--out`` as safetensors, with their sha256 in the log.
+(``--scales``), starting as bicubic (last layer zero); the defaults give the shipped x3 network
+(``srcnn-x3``), the x4 one (``srcnn-x4``) is trained at x4 alone on more frames, each also
+shrunk x2 and x3 where it stays at least 240 pixels high (``--pyramid``: the 720p clips' textures
+then come at the density of standard-definition video), on patches with some detail
+(``--min-detail``), with an L2 loss over the last fifth (``--l2-from``). SPAN: RGB patches of
+the low-resolution frames (``--patch`` high-resolution pixels, 128 by default: 32x32 in at x4),
+batches of 8, one scale, starting from the pretrained SPAN of the model manifest
+(``span-x4-ch48`` at x4), trained in its folded inference form
+(:func:`vsr.models.arch.span.trainable`) and saved folded in float16 (under 1 MB). Both: random
+flips and transposes, L1 loss, Adam with a cosine learning rate, one CPU thread, a fixed seed:
+the same command gives the same weights. The log (validation PSNR-Y of the network beside
+bicubic's on the held-out frames, at step 0 too) goes to ``--log``; the weights to ``--out`` as
+safetensors, with their sha256 in the log.
 
     python bench/train_srcnn.py [--steps 3000] [--scales 4,2,4,3] [--degradation bi|x264] [--kernels 9,1,5]
-                                [--out vsr/methods/weights/srcnn.safetensors] [--log bench/logs/srcnn.log]
+                                [--out vsr/methods/weights/srcnn-x3.safetensors] [--log bench/logs/srcnn-x3.log]
+    python bench/train_srcnn.py --scales 4 --pyramid 1,2,3 --per-clip 60 --min-detail 0.03 --l2-from 0.8 \
+                                --steps 6000 --batch 32 --out vsr/methods/weights/srcnn-x4.safetensors \
+                                --log bench/logs/srcnn-x4.log
     python bench/train_srcnn.py --net span --scales 4 --degradation x264 --steps 2500 \
                                 --out vsr/methods/weights/span-crf-x4.safetensors --log bench/logs/span-crf-x4.log
 """
@@ -48,6 +56,8 @@ SCALE_CYCLE = (4, 2, 4, 3)
 MARGIN = 2  # low-resolution pixels read around a patch so the bicubic upscale has no border
 RUN = 5  # consecutive frames compressed together for the x264 degradation
 VAL_CROP = 240  # centre crop of validation frames (high resolution)
+PYRAMID_MIN_SIDE = 240  # shorter side of the smallest shrunk copy of a frame (--pyramid)
+DETAIL_TRIES = 8  # patches drawn at most to find one with --min-detail
 
 
 @dataclass
@@ -106,9 +116,20 @@ def make_samples(frames: list[np.ndarray], degradation: str, scales: tuple[int, 
                    {s: lr[s][k] for s in lr}) for k in keep]
 
 
+def shrink_levels(frames: list[np.ndarray], pyramid: tuple[int, ...]) -> list[list[np.ndarray]]:
+    """``frames`` shrunk by each factor of ``pyramid`` (MATLAB bicubic, 1 = as decoded), keeping a
+    level only while its shorter side stays at least :data:`PYRAMID_MIN_SIDE` pixels."""
+    from vsr.quality import imresize
+
+    side = min(frames[0].shape[:2])
+    return [frames if d == 1 else [imresize(f, 1 / d) for f in frames]
+            for d in pyramid if side / d >= PYRAMID_MIN_SIDE]
+
+
 def build_data(degradation: str, scales: tuple[int, ...], per_clip: int, rng: np.random.Generator,
-               log, rgb: bool = False) -> tuple[list[Sample], list[Sample]]:
-    """Training and validation samples from every clip in :data:`CLIPS`."""
+               log, rgb: bool = False, pyramid: tuple[int, ...] = (1,)) -> tuple[list[Sample], list[Sample]]:
+    """Training and validation samples from every clip in :data:`CLIPS`, each frame at every
+    level of ``pyramid`` (:func:`shrink_levels`)."""
     train, val = [], []
     run = RUN if degradation == "x264" else 1
     for name, stream in CLIPS:
@@ -118,15 +139,19 @@ def build_data(degradation: str, scales: tuple[int, ...], per_clip: int, rng: np
         val_starts = np.linspace(int(0.85 * n), n - run, 3).astype(int)
         wanted = {int(s) + k for s in (*starts, *val_starts) for k in range(run)}
         frames = decode_indices(path, stream, wanted)
+        levels = 0
         for s in starts:
-            train += make_samples([frames[int(s) + k] for k in range(run)], degradation, scales, rng, rgb)
+            for f in shrink_levels([frames[int(s) + k] for k in range(run)], pyramid):
+                train += make_samples(f, degradation, scales, rng, rgb)
         for s in val_starts:
-            f = [frames[int(s) + k] for k in range(run)]
-            h, w = f[0].shape[:2]
-            c = min(VAL_CROP, h // 12 * 12, w // 12 * 12)
-            y, x = (h - c) // 2, (w - c) // 2
-            val += make_samples([g[y:y + c, x:x + c] for g in f], degradation, scales, rng, rgb)[-1:]
-        log(f"{name}: {n} frames, {len(starts)} training runs of {run}, {len(val_starts)} validation frames")
+            for f in shrink_levels([frames[int(s) + k] for k in range(run)], pyramid):
+                h, w = f[0].shape[:2]
+                c = min(VAL_CROP, h // 12 * 12, w // 12 * 12)
+                y, x = (h - c) // 2, (w - c) // 2
+                val += make_samples([g[y:y + c, x:x + c] for g in f], degradation, scales, rng, rgb)[-1:]
+                levels += 1
+        log(f"{name}: {n} frames, {len(starts)} training runs of {run}, {len(val_starts)} validation frames, "
+            f"{levels // len(val_starts)} size(s)")
     return train, val
 
 
@@ -155,17 +180,24 @@ def augment(x: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarra
     return np.ascontiguousarray(x), np.ascontiguousarray(y)
 
 
-def batch(samples: list[Sample], scale: int, size: int, rng: np.random.Generator):
-    """``size`` (bicubic input, target) patch pairs at ``scale``: two ``(size, 1, 48, 48)`` tensors."""
+def batch(samples: list[Sample], scale: int, size: int, rng: np.random.Generator, min_detail: float = 0.0):
+    """``size`` (bicubic input, target) patch pairs at ``scale``: two ``(size, 1, 48, 48)`` tensors.
+
+    ``min_detail`` > 0 redraws a patch (up to :data:`DETAIL_TRIES` draws) while the standard
+    deviation of its high-resolution luma (0..1) is below it, so flat sky and black borders
+    take fewer of the steps."""
     import torch
 
     p = PATCH // scale
     xs, ys = [], []
     for _ in range(size):
-        smp = samples[int(rng.integers(len(samples)))]
-        lr = smp.lr[scale]
-        i = int(rng.integers(MARGIN, lr.shape[0] - p - MARGIN + 1))
-        j = int(rng.integers(MARGIN, lr.shape[1] - p - MARGIN + 1))
+        for _ in range(DETAIL_TRIES if min_detail > 0 else 1):
+            smp = samples[int(rng.integers(len(samples)))]
+            lr = smp.lr[scale]
+            i = int(rng.integers(MARGIN, lr.shape[0] - p - MARGIN + 1))
+            j = int(rng.integers(MARGIN, lr.shape[1] - p - MARGIN + 1))
+            if min_detail <= 0 or smp.hr[i * scale:i * scale + PATCH, j * scale:j * scale + PATCH].std() >= min_detail:
+                break
         up = bicubic_up(lr[i - MARGIN:i + p + MARGIN, j - MARGIN:j + p + MARGIN], scale)
         x = up[MARGIN * scale:MARGIN * scale + PATCH, MARGIN * scale:MARGIN * scale + PATCH]
         y = smp.hr[i * scale:i * scale + PATCH, j * scale:j * scale + PATCH]
@@ -230,10 +262,17 @@ def main() -> None:
     ap.add_argument("--scales", default=",".join(map(str, SCALE_CYCLE)), help="scale of each step, cycled")
     ap.add_argument("--kernels", default="9,1,5", help="f1,f2,f3 of SRCNN (9,1,5 or 9,5,5)")
     ap.add_argument("--per-clip", type=int, default=40, help="training frames (runs) per clip")
+    ap.add_argument("--pyramid", default="1",
+                    help="also train and validate on each frame shrunk by these factors (1,2: as decoded "
+                         f"and half size), while its shorter side stays >= {PYRAMID_MIN_SIDE}")
+    ap.add_argument("--min-detail", type=float, default=0.0,
+                    help="srcnn: redraw patches whose luma standard deviation (0..1) is below this")
+    ap.add_argument("--l2-from", type=float, default=1.0,
+                    help="fraction of the steps after which the loss is L2 instead of L1")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--validate-every", type=int, default=1000)
-    ap.add_argument("--out", type=Path, default=ROOT / "vsr" / "methods" / "weights" / "srcnn.safetensors")
-    ap.add_argument("--log", type=Path, default=ROOT / "bench" / "logs" / "srcnn.log")
+    ap.add_argument("--out", type=Path, default=ROOT / "vsr" / "methods" / "weights" / "srcnn-x3.safetensors")
+    ap.add_argument("--log", type=Path, default=ROOT / "bench" / "logs" / "srcnn-x3.log")
     args = ap.parse_args()
 
     import cv2
@@ -263,7 +302,8 @@ def main() -> None:
     scales = tuple(int(s) for s in args.scales.split(","))
     if is_span and len(set(scales)) != 1:
         sys.exit("train_srcnn: --net span trains one scale (--scales 4 or --scales 2)")
-    train, val = build_data(args.degradation, scales, args.per_clip, rng, log, rgb=is_span)
+    pyramid = tuple(int(d) for d in args.pyramid.split(","))
+    train, val = build_data(args.degradation, scales, args.per_clip, rng, log, rgb=is_span, pyramid=pyramid)
     log(f"{len(train)} training frames, {len(val)} validation frames, data ready in {time.perf_counter() - t0:.0f} s")
 
     if is_span:
@@ -297,15 +337,20 @@ def main() -> None:
     running = 0.0
     for step in range(1, args.steps + 1):
         scale = scales[step % len(scales)]
-        x, y = batch_rgb(train, scale, args.batch, args.patch, rng) if is_span else batch(train, scale, args.batch, rng)
-        loss = torch.nn.functional.l1_loss(net(x), y)
+        if is_span:
+            x, y = batch_rgb(train, scale, args.batch, args.patch, rng)
+        else:
+            x, y = batch(train, scale, args.batch, rng, args.min_detail)
+        loss_fn = torch.nn.functional.mse_loss if step > args.l2_from * args.steps else torch.nn.functional.l1_loss
+        loss = loss_fn(net(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
         running += loss.item()
         if step % 100 == 0:
-            log(f"step {step} loss {running / 100:.5f} lr {sched.get_last_lr()[0]:.2e} "
+            log(f"step {step} loss ({'L2' if loss_fn is torch.nn.functional.mse_loss else 'L1'}) "
+                f"{running / 100:.5f} lr {sched.get_last_lr()[0]:.2e} "
                 f"{time.perf_counter() - t0:.0f} s")
             running = 0.0
         if step % args.validate_every == 0 or step == args.steps:

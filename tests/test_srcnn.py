@@ -75,10 +75,11 @@ def test_weights_that_are_not_srcnn_are_refused():
         srcnn.net_from_state({"conv1.weight": torch.zeros(4, 1, 3, 3)})
 
 
-def test_the_shipped_weights_are_small_and_recorded_in_the_training_log():
-    weights = ROOT / "vsr" / "methods" / "weights" / "srcnn.safetensors"
+@pytest.mark.parametrize("scale", srcnn.SCALES)
+def test_the_shipped_weights_are_small_and_recorded_in_the_training_log(scale):
+    weights = ROOT / "vsr" / "methods" / "weights" / f"srcnn-x{scale}.safetensors"
     assert weights.stat().st_size < 1_000_000
-    log = (ROOT / "bench" / "logs" / "srcnn.log").read_text()
+    log = (ROOT / "bench" / "logs" / f"srcnn-x{scale}.log").read_text()
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     assert re.search(rf"sha256 {digest}\b", log)
 
@@ -104,7 +105,8 @@ def test_srcnn_beats_bicubic_on_vid4():
     method = get_method("srcnn", scale=4)
     ours = to_uint8(method(to_tensor(lr)[None], 0))
     bic = to_uint8(resize(to_tensor(lr), gt.shape[:2], "bicubic"))
-    assert psnr_y(ours, gt) > psnr_y(bic, gt) + 0.1  # 20.51 against 20.32 when trained
+    # 20.68 against 20.32 when trained (the weights trained on x2, x3 and x4 together: 20.51)
+    assert psnr_y(ours, gt) > psnr_y(bic, gt) + 0.3
 
 
 def test_cli_runs_srcnn(tmp_path, clip_factory):

@@ -7,10 +7,11 @@ luma, so it starts as bicubic and learns in minutes on a CPU. Chroma is the bicu
 upscale's; the luma correction is added to R, G and B alike, which changes Y and leaves Cb
 and Cr as they are.
 
-The weights ship with the package (``vsr/methods/weights/*.safetensors``), trained in this
-repository by ``bench/train_srcnn.py`` on frames of the bundled clips; nothing is downloaded.
-The shipped weights were trained on x2, x3 and x4 together and are offered at x3 and x4,
-where they beat bicubic on held-out frames; at x2 they sharpen too much and scored below it.
+The weights ship with the package, one file per scale (``vsr/methods/weights/srcnn-x3`` and
+``srcnn-x4.safetensors``), trained in this repository by ``bench/train_srcnn.py`` on frames of
+the bundled clips (logs and sha256 in ``bench/logs/srcnn-x*.log``); nothing is downloaded. The
+x4 network was trained at x4 alone; the x3 one on x2, x3 and x4 together, and beats bicubic on
+held-out frames at x3 and x4 but not at x2 (it sharpens too much), so x2 is not offered.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ _Y_WEIGHTS = (65.481 / 255.0, 128.553 / 255.0, 24.966 / 255.0)
 _Y_OFFSET = 16.0 / 255.0
 #: Adding ``d`` to R, G and B raises studio-swing Y by ``d * 219 / 255`` and leaves Cb, Cr.
 _Y_TO_RGB = 255.0 / 219.0
+#: Scales with shipped weights.
 SCALES = (3, 4)
 #: Rows of output computed at once; bounds memory to about ``64 * 4 * rows * width`` bytes.
 _STRIP_ROWS = 256
@@ -85,20 +87,21 @@ def net_from_state(state: dict[str, torch.Tensor]) -> torch.nn.Module:
     return net.eval()
 
 
-def load_weights(name: str = "srcnn.safetensors") -> torch.nn.Module:
-    """The SRCNN shipped as ``vsr/methods/weights/<name>``, in eval mode on the CPU.
+def load_weights(scale: int) -> torch.nn.Module:
+    """The SRCNN shipped for ``scale`` (one of :data:`SCALES`), ``vsr/methods/weights/srcnn-x<scale>.safetensors``,
+    in eval mode on the CPU.
 
     Raises:
         ModelError: the file is missing (a source checkout without it) or not SRCNN weights.
     """
     from safetensors.torch import load
 
-    ref = resources.files("vsr.methods").joinpath("weights", name)
+    name = f"srcnn-x{scale}.safetensors"
     try:
-        data = ref.read_bytes()
+        data = resources.files("vsr.methods").joinpath("weights", name).read_bytes()
     except (FileNotFoundError, OSError):
-        raise ModelError(f"the SRCNN weights vsr/methods/weights/{name} are missing; "
-                         "rebuild them with bench/train_srcnn.py") from None
+        raise ModelError(f"the SRCNN weights vsr/methods/weights/{name} are missing; rebuild them with "
+                         f"bench/train_srcnn.py (bench/logs/srcnn-x{scale}.log has the command)") from None
     return net_from_state(load(data))
 
 
@@ -112,8 +115,8 @@ class Srcnn(Method):
     """SRCNN on the luma of the bicubic upscale, chroma bicubic.
 
     Args:
-        scale: output scale; the shipped weights serve 3 and 4 (:data:`SCALES`).
-        net: the network (default: the shipped weights).
+        scale: output scale.
+        net: the network (default: the weights shipped for ``scale``, one of :data:`SCALES`).
         name: registry name reported by :meth:`describe`.
     """
 
@@ -123,7 +126,7 @@ class Srcnn(Method):
         super().__init__()
         self.name = name
         self.scale = scale
-        self.net = net if net is not None else load_weights()
+        self.net = net if net is not None else load_weights(scale)
 
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> Srcnn:
         super().to(device, dtype)
@@ -158,7 +161,7 @@ class Srcnn(Method):
 
 
 def build(scale: int = 2, **params: Any) -> Srcnn:
-    """``--method srcnn``: the shipped SRCNN, at x3 or x4.
+    """``--method srcnn``: the SRCNN shipped for ``scale``, x3 or x4.
 
     Raises:
         ConfigError: another scale, or any parameter (it takes none).
