@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 from vsr.errors import ConfigError, InputError
@@ -359,11 +359,13 @@ class Decoder:
             self.stats.log.append(f"gave up after {attempt} reconnect attempts")
         return False
 
-    def use_yuv(self) -> YuvFormat | None:
+    def use_yuv(self, like: YuvFormat | None = None) -> YuvFormat | None:
         """Hand frames over as their YUV planes, for a conversion to RGB elsewhere (on the
-        method's device, :mod:`vsr.io.yuv`), where the stream allows it: a planar format of
-        :data:`~vsr.io.yuv.PACKED_FORMATS` with even sides, a matrix the conversion knows, no
-        region of interest. Call it before iterating.
+        method's device, :mod:`vsr.io.yuv`) or a method that resamples planes, where the stream
+        allows it: a planar format of :data:`~vsr.io.yuv.PACKED_FORMATS` with even sides, a
+        matrix the conversion knows, no region of interest, and with ``like`` that format but
+        for the chroma siting. Call it before iterating; a frame of odd size or of another
+        pixel format (a stream that changes midway) still comes as RGB.
 
         Frames then hold ``(1, rows, W)`` uint8 (8-bit) or uint16 tensors: the planes one after
         the other (:func:`~vsr.io.yuv.pack`). The chroma siting is the one whose conversion of
@@ -378,9 +380,12 @@ class Decoder:
                 or self.stats.frames):
             return None
         try:
-            self.yuv = YuvFormat.of(info.pix_fmt, self.conversion.colorspace, self.conversion.color_range)
+            fmt = YuvFormat.of(info.pix_fmt, self.conversion.colorspace, self.conversion.color_range)
         except ConfigError:
             return None
+        if like is not None and replace(fmt, siting=like.siting) != like:
+            return None
+        self.yuv = fmt
         return self.yuv
 
     def _frame(self, vframe, pts: int, time_base: Fraction) -> Frame:
@@ -389,7 +394,8 @@ class Decoder:
             self.hdr = HdrMetadata.from_frame(vframe)
         import torch
 
-        if self.yuv is not None and vframe.format.name == self.info.pix_fmt:
+        if (self.yuv is not None and vframe.format.name == self.info.pix_fmt
+                and vframe.width % 2 == 0 and vframe.height % 2 == 0):
             if self.stats.frames == 0:
                 self._settle_siting(vframe)
             planes = vframe.to_ndarray()
@@ -413,19 +419,17 @@ class Decoder:
         return frame
 
     def _settle_siting(self, vframe) -> None:
-        import dataclasses
-
         import torch
 
         reference = torch.from_numpy(self._to_rgb(vframe).astype("float32")).permute(2, 0, 1)
         reference /= 255.0 if self.yuv.bit_depth <= 8 else 65535.0
         planes = torch.from_numpy(vframe.to_ndarray().astype("int32"))
         planes = unpack(planes.reshape(-1, planes.shape[-1]), self.yuv)
-        errors = {siting: (yuv_to_rgb(*planes, dataclasses.replace(self.yuv, siting=siting)) - reference).abs().mean()
+        errors = {siting: (yuv_to_rgb(*planes, replace(self.yuv, siting=siting)) - reference).abs().mean()
                   for siting in SITINGS}
         best = min(SITINGS, key=lambda s: errors[s])
         if errors[best] < errors["left"] * 0.9:  # else the frame cannot tell
-            self.yuv = dataclasses.replace(self.yuv, siting=best)
+            self.yuv = replace(self.yuv, siting=best)
 
     def _corrupt(self, exc: Exception) -> None:
         self.stats.corrupt_packets += 1
