@@ -18,11 +18,11 @@ of the input and output formats.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from vsr.errors import ConfigError
-from vsr.io.color import LUMA_WEIGHTS
+from vsr.io.color import LUMA_WEIGHTS, scale_graph
 
 if TYPE_CHECKING:
     import torch
@@ -257,14 +257,12 @@ class PlaneResampler:
             size: ``(H, W)`` of the output picture, even.
 
         Returns:
-            ``(rows_out, W)`` uint8 or uint16 numpy array: the output's packed planes in ``fmt_out``.
+            ``(rows_out, W_out)`` uint8 or uint16 numpy array: the output's packed planes in ``fmt_out``.
 
         Raises:
             ConfigError: the formats differ in more than siting, or ``size`` is odd.
         """
-        import dataclasses
-
-        if dataclasses.replace(fmt_in, siting=fmt_out.siting) != fmt_out:
+        if replace(fmt_in, siting=fmt_out.siting) != fmt_out:
             raise ConfigError(f"planes resample within one format; got {fmt_in} to {fmt_out}")
         out_h, out_w = size
         if out_h % 2 or out_w % 2:
@@ -273,8 +271,6 @@ class PlaneResampler:
         height = packed_height(planes.shape[-2], fmt_in)
         geometry = (width, height, size, fmt_in, fmt_out)
         if geometry != self._geometry:
-            from vsr.io.color import scale_graph
-
             self._graph = scale_graph(width, height, fmt_in.pix_fmt,
                                       f"w={out_w}:h={out_h}:flags={self.kernel}:in_chroma_loc={fmt_in.siting}"
                                       f":out_chroma_loc={fmt_out.siting}")
