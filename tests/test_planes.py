@@ -119,7 +119,7 @@ def test_chroma_is_read_at_the_input_siting_and_written_at_the_output_siting(sit
     fmt = YuvFormat(subsampling=(2, 2), bit_depth=depth, siting=siting)
     off_x, off_y = fmt.offsets()
     unit = 1 << (depth - 8)
-    xs, ys = np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64)
+    xs = np.arange(W, dtype=np.float64)
     cx, cy = 2 * np.arange(W // 2) + off_x, 2 * np.arange(H // 2) + off_y
     edge_x, edge_y = 60.3, 45.7
     y = 30 + 180 * _sigmoid(xs, edge_x)[None, :].repeat(H, 0)
