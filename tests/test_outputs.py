@@ -109,10 +109,13 @@ def _levels_clip(path, depth: int = 8):
 
 @pytest.mark.parametrize("depth", [8, 10])
 @pytest.mark.parametrize("method", ["bicubic", "lanczos"])
-def test_super_whites_and_super_blacks_survive(tmp_path, depth, method):
+@pytest.mark.parametrize("planes", [False, True], ids=["rgb", "planes"])
+def test_super_whites_and_super_blacks_survive(tmp_path, depth, method, planes):
+    """Through coded RGB (4:4:4 output) and, where the output keeps the source's 4:2:0, its planes."""
     clip = _levels_clip(tmp_path / "levels.mkv", depth)
     out = tmp_path / "levels_x2.mkv"
-    vsr.upscale(str(clip), str(out), method=method, scale=2, encode=EncodeSettings(codec="ffv1"))
+    pix_fmt = ("yuv420p" if depth == 8 else "yuv420p10le") if planes else None
+    vsr.upscale(str(clip), str(out), method=method, scale=2, encode=EncodeSettings(codec="ffv1", pix_fmt=pix_fmt))
     y = _luma(out)[32, [12, 48, 80, 116]].astype(int)
     assert np.abs(y - _PATCHES[depth]).max() <= 1
 

@@ -50,6 +50,7 @@ from vsr.engine.transport import Transport
 from vsr.engine.window import WindowAssembler, frame_windows, to_integer_hwc
 from vsr.errors import Cancelled, InputError, PipelineError, VsrError
 from vsr.io.source import mask_url
+from vsr.io.yuv import packed_height
 from vsr.methods.base import batches
 from vsr.methods.samples import to_unit_float
 from vsr.types import Frame
@@ -191,9 +192,14 @@ class Pipeline:
         self.decoder.on_packet = self.packets.append if passthrough else None
         self.frames = frames or decoder.frames
         self.keep = keep
+        # A method that resamples YUV planes gets the decoder's and gives the encoder's: no RGB.
+        self._planes_out = self._planar_output()
         # A limited-range source's levels beyond black and white reach the encoder, unless the
         # method takes integer frames and is not an interpolation (the neural networks clip them).
-        self.levels = decoder.keep_levels() if not method.integer_io or method.linear else None
+        # Planes keep every code value as it is.
+        self.levels = None
+        if self._planes_out is None and (not method.integer_io or method.linear):
+            self.levels = decoder.keep_levels()
         self.detector = SceneCutDetector(levels=self.levels) if scene_cuts and method.radius > 0 else None
         # On CUDA the decoder hands over YUV planes, converted to RGB on the device, unless the
         # scene-cut detector needs RGB on the host or the source's levels beyond black and white
@@ -253,6 +259,19 @@ class Pipeline:
     def _notice(self, message: str) -> None:
         if self.on_notice is not None:
             self.on_notice(message)
+
+    def _planar_output(self) -> YuvFormat | None:
+        """The planes a :attr:`~vsr.methods.base.Method.planar` method hands the encoder, where the
+        source's planes have their layout, depth, matrix and range (the decoder then hands the
+        method its planes); ``None``: frames go through RGB."""
+        method, decoder, sink = self.method, self.decoder, self.sink
+        if not method.planar or not hasattr(sink, "planes_format") or not hasattr(decoder, "use_yuv"):
+            return None
+        height, width = self._output_size()
+        out = sink.planes_format(width, height)
+        if out is None or decoder.use_yuv(like=out) is None:
+            return None
+        return out
 
     def _fail(self, stage: str, exc: BaseException) -> None:
         """Record a worker's failure. Decoding stops; stages after the failed one finish the
@@ -345,10 +364,10 @@ class Pipeline:
         size = self._output_size()
         # Planes go back only where they came in: the two conversions on the device share one
         # scale, and the host path's 16-bit RGB puts white elsewhere (RGB48_WHITE).
-        planes_out = None
+        planes_out = self._planes_out  # resampled by the method
         if self._planes and hasattr(self.sink, "planes_format"):
             planes_out = self.sink.planes_format(size[1], size[0])  # converted on the device
-        planes_in = (lambda: self.decoder.yuv) if self._planes else None
+        planes_in = (lambda: self.decoder.yuv) if self._planes or self._planes_out else None
         # One size for every frame, also where the source's picture size changes midway.
         for ref, image in upscale_frames(self._incoming_frames(), self.method, size, self.detector, keep,
                                          self.stats, to_host, planes_in, planes_out, self.levels):
@@ -595,8 +614,9 @@ def upscale_frames(frames: Iterable[Frame], method: Method, output_size: tuple[i
         to_host: on CUDA, bring the images back to the host as this integer type (see
             :meth:`~vsr.engine.transport.Transport.run`); ``None`` leaves them on the device.
         planes_in, planes_out: YUV formats of frames that arrive as packed planes and of the
-            planes to hand images over as (on CUDA, with ``to_host``); see
-            :class:`~vsr.engine.transport.Transport`. Not with ``levels``.
+            planes to hand images over as: on CUDA (with ``to_host``) converted by the transport,
+            see :class:`~vsr.engine.transport.Transport`; elsewhere resampled by a
+            :attr:`~vsr.methods.base.Method.planar` method (to ``output_size``). Not with ``levels``.
         levels: the frames are in a limited-range source's coded levels (see
             :meth:`~vsr.io.decode.Decoder.keep_levels`): the method gets them in nominal
             float, or as they are if it takes integers.
@@ -605,8 +625,8 @@ def upscale_frames(frames: Iterable[Frame], method: Method, output_size: tuple[i
         ``(reference frame, image)`` per kept frame, in order; ``image`` is ``(C, H, W)``: on
         the method's device, float, nominally in [0, 1], or the input's integer type for a
         method with ``integer_io`` (in coded levels where the frames were); with ``to_host`` on
-        CUDA, ``to_host`` integers on the host (in coded levels with ``levels``; ``(1, rows, W)``
-        packed planes with ``planes_out``).
+        CUDA, ``to_host`` integers on the host (in coded levels with ``levels``); ``(1, rows, W)``
+        packed planes with ``planes_out``.
     """
     import torch
 
@@ -646,8 +666,18 @@ def upscale_frames(frames: Iterable[Frame], method: Method, output_size: tuple[i
             image = levels.to_coded(image)
         return image
 
+    def upscale_planes(window: Window) -> torch.Tensor:
+        frame = window.frames[window.ref]
+        if frame.shape[-3] != 1:  # a frame the decoder could not hand over as planes
+            return finish(method(window.frames, window.ref))
+        fmt = planes_in()
+        size = output_size or method.output_size(packed_height(frame.shape[-2], fmt), frame.shape[-1])
+        return method.upscale_planes(frame, fmt, planes_out, size)
+
     with torch.inference_mode():
-        if method.batched:
+        if planes_in is not None and not transport.cuda:  # the method resamples the planes
+            images = map(upscale_planes, feed())
+        elif method.batched:
             images = transport.map(batches(feed(), method.batch_size), method.upscale_batch, finish, on_device, to_host)
         else:
             images = transport.run(map(finish, method.stream(transport.windows(feed(), on_device))), to_host)

@@ -169,6 +169,13 @@ class SegmentWriter:
     def picture(self, rgb, coded: bool = False):
         return self._first.picture(rgb, coded)
 
+    def planes_format(self, width: int, height: int):
+        """As :meth:`Sink.planes_format`; asked before the first segment opens."""
+        return (self._first or Sink(self.target, self.info, self.jobs[0].recipe.encode)).planes_format(width, height)
+
+    def planes_picture(self, planes):
+        return self._first.planes_picture(planes)
+
     def write_frame(self, picture, pts: int | None, duration: int | None = None) -> None:
         if pts is not None and pts > self.jobs[self._index].segment.last_pts and self._index + 1 < len(self.jobs):
             self._finish()

@@ -220,22 +220,26 @@ class RgbConverter:
         return self._graph.pull().to_ndarray()
 
     def _build(self, width: int, height: int, pix_fmt: str):
-        from fractions import Fraction
+        return scale_graph(width, height, pix_fmt,
+                           f"flags={DECODE_SCALE_FLAGS}:in_color_matrix={_SCALE_MATRIX[self.conversion.colorspace]}"
+                           f":in_range={'full' if self.conversion.color_range == 'JPEG' else 'limited'}", self.fmt)
 
-        import av
 
-        graph = av.filter.Graph()
-        chain = [
-            graph.add_buffer(width=width, height=height, format=pix_fmt, time_base=Fraction(1, 1000)),
-            graph.add("scale", f"flags={DECODE_SCALE_FLAGS}:in_color_matrix={_SCALE_MATRIX[self.conversion.colorspace]}"
-                               f":in_range={'full' if self.conversion.color_range == 'JPEG' else 'limited'}"),
-            graph.add("format", self.fmt),
-            graph.add("buffersink"),
-        ]
-        for a, b in zip(chain, chain[1:]):
-            a.link_to(b)
-        graph.configure()
-        return graph
+def scale_graph(width: int, height: int, pix_fmt: str, scale: str, fmt: str | None = None):
+    """A configured filter graph: ``width`` x ``height`` frames of ``pix_fmt`` through FFmpeg's
+    scale filter with the options ``scale`` (``"flags=bicubic:..."``), then to ``fmt`` if given.
+    Push a frame, pull the result."""
+    from fractions import Fraction
+
+    import av
+
+    graph = av.filter.Graph()
+    chain = [graph.add_buffer(width=width, height=height, format=pix_fmt, time_base=Fraction(1, 1000)),
+             graph.add("scale", scale), *([graph.add("format", fmt)] if fmt else []), graph.add("buffersink")]
+    for a, b in zip(chain, chain[1:]):
+        a.link_to(b)
+    graph.configure()
+    return graph
 
 
 class YuvConverter:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 from vsr.errors import ConfigError, InputError
@@ -32,6 +32,8 @@ from vsr.types import Frame, VideoInfo
 log = logging.getLogger(__name__)
 
 PASSTHROUGH_KINDS = ("audio", "subtitle")
+_SITING_WINDOW = 64  # luma pixels a side of the window a stream's chroma siting is read in
+_SITING_MARGIN = 8  # luma pixels at the window's edges (inside the picture) left out of the comparison
 _MAX_CONSECUTIVE_ERRORS = 100
 
 
@@ -203,7 +205,7 @@ class Decoder:
             streams = [self.stream] + (self.passthrough if self.on_packet else [])
             dropped = False
             try:
-                for packet in self.container.demux(streams):
+                for packet in self._demux(streams):
                     if stop():
                         return
                     demuxed = True
@@ -262,6 +264,22 @@ class Decoder:
             # A live source dropped (or ended, with reconnect_at_end): reconnect, or finish if out of attempts.
             if not self._reconnect(stop, dropped):
                 return
+
+    def _demux(self, streams) -> Iterator:
+        """The container's packets of ``streams``. A packet of a stream that appeared after the
+        container was opened (damage in MPEG-TS can make one), which PyAV has no stream for, is
+        a demuxer error: the caller counts it and demuxes on."""
+        import av
+
+        packets = self.container.demux(streams)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except IndexError as exc:
+                raise av.error.InvalidDataError(0, "packet of a stream that appeared mid-file") from exc
+            yield packet
 
     @property
     def is_live(self) -> bool:
@@ -359,11 +377,13 @@ class Decoder:
             self.stats.log.append(f"gave up after {attempt} reconnect attempts")
         return False
 
-    def use_yuv(self) -> YuvFormat | None:
+    def use_yuv(self, like: YuvFormat | None = None) -> YuvFormat | None:
         """Hand frames over as their YUV planes, for a conversion to RGB elsewhere (on the
-        method's device, :mod:`vsr.io.yuv`), where the stream allows it: a planar format of
-        :data:`~vsr.io.yuv.PACKED_FORMATS` with even sides, a matrix the conversion knows, no
-        region of interest. Call it before iterating.
+        method's device, :mod:`vsr.io.yuv`) or a method that resamples planes, where the stream
+        allows it: a planar format of :data:`~vsr.io.yuv.PACKED_FORMATS` with even sides, a
+        matrix the conversion knows, no region of interest, and with ``like`` that format but
+        for the chroma siting. Call it before iterating; a frame of odd size or of another
+        pixel format (a stream that changes midway) still comes as RGB.
 
         Frames then hold ``(1, rows, W)`` uint8 (8-bit) or uint16 tensors: the planes one after
         the other (:func:`~vsr.io.yuv.pack`). The chroma siting is the one whose conversion of
@@ -378,9 +398,12 @@ class Decoder:
                 or self.stats.frames):
             return None
         try:
-            self.yuv = YuvFormat.of(info.pix_fmt, self.conversion.colorspace, self.conversion.color_range)
+            fmt = YuvFormat.of(info.pix_fmt, self.conversion.colorspace, self.conversion.color_range)
         except ConfigError:
             return None
+        if like is not None and replace(fmt, siting=like.siting) != like:
+            return None
+        self.yuv = fmt
         return self.yuv
 
     def _frame(self, vframe, pts: int, time_base: Fraction) -> Frame:
@@ -389,7 +412,8 @@ class Decoder:
             self.hdr = HdrMetadata.from_frame(vframe)
         import torch
 
-        if self.yuv is not None and vframe.format.name == self.info.pix_fmt:
+        if (self.yuv is not None and vframe.format.name == self.info.pix_fmt
+                and vframe.width % 2 == 0 and vframe.height % 2 == 0):
             if self.stats.frames == 0:
                 self._settle_siting(vframe)
             planes = vframe.to_ndarray()
@@ -413,19 +437,38 @@ class Decoder:
         return frame
 
     def _settle_siting(self, vframe) -> None:
-        import dataclasses
-
+        import numpy as np
         import torch
 
         reference = torch.from_numpy(self._to_rgb(vframe).astype("float32")).permute(2, 0, 1)
         reference /= 255.0 if self.yuv.bit_depth <= 8 else 65535.0
         planes = torch.from_numpy(vframe.to_ndarray().astype("int32"))
-        planes = unpack(planes.reshape(-1, planes.shape[-1]), self.yuv)
-        errors = {siting: (yuv_to_rgb(*planes, dataclasses.replace(self.yuv, siting=siting)) - reference).abs().mean()
-                  for siting in SITINGS}
+        y, u, v = unpack(planes.reshape(-1, planes.shape[-1]), self.yuv)
+        # Compared in the window where chroma varies most, which tells the sitings apart as the whole
+        # frame does: tensors that small stay on one thread (torch's threads, on a busy machine,
+        # spun for 0.8 s of CPU over a whole 640x360 frame), with a margin its edges cannot reach.
+        sx, sy = self.yuv.subsampling
+        rows, cols = min(_SITING_WINDOW // sy, u.shape[0]), min(_SITING_WINDOW // sx, u.shape[1])
+        chroma = np.stack([u.numpy(), v.numpy()])
+        detail = np.zeros(u.shape)
+        detail[1:] += np.abs(np.diff(chroma, axis=1)).sum(0)
+        detail[:, 1:] += np.abs(np.diff(chroma, axis=2)).sum(0)
+        sums = np.pad(detail.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+        boxes = sums[rows:, cols:] - sums[:-rows, cols:] - sums[rows:, :-cols] + sums[:-rows, :-cols]
+        top, left = np.unravel_index(np.argmax(boxes), boxes.shape)
+        window = (slice(top * sy, (top + rows) * sy), slice(left * sx, (left + cols) * sx))
+        chroma_window = (slice(top, top + rows), slice(left, left + cols))
+        inner = (slice(None), *(slice(_SITING_MARGIN if part.start else None,
+                                      -_SITING_MARGIN if part.stop < size else None)
+                                for part, size in zip(window, y.shape)))
+        errors = {}
+        for siting in SITINGS:
+            rgb = yuv_to_rgb(y[window], u[chroma_window], v[chroma_window], replace(self.yuv, siting=siting))
+            errors[siting] = (rgb - reference[(slice(None), *window)])[inner].abs().mean()
         best = min(SITINGS, key=lambda s: errors[s])
-        if errors[best] < errors["left"] * 0.9:  # else the frame cannot tell
-            self.yuv = dataclasses.replace(self.yuv, siting=best)
+        # Else the frame cannot tell: flat chroma, or differences within the rounding of 8-bit RGB.
+        if errors[best] < errors["left"] * 0.9 and errors["left"] - errors[best] > 0.1 / 255:
+            self.yuv = replace(self.yuv, siting=best)
 
     def _corrupt(self, exc: Exception) -> None:
         self.stats.corrupt_packets += 1

@@ -19,7 +19,7 @@ from vsr.errors import CodecError, ConfigError, OutputError
 from vsr.io.color import HdrMetadata, YuvConverter, apply_tags, resolve_conversion
 from vsr.io.source import _bit_depth, is_url, mask_url
 from vsr.io.transport import FfmpegPipe, needs_transport
-from vsr.io.yuv import PACKED_FORMATS, YuvFormat
+from vsr.io.yuv import PACKED_FORMATS, YuvFormat, planes_frame
 from vsr.types import VideoInfo
 
 log = logging.getLogger(__name__)
@@ -625,14 +625,7 @@ class Sink:
     def planes_picture(self, planes):
         """An ``(rows, W)`` array of packed planes in :meth:`planes_format` -> a frame in the
         encoder's format with the colour tags set; like :meth:`picture`, safe from another thread."""
-        import av
-
-        w, _ = self.size
-        if self.pix_fmt == "yuv444p":
-            planes = planes.reshape(3, -1, w)
-        elif planes.dtype.itemsize == 2:
-            planes = planes.view("uint16")
-        frame = av.VideoFrame.from_ndarray(planes, format=self.pix_fmt)
+        frame = planes_frame(planes, self.pix_fmt)
         apply_tags(frame, self.conversion.tags)
         return frame
 

@@ -9,16 +9,20 @@ bicubic is the Keys cubic with ``a = -0.6`` (its default B = 0, C = 0.6); so is 
 
 Both directions are separable resamplings: per axis, each output sample is a weighted sum of a
 few gathered input samples (4 taps up, 10 down): the same arithmetic on the CPU and on CUDA.
+
+:class:`PlaneResampler` resizes the planes themselves, with no RGB step, as ``ffmpeg -vf scale``
+does: each plane at its own resolution through swscale, chroma taken from and put at the sitings
+of the input and output formats.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from vsr.errors import ConfigError
-from vsr.io.color import LUMA_WEIGHTS
+from vsr.io.color import LUMA_WEIGHTS, scale_graph
 
 if TYPE_CHECKING:
     import torch
@@ -96,6 +100,12 @@ class YuvFormat:
         x = (sx - 1) / 2 if self.siting == "center" else 0.0
         y = 0.0 if self.siting == "topleft" else (sy - 1) / 2
         return x, y
+
+    @property
+    def pix_fmt(self) -> str:
+        """FFmpeg's name of the planar format (``yuv420p``, ``yuv420p10le``...; never a ``yuvj`` alias)."""
+        layout = next(name for name, factors in _SUBSAMPLING.items() if factors == self.subsampling)
+        return f"yuv{layout}p" + (f"{self.bit_depth}le" if self.bit_depth > 8 else "")
 
     def levels(self) -> tuple[float, float, float, float]:
         """``(black, luma span, chroma centre, chroma span)`` in sample values."""
@@ -197,13 +207,83 @@ def unpack(packed: torch.Tensor, fmt: YuvFormat) -> tuple[torch.Tensor, torch.Te
     """The inverse of :func:`pack`: ``(..., rows, W)`` -> views of the three planes."""
     sx, sy = fmt.subsampling
     rows, w = packed.shape[-2:]
-    h = rows * sx * sy // (sx * sy + 2)
+    h = packed_height(rows, fmt)
     flat = packed.flatten(-2)
     luma, chroma = h * w, (h // sy) * (w // sx)
     y = flat[..., :luma].unflatten(-1, (h, w))
     u = flat[..., luma : luma + chroma].unflatten(-1, (h // sy, w // sx))
     v = flat[..., luma + chroma :].unflatten(-1, (h // sy, w // sx))
     return y, u, v
+
+
+def planes_frame(planes, pix_fmt: str):
+    """An ``(rows, W)`` numpy array of packed planes (:func:`pack`) -> an ``av.VideoFrame`` of
+    ``pix_fmt`` holding a copy of them (int16 samples are read as the unsigned ones they hold)."""
+    import av
+
+    if pix_fmt.startswith("yuv444p"):
+        planes = planes.reshape(3, -1, planes.shape[-1])
+    elif planes.dtype.itemsize == 2:
+        planes = planes.view("uint16")
+    return av.VideoFrame.from_ndarray(planes, format=pix_fmt)
+
+
+class PlaneResampler:
+    """Packed YUV planes resized plane by plane through FFmpeg's scale filter (swscale).
+
+    Luma and each chroma plane are resampled at their own resolution; chroma samples are read
+    where the input format's siting puts them and written where the output's says, so colour
+    edges stay on luma's. There is no RGB step and no level mapping: codes beyond nominal black
+    and white (super-blacks and super-whites) are resampled like any other, and only the
+    format's code range clips what the kernel overshoots.
+
+    Args:
+        kernel: the scale filter's ``flags`` and parameters, e.g. ``"bicubic:param0=0:param1=0.75"``.
+    """
+
+    def __init__(self, kernel: str) -> None:
+        self.kernel = kernel
+        self._graph = None
+        self._geometry: tuple | None = None
+
+    def __call__(self, planes, fmt_in: YuvFormat, fmt_out: YuvFormat, size: tuple[int, int]):
+        """Resize one picture.
+
+        Args:
+            planes: ``(rows, W)`` numpy array of the packed planes of an even-sized picture in
+                ``fmt_in``: uint8 for 8 bits, else uint16 (or int16 holding the same bits).
+            fmt_in, fmt_out: the formats of the input and output planes; they may differ only
+                in chroma siting.
+            size: ``(H, W)`` of the output picture, even.
+
+        Returns:
+            ``(rows_out, W_out)`` uint8 or uint16 numpy array: the output's packed planes in ``fmt_out``.
+
+        Raises:
+            ConfigError: the formats differ in more than siting, or ``size`` is odd.
+        """
+        if replace(fmt_in, siting=fmt_out.siting) != fmt_out:
+            raise ConfigError(f"planes resample within one format; got {fmt_in} to {fmt_out}")
+        out_h, out_w = size
+        if out_h % 2 or out_w % 2:
+            raise ConfigError(f"resampled planes need an even size; got {out_w}x{out_h}")
+        width = planes.shape[-1]
+        height = packed_height(planes.shape[-2], fmt_in)
+        geometry = (width, height, size, fmt_in, fmt_out)
+        if geometry != self._geometry:
+            self._graph = scale_graph(width, height, fmt_in.pix_fmt,
+                                      f"w={out_w}:h={out_h}:flags={self.kernel}:in_chroma_loc={fmt_in.siting}"
+                                      f":out_chroma_loc={fmt_out.siting}")
+            self._geometry = geometry
+        self._graph.push(planes_frame(planes, fmt_in.pix_fmt))
+        out = self._graph.pull().to_ndarray()
+        return out.reshape(-1, out.shape[-1])
+
+
+def packed_height(rows: int, fmt: YuvFormat) -> int:
+    """The picture height whose planes fill ``rows`` packed rows (the inverse of :func:`packed_rows`)."""
+    sx, sy = fmt.subsampling
+    return rows * sx * sy // (sx * sy + 2)
 
 
 def _cubic(d: torch.Tensor) -> torch.Tensor:

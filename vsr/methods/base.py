@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
+    from vsr.io.yuv import YuvFormat
+
 
 @dataclass(frozen=True)
 class Window:
@@ -68,6 +70,10 @@ class Method:
     #: source's coded and nominal levels (:class:`~vsr.io.color.Levels`), so with ``integer_io``
     #: it takes integer frames in coded levels as they are and keeps super-blacks and super-whites.
     linear: bool = False
+    #: True when the method resamples a frame's YUV planes itself (:meth:`upscale_planes`): where
+    #: the source and the output have the same planar layout, the pipeline then hands it the
+    #: decoder's planes and the encoder the planes it returns, with no RGB step on either side.
+    planar: bool = False
     #: True when a GPU speeds the method up enough to reserve one for it: a distributed task
     #: asks its cluster for a GPU only for such methods, unless a CUDA device is named.
     wants_gpu: bool = True
@@ -104,6 +110,22 @@ class Method:
 
         Returns:
             ``(C, H_out, W_out)`` float, nominally in [0, 1] (the encoder clamps).
+        """
+        raise NotImplementedError
+
+    def upscale_planes(self, planes: torch.Tensor, fmt_in: YuvFormat, fmt_out: YuvFormat,
+                       size: tuple[int, int]) -> torch.Tensor:
+        """Upscale one frame's YUV planes (methods with :attr:`planar`).
+
+        Args:
+            planes: ``(1, rows, W)`` packed planes (:func:`vsr.io.yuv.pack`) in ``fmt_in``, as
+                decoded: uint8 for 8 bits, else uint16.
+            fmt_in, fmt_out: the formats of the input and output planes; they differ at most in
+                chroma siting.
+            size: ``(H_out, W_out)`` of the output picture, even.
+
+        Returns:
+            ``(1, rows_out, W_out)`` packed planes in ``fmt_out``, of the input's dtype.
         """
         raise NotImplementedError
 

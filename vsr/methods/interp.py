@@ -3,7 +3,9 @@
 On the CPU the resampling is OpenCV's (SIMD, several times faster than torch's
 CPU kernels); on CUDA it is torch's, with Lanczos done as two separable passes.
 Frames are resampled in the memory layout they arrive in: a channels-last tensor
-goes to OpenCV and comes back without a copy.
+goes to OpenCV and comes back without a copy. On the CPU YUV planes are resampled
+as they are, each at its own resolution and chroma siting, through swscale with
+the same kernels (:class:`~vsr.io.yuv.PlaneResampler`).
 """
 
 from __future__ import annotations
@@ -18,9 +20,15 @@ from vsr.methods.params import NoParams, parse
 if TYPE_CHECKING:
     import torch
 
+    from vsr.io.yuv import PlaneResampler, YuvFormat
+
 _CV2_FLAGS = {"nearest": "INTER_NEAREST", "bilinear": "INTER_LINEAR", "bicubic": "INTER_CUBIC",
               "lanczos": "INTER_LANCZOS4"}
 _LANCZOS_A = 4  # OpenCV's INTER_LANCZOS4 uses an 8x8 neighbourhood; CUDA matches it.
+# swscale's kernels of the same shapes: its bicubic is Mitchell-Netravali's (B, C), and B = 0,
+# C = 0.75 is Keys' cubic with a = -0.75, OpenCV's; its Lanczos takes the window's a.
+_SWS_KERNELS = {"nearest": "neighbor", "bilinear": "bilinear", "bicubic": "bicubic:param0=0:param1=0.75",
+                "lanczos": "lanczos:param0=4"}
 
 
 def resize(image: torch.Tensor, size: tuple[int, int], kernel: str = "bicubic") -> torch.Tensor:
@@ -127,10 +135,28 @@ class Interpolation(Method):
         self.name = kernel
         self.kernel = kernel
         self.scale = scale
+        self._planes: PlaneResampler | None = None  # made on first use
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_planes": None}  # a filter graph does not pickle; it is made again
 
     @property
     def integer_io(self) -> bool:  # OpenCV resamples uint8/uint16 directly, with rounding and saturation
         return self.device.type == "cpu"
+
+    @property
+    def planar(self) -> bool:  # swscale resamples the planes on the CPU
+        return self.device.type == "cpu"
+
+    def upscale_planes(self, planes: torch.Tensor, fmt_in: YuvFormat, fmt_out: YuvFormat,
+                       size: tuple[int, int]) -> torch.Tensor:
+        import torch
+
+        from vsr.io.yuv import PlaneResampler
+
+        if self._planes is None:
+            self._planes = PlaneResampler(_SWS_KERNELS[self.kernel])
+        return torch.from_numpy(self._planes(planes[0].numpy(), fmt_in, fmt_out, size))[None]
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         return self.target_size or (height * self.scale, width * self.scale)
