@@ -38,6 +38,7 @@ stability input; CPU time, so a busy machine moves it less than wall time.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -342,12 +343,13 @@ def flow_cost(args) -> int:
             ["--temporal on top of the per-frame method", f"{1000 * temporal / count:.1f}"]]
     for what, preset in (("output-resolution flow, forward", "medium"), ("output-resolution flow, back", "ultrafast")):
         dis = cv2.DISOpticalFlow_create(PRESETS.index(preset))
-        cost = measure_call(lambda: [dis.calc(b, a, None) for a, b in zip(outs, outs[1:])], 1).cpu_seconds
+        pairs = list(itertools.pairwise(outs))
+        cost = measure_call(lambda dis=dis, pairs=pairs: [dis.calc(b, a, None) for a, b in pairs], 1).cpu_seconds
         rows.append([f"  of which the {what} (DIS {preset})", f"{1000 * cost / (count - 1):.1f}"])
-    lines = [f"`python bench/neural.py --flow-cost` on {machine('cpu')}: {width}x{height} -> x4 "
+    intro = (f"`python bench/neural.py --flow-cost` on {machine('cpu')}: {width}x{height} -> x4 "
              f"({4 * width}x{4 * height}), {count} frames, one thread, 1-minute load average "
-             f"{os.getloadavg()[0]:.1f}.", "", "| cost | CPU ms/frame |", "|---|---|",
-             *(f"| {a} | {b} |" for a, b in rows)]
+             f"{os.getloadavg()[0]:.1f}.")
+    lines = [intro, "", "| cost | CPU ms/frame |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)]
     print("\n".join(lines))
     return 0
 

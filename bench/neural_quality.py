@@ -18,7 +18,7 @@ outputs as .npy files between runs. ``crf23``: the BI frames through libx264 crf
 before upscaling (:func:`vsr.quality.compress`). The s/frame column is the wrapper's own time
 on top of the network (the network's time where the row is the network alone; blank when
 its outputs came from the cache). ``--param key=value`` sets a parameter of the ``misr+NET``
-rows (:class:`~vsr.methods.consistent.ConsistentParams`, on top of :data:`DC_DEFAULTS`).
+rows (on top of the method's own defaults: ``vsr methods misr+span``).
 
 ``--clips``: the same rows on the shipped clips instead of Vid4, the set the data-consistency
 step is tuned on (Vid4 tunes nothing): each clip's first frames area-shrunk to 640x360 at
@@ -37,7 +37,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import SHARED, print_table
-from quality import CLIPS, SEQUENCES, degrade, load_sequence, parse_params, to_tensor, to_uint8, windows
+from quality import (
+    CLIPS,
+    SEQUENCES,
+    degrade,
+    load_sequence,
+    parse_params,
+    to_tensor,
+    to_uint8,
+    windows,
+)
 
 
 class Replay:
@@ -99,8 +108,9 @@ def run_row(row: str, lr: list[np.ndarray], scale: int, cache: Path | None, key:
             params: dict | None = None) -> tuple[list[np.ndarray], float]:
     """Outputs of one table row and its seconds per frame (see the module docstring);
     ``params`` are the ``misr+NET`` rows' parameters beyond :data:`DC_DEFAULTS`."""
-    from vsr.methods.consistent import DC_DEFAULTS, ConsistentParams, DataConsistent
+    from vsr.methods.consistent import DataConsistent
     from vsr.methods.registry import get_method
+    from vsr.methods.registry import parse_params as method_params
     from vsr.methods.temporal import Temporal
     from vsr.quality import imresize
 
@@ -113,8 +123,7 @@ def run_row(row: str, lr: list[np.ndarray], scale: int, cache: Path | None, key:
         prior = Replay(lr, network(net, lr, scale, cache, key)[0], scale, net)
         if row.endswith("+temporal"):
             prior = Temporal(prior)
-        p = ConsistentParams(**{**DC_DEFAULTS, **(params or {})})
-        method = DataConsistent(scale, p, prior)
+        method = DataConsistent(scale, method_params(f"misr+{net}", params or {}), prior)
     elif row.endswith("+temporal"):
         net = row.removesuffix("+temporal")
         method = Temporal(Replay(lr, network(net, lr, scale, cache, key)[0], scale, net))
