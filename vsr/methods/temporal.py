@@ -9,9 +9,9 @@ current frame along the optical flow, so that detail follows the motion:
 The warp follows DIS flow computed at the *output* resolution, from this frame's network
 output to the previous output: a flow from the low-resolution frames, scaled up, is off by
 a fraction of an input pixel, which is several output pixels, and blending along it
-smeared what moves fast (Vid4 walk lost 1.4 dB that way); so did DIS's cheaper presets at
-the output resolution (on the shipped clips, -0.2 to -1.5 dB where text changes or a bird
-flaps). The flow back, which only has to say where the round trip fails, is DIS's
+smeared what moves fast (Vid4 walk lost 1.4 dB that way); DIS's cheaper presets at the
+output resolution cost up to 1.4 dB on the shipped clips (smpte's changing digits; 0.2 on
+cockatoo's wings). The flow back, which only has to say where the round trip fails, is DIS's
 ultrafast preset: half the cost of the two flows, the same PSNR and tOF on the shipped
 clips. The gate is the product of that round trip's confidence (``output_fb_sigma``, output
 pixels) and misr's checks on
