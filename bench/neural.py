@@ -23,15 +23,22 @@ float32 matmul; a GPU's with a float16 one).
     nice python bench/neural.py                 # CPU, default sizes
     python bench/neural.py --device cuda --write
     nice python bench/neural.py --stability     # frames/s of --temporal and data consistency
+    nice python bench/neural.py --flow-cost     # --temporal's flow cost against misr's, ms/frame
 
 ``--stability``: frames/s through ``vsr.upscale`` of SPAN per frame, SPAN with ``--temporal``,
 ``misr+span`` (data consistency) and misr alone, on the same input; what ``--temporal`` and
 data consistency cost on top of the network.
+
+``--flow-cost``: CPU ms per frame (one thread) of what ``--temporal`` adds on top of a
+per-frame method (bicubic stands in for the network: the cost does not depend on it), of its
+two output-resolution flows alone, and of misr's flow (``bench/misr.py``'s split), on the
+stability input; CPU time, so a busy machine moves it less than wall time.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -304,6 +311,49 @@ def run_child(args, child_args: list[str]) -> dict | None:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def flow_cost(args) -> int:
+    """The --flow-cost table (see the module docstring)."""
+    import cv2
+    import torch
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from common import measure_call
+    from misr import _shares
+    from quality import to_tensor, windows
+
+    from vsr.methods.misr.flow import PRESETS
+    from vsr.methods.registry import get_method
+    from vsr.methods.temporal import Temporal, luma_u8
+    from vsr.quality import read_frames
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    width, height, count = STABILITY_INPUT
+    count = args.frames or count
+    frames = [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in read_frames(str(CLIP), count)]
+    misr = _shares(get_method("misr", scale=4, threads=1), list(windows(frames, 2)))
+    bicubic = get_method("bicubic", scale=4)
+
+    def run(method) -> float:
+        return measure_call(lambda: sum(1 for _ in method.stream(windows(frames, 0))), 1).cpu_seconds
+
+    temporal = run(Temporal(bicubic)) - run(bicubic)
+    outs = [luma_u8(bicubic(to_tensor(f)[None], 0)) for f in frames]
+    rows = [["misr's flow (low resolution, medium, both ways, composed)", f"{misr['flow_cpu_ms']:.1f}"],
+            ["--temporal on top of the per-frame method", f"{1000 * temporal / count:.1f}"]]
+    for what, preset in (("output-resolution flow, forward", "medium"), ("output-resolution flow, back", "ultrafast")):
+        dis = cv2.DISOpticalFlow_create(PRESETS.index(preset))
+        pairs = list(itertools.pairwise(outs))
+        cost = measure_call(lambda dis=dis, pairs=pairs: [dis.calc(b, a, None) for a, b in pairs], 1).cpu_seconds
+        rows.append([f"  of which the {what} (DIS {preset})", f"{1000 * cost / (count - 1):.1f}"])
+    intro = (f"`python bench/neural.py --flow-cost` on {machine('cpu')}: {width}x{height} -> x4 "
+             f"({4 * width}x{4 * height}), {count} frames, one thread, 1-minute load average "
+             f"{os.getloadavg()[0]:.1f}.")
+    lines = [intro, "", "| cost | CPU ms/frame |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)]
+    print("\n".join(lines))
+    return 0
+
+
 def stability(args) -> int:
     """The --stability table: frames/s of each :data:`STABILITY` row, best of ``repeats`` child runs."""
     load_before = os.getloadavg()[0]
@@ -391,6 +441,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2, help="runs per mode; the best is kept")
     parser.add_argument("--write", action="store_true", help="write the table into bench/RESULTS.md")
     parser.add_argument("--stability", action="store_true", help="frames/s of --temporal and data consistency")
+    parser.add_argument("--flow-cost", action="store_true", help="--temporal's flow cost against misr's")
     parser.add_argument("--child", nargs=2, metavar=("CASE", "MODE"), help=argparse.SUPPRESS)
     parser.add_argument("--stability-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -402,6 +453,8 @@ def main() -> int:
         return 0
     if args.stability:
         return stability(args)
+    if args.flow_cost:
+        return flow_cost(args)
 
     load_before = os.getloadavg()[0]
     peak = peak_flops(args.device)

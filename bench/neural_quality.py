@@ -8,7 +8,8 @@ protocol of ../shared/data/README.md), tOF (TecoGAN) and occlusion-masked warpin
 et al.) with the motion of the ground truth, per sequence, then averaged over sequences.
 
     python bench/neural_quality.py [--scale 4] [--degradation bi|crf23] [--frames N]
-        [--rows bicubic-matlab,misr,span,span+temporal,misr+span] [--cache DIR]
+        [--rows bicubic-matlab,misr,span,span+temporal,misr+span] [--cache DIR] [--param key=value ...]
+    python bench/neural_quality.py --clips [--frames 12] ...    # tuning set: the shipped clips
 
 A row is ``bicubic-matlab``, ``misr``, a per-frame method ``NET`` (``span``, ``realesrgan``...),
 ``NET+temporal``, ``misr+NET`` (data consistency) or ``misr+NET+temporal`` (data consistency
@@ -16,7 +17,13 @@ started from ``NET --temporal``). ``--cache DIR`` keeps the networks'
 outputs as .npy files between runs. ``crf23``: the BI frames through libx264 crf 23 (4:2:0)
 before upscaling (:func:`vsr.quality.compress`). The s/frame column is the wrapper's own time
 on top of the network (the network's time where the row is the network alone; blank when
-its outputs came from the cache).
+its outputs came from the cache). ``--param key=value`` sets a parameter of the ``misr+NET``
+rows (on top of the method's own defaults: ``vsr methods misr+span``).
+
+``--clips``: the same rows on the shipped clips instead of Vid4, the set the data-consistency
+step is tuned on (Vid4 tunes nothing): each clip's first frames area-shrunk to 640x360 at
+most (the ground truth), then MATLAB-bicubic x1/scale as for Vid4 BI; by default every
+shipped clip but big_buck_bunny, whose first frames are black.
 """
 
 from __future__ import annotations
@@ -30,8 +37,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import print_table
-from quality import SEQUENCES, degrade, load_sequence, to_tensor, to_uint8, windows
+from common import SHARED, print_table
+from quality import (
+    CLIPS,
+    SEQUENCES,
+    degrade,
+    load_sequence,
+    parse_params,
+    to_tensor,
+    to_uint8,
+    windows,
+)
+
+TUNING_CLIPS = tuple(c for c in CLIPS if not c.startswith("big_buck_bunny"))  # its first frames are black
 
 
 class Replay:
@@ -89,11 +107,13 @@ def network(name: str, lr: list[np.ndarray], scale: int, cache: Path | None, key
     return out, dt
 
 
-def run_row(row: str, lr: list[np.ndarray], scale: int, cache: Path | None, key: str) -> tuple[list[np.ndarray], float]:
-    """Outputs of one table row and its seconds per frame (see the module docstring)."""
-    from vsr.methods.consistent import DC_DEFAULTS, DataConsistent
-    from vsr.methods.misr.method import MisrParams
+def run_row(row: str, lr: list[np.ndarray], scale: int, cache: Path | None, key: str,
+            params: dict | None = None) -> tuple[list[np.ndarray], float]:
+    """Outputs of one table row and its seconds per frame (see the module docstring);
+    ``params`` set parameters of a ``misr+NET`` row over the method's own defaults."""
+    from vsr.methods.consistent import DataConsistent
     from vsr.methods.registry import get_method
+    from vsr.methods.registry import parse_params as method_params
     from vsr.methods.temporal import Temporal
     from vsr.quality import imresize
 
@@ -106,7 +126,7 @@ def run_row(row: str, lr: list[np.ndarray], scale: int, cache: Path | None, key:
         prior = Replay(lr, network(net, lr, scale, cache, key)[0], scale, net)
         if row.endswith("+temporal"):
             prior = Temporal(prior)
-        method = DataConsistent(scale, MisrParams(**DC_DEFAULTS), prior)
+        method = DataConsistent(scale, method_params(f"misr+{net}", params or {}), prior)
     elif row.endswith("+temporal"):
         net = row.removesuffix("+temporal")
         method = Temporal(Replay(lr, network(net, lr, scale, cache, key)[0], scale, net))
@@ -117,6 +137,24 @@ def run_row(row: str, lr: list[np.ndarray], scale: int, cache: Path | None, key:
     return out, (time.perf_counter() - t) / len(lr)
 
 
+def load_clip(name: str, frames: int, scale: int) -> list[np.ndarray]:
+    """The first ``frames`` frames of shipped clip ``name``, area-shrunk to fit 640x360 and
+    cropped to a multiple of ``scale``: RGB uint8 ground truth."""
+    import cv2
+
+    from vsr.quality import read_frames
+
+    out = []
+    for f in read_frames(str(SHARED / "clips" / name), frames):
+        h, w = f.shape[:2]
+        shrink = max(1.0, w / 640, h / 360)
+        if shrink > 1:
+            f = cv2.resize(f, (round(w / shrink), round(h / shrink)), interpolation=cv2.INTER_AREA)
+        h, w = f.shape[:2]
+        out.append(np.ascontiguousarray(f[: h - h % scale, : w - w % scale]))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", type=int, default=4)
@@ -125,21 +163,31 @@ def main() -> None:
     ap.add_argument("--sequences", default=",".join(SEQUENCES))
     ap.add_argument("--rows", default="bicubic-matlab,misr,span,span+temporal,misr+span")
     ap.add_argument("--cache", type=Path, default=None, help="directory keeping the networks' outputs")
+    ap.add_argument("--param", action="append", default=[], help="misr+NET parameter key=value (repeatable)")
+    ap.add_argument("--clips", nargs="?", const=",".join(TUNING_CLIPS), default=None,
+                    help="the shipped clips instead of Vid4 (comma-separated names; default all but "
+                         "big_buck_bunny, whose first frames are black); --frames 12")
     args = ap.parse_args()
 
     from vsr.quality import compress, psnr_y, tof, warping_error
 
     rows = args.rows.split(",")
-    seqs = args.sequences.split(",")
+    params = parse_params(args.param)
+    if args.clips:
+        args.frames = args.frames or 12
+    seqs = [Path(c).stem for c in args.clips.split(",")] if args.clips else args.sequences.split(",")
     table: dict[str, dict[str, tuple[float, float, float, float]]] = {r: {} for r in rows}
-    for seq in seqs:
-        gt = load_sequence(seq, args.frames, args.scale)
+    for i, seq in enumerate(seqs):
+        if args.clips:
+            gt = load_clip(args.clips.split(",")[i], args.frames, args.scale)
+        else:
+            gt = load_sequence(seq, args.frames, args.scale)
         lr = [degrade(g, args.scale, "bi") for g in gt]
         if args.degradation == "crf23":
             lr = compress(lr, crf=23)
         key = f"{seq}_x{args.scale}_{args.degradation}_{args.frames or 'all'}"
         for row in rows:
-            out, dt = run_row(row, lr, args.scale, args.cache, key)
+            out, dt = run_row(row, lr, args.scale, args.cache, key, params)
             psnr = float(np.mean([psnr_y(o, g) for o, g in zip(out, gt)]))
             table[row][seq] = (psnr, tof(out, gt), warping_error(out, gt), dt)
             print(f"{seq} {row}: PSNR-Y {psnr:.2f} tOF {table[row][seq][1]:.3f} "
@@ -150,8 +198,9 @@ def main() -> None:
         mean = [float(np.mean([table[row][q][i] for q in seqs])) for i in range(4)]
         out_rows.append([row, *cells, f"{mean[0]:.2f}", f"{mean[1]:.3f}", f"{mean[2] * 1e3:.3f}",
                          "" if np.isnan(mean[3]) else f"{mean[3]:.2f}"])
-    title = (f"Vid4 x{args.scale} {args.degradation.upper()}, frames {args.frames or 'all'}: PSNR-Y per sequence "
-             "and average, tOF and warping error (x1e-3) averaged over sequences")
+    title = (f"{'Shipped clips' if args.clips else 'Vid4'} x{args.scale} {args.degradation.upper()}, "
+             f"frames {args.frames or 'all'}: PSNR-Y per sequence and average, tOF and warping error (x1e-3) "
+             "averaged over sequences" + (f", misr+NET {params}" if params else ""))
     print_table(title, ["row", *seqs, "PSNR-Y", "tOF", "warp e-3", "s/frame"], out_rows)
 
 

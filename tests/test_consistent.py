@@ -9,9 +9,9 @@ import torch
 from neural_fixtures import needs_package, vsr_weights  # noqa: F401
 
 from vsr.errors import ConfigError
-from vsr.methods.base import Window
-from vsr.methods.consistent import DataConsistent
-from vsr.methods.registry import get_method
+from vsr.methods.base import Method, Window
+from vsr.methods.consistent import ConsistentParams, DataConsistent, GanConsistentParams
+from vsr.methods.registry import get_method, parse_params
 from vsr.methods.temporal import Temporal
 from vsr.quality import imresize, psnr_y
 
@@ -89,6 +89,31 @@ def test_span_made_consistent_departure_maps_and_parameters(tmp_path):
     # The map is how far the output left the network's, in Y (x 256 / 255 per level).
     diff = np.abs(outs[2].astype(np.float32) @ [0.299, 0.587, 0.114] - span[2].astype(np.float32) @ [0.299, 0.587, 0.114])
     assert abs(departure.mean() / 256 - diff.mean()) < 0.5
+
+
+class Inventing(Method):
+    """Bicubic x4 plus fine texture that no frame shows, as a GAN draws it (seeded per call)."""
+
+    name = "inventing"
+    scale = SCALE
+    radius = 0
+
+    def __call__(self, frames: torch.Tensor, ref: int) -> torch.Tensor:
+        up = torch.nn.functional.interpolate(frames[ref: ref + 1].float(), scale_factor=SCALE, mode="bicubic",
+                                             align_corners=False)[0]
+        return up + 0.06 * torch.randn(up.shape, generator=torch.Generator().manual_seed(7))
+
+
+def test_a_gan_prior_gets_a_stronger_pull_towards_the_frames():
+    assert parse_params("misr+realesrgan", {}) == GanConsistentParams()
+    assert parse_params("misr+span", {}).btv_weight == 0 < parse_params("misr+realesrgan", {}).btv_weight
+    truths, lows, _ = _filmed_text(5)
+    middle = range(2, 3)
+    invented = _run(DataConsistent(SCALE, ConsistentParams(), Inventing()), lows, middle)[0]
+    pulled = _run(DataConsistent(SCALE, GanConsistentParams(), Inventing()), lows, middle)[0]
+    print(f"PSNR-Y: a fidelity network's settings {psnr_y(invented, truths[2]):.2f}, a GAN's "
+          f"{psnr_y(pulled, truths[2]):.2f}")
+    assert psnr_y(pulled, truths[2]) > psnr_y(invented, truths[2]) + 1.0
 
 
 def test_bad_combinations_are_one_line_config_errors():

@@ -108,6 +108,12 @@ def test_strength_zero_is_the_per_frame_method():
         assert torch.allclose(a, b)
 
 
+def test_the_record_names_both_output_flows():
+    # The flow back only checks the round trip: the cheap preset, with a tolerance of one output pixel.
+    record = Temporal(Flickering()).describe()["temporal"]
+    assert (record["flow_preset"], record["output_flow_back"], record["output_fb_sigma"]) == ("medium", "ultrafast", 1.0)
+
+
 def test_bad_settings_are_one_line_config_errors():
     with pytest.raises(ConfigError, match="strength"):
         Temporal(Flickering(), strength=1.0)

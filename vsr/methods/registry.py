@@ -68,7 +68,7 @@ _ENTRIES = (
                 params="ConsistentParams"),
     MethodEntry("misr+realesrgan", "vsr.methods.consistent:misr_realesrgan",
                 "Real-ESRGAN's output made consistent with the aligned neighbouring frames", 4,
-                params="ConsistentParams"),
+                params="GanConsistentParams"),
     MethodEntry("realesrgan", "vsr.methods.neural:realesrgan", "Real-ESRGAN x4plus (RRDBNet), photos and video", 4,
                 params="NeuralParams"),
     MethodEntry("realesrgan-anime", "vsr.methods.neural:realesrgan_anime", "Real-ESRGAN x4plus anime (6 blocks)", 4,
