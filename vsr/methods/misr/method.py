@@ -95,7 +95,7 @@ class MisrParams:
     fallback: float = 0.5
     robust: float = 0.05
     robust_texture: float = 0.5
-    brightness_sigma: float = 0.6
+    brightness_sigma: float = 0.8
     still: float = 0.01
     iterations: int = 6
     step: float = 1.5
