@@ -359,3 +359,23 @@ def test_smoothed_btv_gradient_fades_on_flat_areas():
     _add_btv_gradient(a, step, offsets, 1.0)
     _add_btv_gradient(b, step, offsets, 1.0, epsilon=0.01)
     torch.testing.assert_close(a, b, atol=1e-3, rtol=0)  # real edges are pulled as before
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_neighbours_brighter_than_the_reference_do_not_pull_a_flat_picture(scale):
+    import cv2
+
+    # A smooth, clean scene moving by whole high-resolution pixels while it brightens by 1.5
+    # levels a frame (auto-exposure under a pan): the neighbours' detail is worth little here,
+    # and fusing their brightness would shift the whole picture.
+    h, w, margin = 40, 48, 4 * scale
+    rng = np.random.default_rng(3)
+    field = cv2.GaussianBlur(rng.random((h * scale + 2 * margin, w * scale + 2 * margin)), (0, 0), 3 * scale)
+    scene = np.repeat((60 + 140 * (field - field.min()) / np.ptp(field))[..., None], 3, axis=2)
+    crops = [scene[margin + dy: margin + dy + h * scale, margin + dx: margin + dx + w * scale] for dx, dy in SHIFTS]
+    lows = [imresize(np.clip(np.round(c + 1.5 * i), 0, 255).astype(np.uint8), 1 / scale) for i, c in enumerate(crops)]
+    frames = torch.stack([torch.from_numpy(x).permute(2, 0, 1).float() / 255 for x in lows])
+    gt = np.clip(np.round(crops[0]), 0, 255).astype(np.uint8)
+    ours = psnr_y(to_uint8(build(scale, **FAST)(frames, 0)), gt)
+    base = psnr_y(bicubic(frames[0], scale), gt)
+    assert ours > base - 1.0, (ours, base)

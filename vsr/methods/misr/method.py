@@ -49,6 +49,9 @@ class MisrParams:
         robust: tolerated intensity difference (0..1) between an aligned sample and the reference
             on flat areas before the sample is rejected (moving objects, occlusions, flow errors).
         robust_texture: multiple of the reference's local standard deviation added to ``robust``.
+        brightness_sigma: each neighbour's brightness difference to the reference, smoothed by a
+            Gaussian of this many input pixels, is removed before fusion (exposure or light
+            changing along the motion); 0 fuses the neighbours as they are.
         still: a neighbour's pixel that matches the reference without motion within this
             intensity (0..1) of how it matches along the flow is taken as not moving (no
             boiling where the picture is still); 0 trusts the flow everywhere.
@@ -92,6 +95,7 @@ class MisrParams:
     fallback: float = 0.5
     robust: float = 0.05
     robust_texture: float = 0.5
+    brightness_sigma: float = 0.8
     still: float = 0.01
     iterations: int = 6
     step: float = 1.5
@@ -124,7 +128,7 @@ class MisrParams:
             value = getattr(self, name)
             need(isinstance(value, int | float) and not isinstance(value, bool) and value > 0,
                  f"{name} must be a positive number; got {value!r}")
-        for name in ("fallback", "robust_texture", "btv_weight", "still", "btv_epsilon", "quant"):
+        for name in ("fallback", "robust_texture", "brightness_sigma", "btv_weight", "still", "btv_epsilon", "quant"):
             value = getattr(self, name)
             need(isinstance(value, int | float) and not isinstance(value, bool) and value >= 0,
                  f"{name} must be a number >= 0; got {value!r}")
@@ -296,11 +300,12 @@ class Misr(Method):
         import torch
 
         from vsr.methods.misr.fuse import fuse, upsample
+        from vsr.methods.misr.photometric import match_brightness
 
         fuse_dtype = self.dtype if planes.device.type == "cuda" else torch.float32
-        planes = planes.to(fuse_dtype)
         pos = torch.as_tensor(pos).to(planes.device)
         conf = torch.as_tensor(conf).to(planes.device)
+        planes = match_brightness(planes, pos, conf, self.params.brightness_sigma).to(fuse_dtype)
         start = None if init is None else self._ycc(init[None].to(planes.device))[0]
         if self.params.chroma == "fuse":
             result = fuse(planes, pos, conf, cfg, init=start)

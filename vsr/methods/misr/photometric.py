@@ -1,0 +1,48 @@
+"""Brightness matching of aligned neighbours to the reference, before fusion.
+
+Along a motion trajectory the same scene point can change brightness from frame to frame
+(auto-exposure, light, vignetting under a pan). Fused as they are, a neighbour's samples then
+pull the whole estimate towards their brightness: on clean, flat pictures that costs far more
+than the neighbours' detail gains. The reference alone already fixes the picture's low
+frequencies; the neighbours are only needed for the aliased high ones. So each neighbour's
+smooth difference to the reference (confidence-weighted, Gaussian-smoothed) is removed.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from vsr.methods.misr.fuse import correlate, gaussian_taps
+
+
+def match_brightness(planes: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Neighbours with their smooth difference to the reference removed.
+
+    Args:
+        planes: ``(K, C, h, w)`` float planes, reference first.
+        pos: ``(K, h, w, 2)`` float positions ``(x, y)`` of each pixel in the reference grid.
+        conf: ``(K, h, w)`` weight of each sample in [0, 1]; the difference is measured where
+            it is high and spread by the smoothing elsewhere.
+        sigma: Gaussian standard deviation of the smoothing, low-resolution pixels; 0 returns
+            ``planes`` unchanged.
+
+    Returns:
+        ``(K, C, h, w)`` float32: the reference as it was, each neighbour minus its
+        smoothed difference to the reference resampled at its positions.
+    """
+    k, c, h, w = planes.shape
+    if k == 1 or sigma <= 0:
+        return planes
+    planes = planes.float()
+    pos = pos.to(planes.device, torch.float32)
+    weight = conf[1:, None].to(planes.device, torch.float32)
+    grid = torch.stack([pos[1:, ..., 0] * (2 / max(w - 1, 1)) - 1, pos[1:, ..., 1] * (2 / max(h - 1, 1)) - 1], -1)
+    ref = planes[:1].expand(k - 1, -1, -1, -1)
+    warped = F.grid_sample(ref, grid, mode="bicubic", padding_mode="border", align_corners=True)
+    diff = (planes[1:] - warped).mul_(weight)
+    taps, start = gaussian_taps(sigma, planes.device, torch.float32)
+    # Neighbours and channels stacked as the images of one correlation.
+    num = correlate(torch.cat([diff.reshape(-1, h, w), weight.reshape(-1, h, w)]), taps, start)
+    offset = num[: (k - 1) * c].reshape(k - 1, c, h, w) / num[(k - 1) * c:].reshape(k - 1, 1, h, w).add(1e-3)
+    return torch.cat([planes[:1], planes[1:] - offset])
