@@ -33,7 +33,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import SHARED, print_table
-from quality import CLIPS, SEQUENCES, load_sequence, parse_params, run_method, to_uint8, windows
+from quality import (
+    CLIPS,
+    SEQUENCES,
+    load_sequence,
+    parse_params,
+    run_method,
+    to_uint8,
+    windows,
+)
 
 
 def oracle_misr(errors: np.ndarray, sigma: float, params: dict):

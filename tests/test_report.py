@@ -84,9 +84,9 @@ def test_frames_shown_at_times_are_found_by_seeking(tmp_path, monkeypatch, conta
     original = fr._pictures
 
     def counting(decoder):
-        for picture in original(decoder):
-            decoded.append(picture.pts)
-            yield picture
+        for one in original(decoder):
+            decoded.append(one.pts)
+            yield one
 
     monkeypatch.setattr(fr, "_pictures", counting)
     shown = fr.at_times(str(path), times)
