@@ -265,7 +265,8 @@ class Pipeline:
         source's planes have their layout, depth, matrix and range (the decoder then hands the
         method its planes); ``None``: frames go through RGB."""
         method, decoder, sink = self.method, self.decoder, self.sink
-        if not method.planar or not hasattr(sink, "planes_format") or not hasattr(decoder, "use_yuv"):
+        if (not method.planar or method.radius or not hasattr(sink, "planes_format")
+                or not hasattr(decoder, "use_yuv")):
             return None
         height, width = self._output_size()
         out = sink.planes_format(width, height)
@@ -675,7 +676,7 @@ def upscale_frames(frames: Iterable[Frame], method: Method, output_size: tuple[i
         return method.upscale_planes(frame, fmt, planes_out, size)
 
     with torch.inference_mode():
-        if planes_in is not None and not transport.cuda:  # the method resamples the planes
+        if method.planar and planes_in is not None and not transport.cuda:  # the method resamples the planes
             images = map(upscale_planes, feed())
         elif method.batched:
             images = transport.map(batches(feed(), method.batch_size), method.upscale_batch, finish, on_device, to_host)

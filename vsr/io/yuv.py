@@ -218,9 +218,15 @@ def unpack(packed: torch.Tensor, fmt: YuvFormat) -> tuple[torch.Tensor, torch.Te
 
 def planes_frame(planes, pix_fmt: str):
     """An ``(rows, W)`` numpy array of packed planes (:func:`pack`) -> an ``av.VideoFrame`` of
-    ``pix_fmt`` holding a copy of them (int16 samples are read as the unsigned ones they hold)."""
+    ``pix_fmt`` over them (int16 samples are read as the unsigned ones they hold).
+
+    8-bit 4:2:0 in a C-contiguous array is wrapped without a copy (the frame keeps the array
+    alive; the encoder copies a frame that does not own its buffer); other layouts are copied.
+    """
     import av
 
+    if pix_fmt in ("yuv420p", "yuvj420p") and planes.dtype.itemsize == 1 and planes.flags.c_contiguous:
+        return av.VideoFrame.from_numpy_buffer(planes, format=pix_fmt)
     if pix_fmt.startswith("yuv444p"):
         planes = planes.reshape(3, -1, planes.shape[-1])
     elif planes.dtype.itemsize == 2:

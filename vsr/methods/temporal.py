@@ -81,6 +81,11 @@ def flow_grid(flow: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.stack([gx * (2 / w) - 1, gy * (2 / h) - 1], dim=-1)[None]
 
 
+# The output-resolution flow back only checks the forward flow's round trip (to within a
+# pixel): DIS's cheapest preset does that as well as the forward flow's own.
+OUTPUT_FLOW_BACK = "ultrafast"
+
+
 class Temporal(Method):
     """A per-frame method made temporally stable by flow-guided recurrent blending.
 
@@ -144,7 +149,7 @@ class Temporal(Method):
                                                       "fb_sigma": self.fb_sigma, "robust": self.robust,
                                                       "robust_texture": self.robust_texture,
                                                       "output_fb_sigma": self.output_fb_sigma,
-                                                      "output_flow_back": "ultrafast"}}
+                                                      "output_flow_back": OUTPUT_FLOW_BACK}}
 
     def __call__(self, frames: torch.Tensor, ref: int) -> torch.Tensor:
         """One frame on its own: nothing to blend with, the per-frame output."""
@@ -211,7 +216,7 @@ class Temporal(Method):
 
         if self._dis is None:
             self._dis = cv2.DISOpticalFlow_create(PRESETS.index(self.flow_preset))
-            self._dis_back = cv2.DISOpticalFlow_create(PRESETS.index("ultrafast"))
+            self._dis_back = cv2.DISOpticalFlow_create(PRESETS.index(OUTPUT_FLOW_BACK))
         now, before = luma_u8(current), luma_u8(previous)
         forward, backward = self._dis.calc(now, before, None), self._dis_back.calc(before, now, None)
         gate = upsample_confidence(alignment.conf[1], tuple(current.shape[-2:]), current.device)[0]

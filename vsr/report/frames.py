@@ -100,28 +100,35 @@ def pictures(path: str, video_stream: int | None = None) -> Iterator[Picture]:
 _SEEK_BACK = (0.0, 1.0, 4.0, 16.0, 64.0)  # seconds: a container seeking imprecisely lands later than asked
 
 
-def _shown_at(path: str, when: float, video_stream: int | None, back: float | None) -> Picture | None:
-    """The last frame starting at or before ``when``, decoding from a seek to ``back`` seconds
-    before it, or before the end if ``when`` is past it (``None``: from the start); ``None``
-    when that seek landed after ``when``."""
+def _seek_times(path: str, when: float, video_stream: int | None) -> list[float]:
+    """Where to seek for the frame shown at ``when``: ``when`` (or the end, if it is past it)
+    less each of :data:`_SEEK_BACK`, while that stays after the stream's start."""
     from vsr.io.decode import Decoder
 
     with Decoder(path, video_stream=video_stream) as decoder:
-        if back is not None:
-            info = decoder.info
-            start = float((info.start_time or 0) * info.time_base)
-            end = start + info.duration if info.duration else when
-            if min(when, end) - back <= start:
-                return None  # as far back as the start: the decode from the start does it
-            target = int((min(when, end) - back) / info.time_base)
-            decoder.container.seek(target, stream=decoder.stream, backward=True, any_frame=False)
+        info = decoder.info
+    start = float((info.start_time or 0) * info.time_base)
+    goal = min(when, start + info.duration) if info.duration else when
+    return [goal - back for back in _SEEK_BACK if goal - back > start]
+
+
+def _shown_at(path: str, when: float, video_stream: int | None, seek: float | None) -> Picture | None:
+    """The last frame starting at or before ``when``, decoding from a seek to the keyframe
+    before ``seek`` seconds (``None``: from the start); ``None`` when that seek landed after
+    ``when``, or on frames without timestamps (whose made-up ones restart at a seek)."""
+    from vsr.io.decode import Decoder
+
+    with Decoder(path, video_stream=video_stream) as decoder:
+        if seek is not None:
+            decoder.container.seek(int(seek / decoder.info.time_base), stream=decoder.stream,
+                                   backward=True, any_frame=False)
         previous: Picture | None = None
         for picture in _pictures(decoder):
-            if back is not None and picture.pts is None:
-                return None  # untimed frames: only a decode from the start knows where they are
+            if seek is not None and decoder.stats.missing_pts:
+                return None
             if picture.time > when + _EPSILON:
                 # Before the first frame: that frame, unless a seek may have skipped earlier ones.
-                return previous if back is not None else (previous or picture)
+                return previous if seek is not None else (previous or picture)
             previous = picture
         return previous
 
@@ -132,8 +139,8 @@ def at_times(path: str, times: list[float], video_stream: int | None = None) -> 
     Each time is reached by seeking to the keyframe before it and decoding from there, so a
     frame late in a long file costs about one group of pictures, not the whole file before it.
     Where a seek lands after the time (MPEG-TS seeks by bytes), it is tried again from further
-    back; a time before the first frame, a file that cannot seek and frames without timestamps
-    are found by decoding from the start. A time before the first frame gives the first frame;
+    back; a time near the start, a file that cannot seek and frames without timestamps are
+    found by decoding from the start. A time before the first frame gives the first frame;
     one past the end gives the last.
 
     Raises:
@@ -145,9 +152,9 @@ def at_times(path: str, times: list[float], video_stream: int | None = None) -> 
     found: list[Picture] = []
     for when in times:
         picture = None
-        for back in (*_SEEK_BACK, None):
+        for seek in (*_seek_times(path, when, video_stream), None):
             try:
-                picture = _shown_at(path, when, video_stream, back)
+                picture = _shown_at(path, when, video_stream, seek)
             except av.error.FFmpegError:
                 continue
             if picture is not None:

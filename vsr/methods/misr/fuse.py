@@ -248,9 +248,16 @@ class CompiledBilinear:
     def _flat(self, t: torch.Tensor, c: int) -> np.ndarray:
         return t.float().contiguous().view(c, -1).numpy()
 
+    def _check(self, name: str, t: torch.Tensor, shape: tuple[int, ...], channels: tuple[int, ...]) -> None:
+        # The compiled loops do not check bounds: a wrong shape would read past the buffers.
+        if tuple(t.shape[1:]) != shape or t.shape[0] not in channels:
+            raise ValueError(f"CompiledBilinear: {name} of shape {tuple(t.shape)} does not fit "
+                             f"({'|'.join(map(str, channels))}, {', '.join(map(str, shape))})")
+
     def sample(self, image: torch.Tensor) -> torch.Tensor:
         """``(C, H, W)`` -> ``(C, K, h, w)``."""
         c = image.shape[0]
+        self._check("image", image, self.size, (c,))
         out = torch.empty(c, *self.shape)
         self.kernels.sample(self._flat(image, c), self.first, self.fx, self.fy, self.size[1], out.view(c, -1).numpy())
         return out
@@ -258,6 +265,7 @@ class CompiledBilinear:
     def splat(self, values: torch.Tensor) -> torch.Tensor:
         """``(C, K, h, w)`` -> ``(C, H, W)``: the transpose of :meth:`sample`."""
         c = values.shape[0]
+        self._check("values", values, self.shape, (c,))
         out = torch.zeros(c, *self.size)
         self.kernels.splat(self._flat(values, c), self.first, self.fx, self.fy, self.size[1], out.view(c, -1).numpy())
         return out
@@ -266,6 +274,9 @@ class CompiledBilinear:
                      inv_scale2: float, quant: float) -> torch.Tensor:
         """See :meth:`Bilinear.robust_splat`."""
         c = image.shape[0]
+        self._check("image", image, self.size, (c,))
+        self._check("values", values, self.shape, (c,))
+        self._check("weight", weight, self.shape, (1, c))
         out = torch.zeros(c, *self.size)
         self.kernels.robust_splat(self._flat(image, c), self.first, self.fx, self.fy, self.size[1],
                                   self._flat(values, c), self._flat(weight, weight.shape[0]), inv_scale2, quant,
@@ -402,7 +413,6 @@ def fuse(frames: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor, cfg: FuseC
     pos = pos.to(dev, torch.float32)
     conf = conf.to(dev, torch.float32)
     planes = frames.float().permute(1, 0, 2, 3)  # (C, K, h, w)
-    fallback = upsample(frames[0].float(), s, psf.offset)
 
     # Samples are placed once, on the grid of the blurred image (shifted by ``delta``); kernel
     # regression undoes that shift in its Gaussian taps. The reference's samples fall exactly
@@ -411,7 +421,7 @@ def fuse(frames: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor, cfg: FuseC
     ref = Lattice(first, s, (h, w), (hs, ws))
     others = bilinear(pos[1:, ..., 0] * s + (psf.offset - psf.delta),
                       pos[1:, ..., 1] * s + (psf.offset - psf.delta), (hs, ws)) if k > 1 else None
-    ref_values, values = planes[:, 0], planes[:, 1:]
+    ref_values, values = planes[:, 0], planes[:, 1:].contiguous()  # read on every step
     ref_weight, weight = conf[0][None], conf[1:][None]
 
     def splat(ref_part: torch.Tensor, other_part: torch.Tensor | None) -> torch.Tensor:
@@ -427,6 +437,7 @@ def fuse(frames: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor, cfg: FuseC
     evidence = den * (s * s)
     if init is None:
         num = correlate(splat(ref_values * ref_weight, values * weight), taps, start, symmetric=False)
+        fallback = upsample(frames[0].float(), s, psf.offset)
         x = (num * (s * s) + cfg.fallback * fallback) / (evidence + cfg.fallback)
     else:
         x = init.to(dev, torch.float32)

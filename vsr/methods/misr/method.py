@@ -305,13 +305,15 @@ class Misr(Method):
         fuse_dtype = self.dtype if planes.device.type == "cuda" else torch.float32
         pos = torch.as_tensor(pos).to(planes.device)
         conf = torch.as_tensor(conf).to(planes.device)
-        planes = match_brightness(planes, pos, conf, self.params.brightness_sigma).to(fuse_dtype)
+        # Chroma that is not fused comes from the reference alone: only what is fused is matched.
+        fused = planes if self.params.chroma == "fuse" else planes[:, :1]
+        fused = match_brightness(fused, pos, conf, self.params.brightness_sigma).to(fuse_dtype)
         start = None if init is None else self._ycc(init[None].to(planes.device))[0]
         if self.params.chroma == "fuse":
-            result = fuse(planes, pos, conf, cfg, init=start)
+            result = fuse(fused, pos, conf, cfg, init=start)
             out = result.image
         else:
-            result = fuse(planes[:, :1], pos, conf, cfg, init=None if start is None else start[:1])
+            result = fuse(fused, pos, conf, cfg, init=None if start is None else start[:1])
             chroma = upsample(planes[0, 1:].float(), self.scale, cfg.psf.offset) if start is None else start[1:]
             out = torch.cat([result.image.float(), chroma])
         return self._rgb(out).to(self.dtype), result.evidence

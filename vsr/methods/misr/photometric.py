@@ -28,7 +28,8 @@ def match_brightness(planes: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor
             ``planes`` unchanged.
 
     Returns:
-        ``(K, C, h, w)`` float32: the reference as it was, each neighbour minus its
+        ``(K, C, h, w)``: ``planes`` itself when nothing is matched (one frame, or
+        ``sigma`` 0); otherwise float32, the reference as it was and each neighbour minus its
         smoothed difference to the reference resampled at its positions.
     """
     k, c, h, w = planes.shape
