@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -326,3 +327,21 @@ def test_models_command_installs_and_lists(capsys, vsr_weights):
     with pytest.raises(ModelError, match="unknown model"):
         args = parser.parse_args(["models", "install", "nope"])
         args.handler(args)
+
+
+SHIPPED_WEIGHTS = sorted((ROOT / "vsr" / "methods" / "weights").glob("*.safetensors"))
+
+
+@pytest.mark.parametrize("weights", SHIPPED_WEIGHTS, ids=lambda p: p.stem)
+def test_every_shipped_weights_file_is_small_and_recorded_in_its_training_log(weights):
+    """Weights trained here ship in the package only under 1 MB, and the log the training
+    script wrote beside them (``bench/logs/NAME.log``) names their exact bytes."""
+    from vsr.digest import sha256_file
+
+    assert weights.stat().st_size < 1_000_000
+    log = (ROOT / "bench" / "logs" / f"{weights.stem}.log").read_text()
+    assert re.search(rf"sha256 {sha256_file(weights)}\b", log)
+
+
+def test_the_shipped_weights_are_found():
+    assert {p.stem for p in SHIPPED_WEIGHTS} >= {"srcnn-x3", "srcnn-x4", "span-crf-x2", "span-crf-x4"}

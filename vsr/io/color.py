@@ -23,6 +23,7 @@ filters the full-resolution chroma down, as ``-sws_flags bicubic+full_chroma_int
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import TYPE_CHECKING
@@ -207,22 +208,33 @@ class RgbConverter:
     def __init__(self, conversion: Conversion, fmt: str) -> None:
         self.conversion = conversion
         self.fmt = fmt
-        self._graph = None
-        self._geometry: tuple | None = None
+        self._graph = CachedGraph()
 
     def __call__(self, frame):
         """Convert one ``av.VideoFrame``; returns an ``(H, W, 3)`` uint8 or uint16 numpy array."""
         geometry = (frame.width, frame.height, frame.format.name)
-        if geometry != self._geometry:
-            self._graph = self._build(*geometry)
-            self._geometry = geometry
-        self._graph.push(frame)
-        return self._graph.pull().to_ndarray()
+        return self._graph.run(geometry, lambda: self._build(*geometry), frame).to_ndarray()
 
     def _build(self, width: int, height: int, pix_fmt: str):
         return scale_graph(width, height, pix_fmt,
                            f"flags={DECODE_SCALE_FLAGS}:in_color_matrix={_SCALE_MATRIX[self.conversion.colorspace]}"
                            f":in_range={'full' if self.conversion.color_range == 'JPEG' else 'limited'}", self.fmt)
+
+
+class CachedGraph:
+    """One filter graph, built again only when the frames' geometry changes."""
+
+    def __init__(self) -> None:
+        self._graph = None
+        self._key: tuple | None = None
+
+    def run(self, key: tuple, build: Callable[[], object], frame):
+        """Push ``frame`` through the graph made by ``build()`` for ``key`` and pull the result."""
+        if key != self._key:
+            self._graph = build()
+            self._key = key
+        self._graph.push(frame)
+        return self._graph.pull()
 
 
 def scale_graph(width: int, height: int, pix_fmt: str, scale: str, fmt: str | None = None):

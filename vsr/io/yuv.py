@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from vsr.errors import ConfigError
-from vsr.io.color import LUMA_WEIGHTS, scale_graph
+from vsr.io.color import LUMA_WEIGHTS, CachedGraph, scale_graph
 
 if TYPE_CHECKING:
     import torch
@@ -249,8 +249,7 @@ class PlaneResampler:
 
     def __init__(self, kernel: str) -> None:
         self.kernel = kernel
-        self._graph = None
-        self._geometry: tuple | None = None
+        self._graph = CachedGraph()
 
     def __call__(self, planes, fmt_in: YuvFormat, fmt_out: YuvFormat, size: tuple[int, int]):
         """Resize one picture.
@@ -275,14 +274,11 @@ class PlaneResampler:
             raise ConfigError(f"resampled planes need an even size; got {out_w}x{out_h}")
         width = planes.shape[-1]
         height = packed_height(planes.shape[-2], fmt_in)
-        geometry = (width, height, size, fmt_in, fmt_out)
-        if geometry != self._geometry:
-            self._graph = scale_graph(width, height, fmt_in.pix_fmt,
-                                      f"w={out_w}:h={out_h}:flags={self.kernel}:in_chroma_loc={fmt_in.siting}"
-                                      f":out_chroma_loc={fmt_out.siting}")
-            self._geometry = geometry
-        self._graph.push(planes_frame(planes, fmt_in.pix_fmt))
-        out = self._graph.pull().to_ndarray()
+        scale = (f"w={out_w}:h={out_h}:flags={self.kernel}:in_chroma_loc={fmt_in.siting}"
+                 f":out_chroma_loc={fmt_out.siting}")
+        out = self._graph.run((width, height, scale, fmt_in.pix_fmt),
+                              lambda: scale_graph(width, height, fmt_in.pix_fmt, scale),
+                              planes_frame(planes, fmt_in.pix_fmt)).to_ndarray()
         return out.reshape(-1, out.shape[-1])
 
 
