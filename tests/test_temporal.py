@@ -108,6 +108,35 @@ def test_strength_zero_is_the_per_frame_method():
         assert torch.allclose(a, b)
 
 
+def test_the_compiled_cpu_blend_is_the_torch_blend():
+    # The CPU path (compiled luma and blend, OpenCV's bicubic remap) against the torch path on
+    # the same flows and gates: a textured picture moved by a fraction of a pixel.
+    import cv2
+
+    from vsr.methods.misr.flow import Alignment, fb_confidence
+    from vsr.methods.temporal import luma, luma_u8
+
+    rng = np.random.default_rng(1)
+    texture = torch.from_numpy(rng.uniform(0, 1, (1, 3, 12, 16)).astype(np.float32))
+    big = F.interpolate(texture, size=(96, 128), mode="bicubic", align_corners=False)
+    previous = big[0, :, 4:84, 4:116].contiguous()
+    current = big[0, :, 5:85, 6:118].contiguous() + 0.02 * torch.rand(3, 80, 112, generator=torch.Generator().manual_seed(2))
+    # Out of range too, as networks give: the luma is clamped.
+    assert np.array_equal(luma_u8(current), (luma(current) * 255).round().clamp(0, 255).to(torch.uint8).numpy())
+    low = rng.uniform(0, 1, (2, 40, 56)).astype(np.float32)
+    alignment = Alignment((0, 1), np.zeros((2, 40, 56, 2), np.float32), low)
+    temporal = Temporal(Flickering(), strength=0.7)
+    out, out_luma = temporal.blend(current, previous, alignment)
+
+    now, before = luma_u8(current), luma_u8(previous)
+    forward, backward = temporal._dis.calc(now, before, None), temporal._dis_back.calc(before, now, None)
+    assert np.abs(forward).mean() > 0.5  # the flow moves things: the warp is tested
+    gate = fb_confidence(forward, backward, temporal.output_fb_sigma) * cv2.resize(low[1], (112, 80))
+    ref, ref_luma = temporal._blend_torch(current, previous, forward, gate)
+    assert (out - ref).abs().max() < 1e-4
+    assert np.abs(out_luma.astype(int) - ref_luma.astype(int)).max() <= 1
+
+
 def test_the_record_names_both_output_flows():
     # The flow back only checks the round trip: the cheap preset, with a tolerance of one output pixel.
     record = Temporal(Flickering()).describe()["temporal"]

@@ -51,19 +51,20 @@ def luma(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def luma_u8(frame: torch.Tensor) -> np.ndarray:
-    """``(3, H, W)`` RGB float in [0, 1] -> ``(H, W)`` uint8 BT.601 luma on the host (for flow)."""
+    """``(3, H, W)`` RGB float in [0, 1] -> ``(H, W)`` uint8 BT.601 luma on the host (for flow).
+
+    Rounded half to even and clamped; on the CPU one compiled pass
+    (:func:`vsr.methods.temporal_kernels.luma_u8`), elsewhere torch's ops on the device.
+    """
     import torch
 
+    if frame.device.type == "cpu" and frame.dtype == torch.float32:
+        from vsr.methods import temporal_kernels
+
+        out = np.empty(frame.shape[-2:], np.uint8)
+        temporal_kernels.luma_u8(frame.contiguous().numpy(), out)
+        return out
     return (luma(frame) * 255).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
-
-
-def upsample_confidence(conf: np.ndarray, size: tuple[int, int], device: torch.device) -> torch.Tensor:
-    """``(h, w)`` float32 confidence in [0, 1] -> ``(1, 1, H, W)`` float32 at ``size`` (bilinear, centred grid)."""
-    import torch
-    import torch.nn.functional as F
-
-    return F.interpolate(torch.from_numpy(np.ascontiguousarray(conf))[None, None].to(device), size=size,
-                         mode="bilinear", align_corners=False)
 
 
 def flow_grid(flow: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -184,6 +185,7 @@ class Temporal(Method):
                 yield window
 
         last: torch.Tensor | None = None
+        last_luma: np.ndarray | None = None
         try:
             # One window at a time: a batching inner stream would hold frames back, adding
             # latency and stalling callers that wait for each output before sending the next.
@@ -191,15 +193,17 @@ class Temporal(Method):
                 (out,) = tuple(self.inner.stream((window,)))
                 index, alignment = seen.popleft()
                 out = out.float()
+                now = luma_u8(out)
                 if alignment is not None and last is not None and last.shape == out.shape:
-                    out = self.blend(out, last, alignment.result())
+                    out, now = self.blend(out, last, alignment.result(), now, last_luma)
                 bank.evict(index)
-                last = out
+                last, last_luma = out, now
                 yield out
         finally:
             bank.close()
 
-    def blend(self, current: torch.Tensor, previous: torch.Tensor, alignment) -> torch.Tensor:
+    def blend(self, current: torch.Tensor, previous: torch.Tensor, alignment, now: np.ndarray | None = None,
+              before: np.ndarray | None = None) -> tuple[torch.Tensor, np.ndarray]:
         """``current + strength * gate * (warp(previous) - current)``.
 
         Args:
@@ -207,20 +211,49 @@ class Temporal(Method):
             previous: ``(C, H, W)`` float, the previous (blended) output.
             alignment: :class:`~vsr.methods.misr.flow.Alignment` with the previous frame as
                 reference: ``conf[1]`` is the low-resolution gate of the current frame's pixels.
+            now, before: :func:`luma_u8` of ``current`` and ``previous``, when already known.
+
+        Returns:
+            the blended ``(C, H, W)`` float32 and its ``(H, W)`` uint8 :func:`luma_u8`. On the
+            CPU the warp is OpenCV's bicubic remap and the blend one compiled
+            pass; elsewhere torch's ``grid_sample`` on the device (the same up to float rounding).
         """
         import cv2
         import torch
-        import torch.nn.functional as F
 
-        from vsr.methods.misr.flow import PRESETS, fb_confidence
+        from vsr.methods.misr.flow import PRESETS, _grid, fb_confidence
 
         if self._dis is None:
             self._dis = cv2.DISOpticalFlow_create(PRESETS.index(self.flow_preset))
             self._dis_back = cv2.DISOpticalFlow_create(PRESETS.index(OUTPUT_FLOW_BACK))
-        now, before = luma_u8(current), luma_u8(previous)
+        now = luma_u8(current) if now is None else now
+        before = luma_u8(previous) if before is None else before
         forward, backward = self._dis.calc(now, before, None), self._dis_back.calc(before, now, None)
-        gate = upsample_confidence(alignment.conf[1], tuple(current.shape[-2:]), current.device)[0]
-        gate *= torch.from_numpy(fb_confidence(forward, backward, self.output_fb_sigma)).to(current.device)
+        gate = fb_confidence(forward, backward, self.output_fb_sigma)
+        h, w = gate.shape
+        # cv2's bilinear resize has F.interpolate's centred grid (align_corners=False).
+        low_gate = cv2.resize(np.ascontiguousarray(alignment.conf[1]), (w, h), interpolation=cv2.INTER_LINEAR)
+        if current.device.type != "cpu":
+            return self._blend_torch(current, previous, forward, gate * low_gate)
+        from vsr.methods import temporal_kernels
+
+        pos = _grid(h, w) + forward
+        prev = previous.contiguous().numpy()
+        warped = np.empty_like(prev)
+        for c in range(3):
+            cv2.remap(prev[c], pos, None, cv2.INTER_CUBIC, dst=warped[c], borderMode=cv2.BORDER_REPLICATE)
+        out = np.empty_like(warped)
+        blended = np.empty((h, w), np.uint8)
+        temporal_kernels.blend(current.contiguous().numpy(), warped, gate, low_gate, self.strength, out, blended)
+        return torch.from_numpy(out), blended
+
+    def _blend_torch(self, current: torch.Tensor, previous: torch.Tensor, forward: np.ndarray,
+                     gate: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """:meth:`blend` on the device with torch: ``forward`` ``(H, W, 2)`` flow, ``gate`` ``(H, W)``."""
+        import torch
+        import torch.nn.functional as F
+
         warped = F.grid_sample(previous[None], flow_grid(forward, current.device), mode="bicubic",
                                padding_mode="border", align_corners=False)
-        return current + (warped[0] - current) * (gate * self.strength)
+        out = current + (warped[0] - current) * (torch.from_numpy(gate).to(current.device) * self.strength)
+        return out, luma_u8(out)
