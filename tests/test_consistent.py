@@ -137,3 +137,24 @@ def test_a_temporal_start_runs_in_order_and_keeps_the_text(tmp_path):
     print(f"text PSNR-Y per frame: misr {misr}, misr+span {per_frame}, with a temporal start {steady}")
     assert min(s - m for s, m in zip(steady, misr)) >= -0.1
     assert np.mean(steady) >= np.mean(per_frame)
+
+
+@pytest.mark.parametrize("window", [5, 1])
+def test_a_temporal_start_aligns_each_pair_of_frames_once(monkeypatch, window):
+    # The prior's low-resolution gate comes from the fusion's own flows: no pair twice.
+    from vsr.methods.misr.flow import FlowBank
+
+    computed: list[tuple[int, int]] = []
+    compute = FlowBank._compute_pair
+
+    def counted(self, a: int, b: int):
+        computed.append((a, b))
+        return compute(self, a, b)
+
+    monkeypatch.setattr(FlowBank, "_compute_pair", counted)
+    _, lows, _ = _filmed_text(6)
+    prior = Temporal(get_method("bicubic", scale=SCALE))
+    outs = _run(DataConsistent(SCALE, ConsistentParams(window=window, iterations=2), prior), lows)
+    assert len(outs) == 6
+    assert sorted(computed) == [(i, i + 1) for i in range(5)]
+

@@ -15,7 +15,8 @@ With ``temporal=true`` the network's outputs first go through ``--temporal``
 along the motion, steadier and closer to the truth (Vid4 x4 BI, SPAN, first 10 frames:
 +0.13 dB on city, +0.18 on walk over the per-frame start). A recurrent start needs the frames
 in order, so then the network runs on a thread of its own, one reference frame after the
-other, while misr fuses.
+other, while misr fuses; its low-resolution gate comes from misr's own flows (misr's flow
+parameters), so each pair of frames is aligned once.
 
 ``departure`` (a directory) receives, per frame, where and how far the output left the
 network's: ``|Y_out - Y_network|`` x 256 as a 16-bit PNG named by frame index. That map is
@@ -41,6 +42,8 @@ from vsr.methods.temporal import Temporal, luma
 
 if TYPE_CHECKING:
     import torch
+
+    from vsr.methods.misr.flow import FlowBank
 
 # Back-projection settings for a network's start, chosen with SPAN on Vid4 x4 BI (first 6 frames
 # of city, calendar and walk): the network's image is already sharp, so no bilateral-TV prior;
@@ -157,10 +160,13 @@ class DataConsistent(Misr):
 
     def stream(self, windows: Iterable[Window]) -> Iterator[torch.Tensor]:
         """misr's stream (see :meth:`Misr.stream`), writing departure maps when asked."""
+        bank = self.flow_bank()
         if isinstance(self.prior, Temporal):
-            windows = self._prior_in_order(windows)
+            # A window of one frame evicts each frame as soon as it is fused, before the prior
+            # reaches the next: then the prior keeps a bank of its own.
+            windows = self._prior_in_order(windows, bank if self.radius > 0 else None)
         if self.departure is None:
-            yield from super().stream(windows)
+            yield from super().stream(windows, bank)
             return
         order: list[int] = []
 
@@ -169,18 +175,20 @@ class DataConsistent(Misr):
                 order.append(window.indices[window.ref] if window.indices else -1)
                 yield window
 
-        for k, out in enumerate(super().stream(noted())):
+        for k, out in enumerate(super().stream(noted(), bank)):
             index = order[k]
             network = self._network.pop(index, None)
             if network is not None:
                 self._write_departure((luma(out.float()) - network).abs(), index)
             yield out
 
-    def _prior_in_order(self, windows: Iterable[Window]) -> Iterator[Window]:
+    def _prior_in_order(self, windows: Iterable[Window], bank: FlowBank | None) -> Iterator[Window]:
         """Pass ``windows`` through, running the prior over their reference frames in order on a thread.
 
         Each window's prior output lands in ``_ordered`` (a future, by decode index) before the
-        window goes on to the fusion, whose :meth:`initial_estimate` waits for it.
+        window goes on to the fusion, whose :meth:`initial_estimate` waits for it. The prior
+        aligns its frames with the fusion's ``bank`` (``None``: one of its own): the fusion
+        keeps the frames the prior reaches next, and each pair's flow is computed once.
         """
         refs: queue.Queue[Window | None] = queue.Queue()
         pending: queue.Queue[Future] = queue.Queue()
@@ -194,7 +202,7 @@ class DataConsistent(Misr):
 
         def run() -> None:
             try:
-                for out in self.prior.stream(iter(refs.get, None)):
+                for out in self.prior.stream(iter(refs.get, None), bank):
                     pending.get().set_result(out.float())
             except BaseException as error:  # noqa: BLE001 - handed to the fusion threads waiting on it
                 failed.append(error)

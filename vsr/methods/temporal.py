@@ -41,6 +41,8 @@ from vsr.methods.base import Method, Window
 if TYPE_CHECKING:
     import torch
 
+    from vsr.methods.misr.flow import FlowBank
+
 _LUMA = (0.299, 0.587, 0.114)  # BT.601, as misr's luma
 
 
@@ -156,11 +158,19 @@ class Temporal(Method):
         """One frame on its own: nothing to blend with, the per-frame output."""
         return next(self.stream([Window(frames, ref)]))
 
-    def stream(self, windows: Iterable[Window]) -> Iterator[torch.Tensor]:
-        """Upscale windows in order; each output is blended with the previous one (see the module)."""
+    def stream(self, windows: Iterable[Window], bank: FlowBank | None = None) -> Iterator[torch.Tensor]:
+        """Upscale windows in order; each output is blended with the previous one (see the module).
+
+        ``bank``: a :class:`~vsr.methods.misr.flow.FlowBank` that already holds (or will hold)
+        the low-resolution frames and their flows, as misr's does under ``misr+NET``: its
+        pairs are then computed once for both, with its flow parameters, and its owner evicts
+        and closes it. ``None``: a bank of this instance's own, evicted as frames pass.
+        """
         from vsr.methods.misr.flow import FlowBank
 
-        bank = FlowBank(self.flow_preset, self.fb_sigma, robust=self.robust, robust_texture=self.robust_texture)
+        own = bank is None
+        if own:
+            bank = FlowBank(self.flow_preset, self.fb_sigma, robust=self.robust, robust_texture=self.robust_texture)
         seen: deque[tuple[int, Any]] = deque()  # (decode index, alignment future or None), in order
         state = {"previous": None, "bare": 0}
 
@@ -196,11 +206,13 @@ class Temporal(Method):
                 now = luma_u8(out)
                 if alignment is not None and last is not None and last.shape == out.shape:
                     out, now = self.blend(out, last, alignment.result(), now, last_luma)
-                bank.evict(index)
+                if own:
+                    bank.evict(index)
                 last, last_luma = out, now
                 yield out
         finally:
-            bank.close()
+            if own:
+                bank.close()
 
     def blend(self, current: torch.Tensor, previous: torch.Tensor, alignment, now: np.ndarray | None = None,
               before: np.ndarray | None = None) -> tuple[torch.Tensor, np.ndarray]:
@@ -221,14 +233,11 @@ class Temporal(Method):
         import cv2
         import torch
 
-        from vsr.methods.misr.flow import PRESETS, _grid, fb_confidence
+        from vsr.methods.misr.flow import _grid, fb_confidence
 
-        if self._dis is None:
-            self._dis = cv2.DISOpticalFlow_create(PRESETS.index(self.flow_preset))
-            self._dis_back = cv2.DISOpticalFlow_create(PRESETS.index(OUTPUT_FLOW_BACK))
         now = luma_u8(current) if now is None else now
         before = luma_u8(previous) if before is None else before
-        forward, backward = self._dis.calc(now, before, None), self._dis_back.calc(before, now, None)
+        forward, backward = self.output_flows(now, before)
         gate = fb_confidence(forward, backward, self.output_fb_sigma)
         h, w = gate.shape
         # cv2's bilinear resize has F.interpolate's centred grid (align_corners=False).
@@ -246,6 +255,24 @@ class Temporal(Method):
         blended = np.empty((h, w), np.uint8)
         temporal_kernels.blend(current.contiguous().numpy(), warped, gate, low_gate, self.strength, out, blended)
         return torch.from_numpy(out), blended
+
+    def output_flows(self, now: np.ndarray, before: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The output-resolution flows from ``now`` to ``before`` (the warp) and back (its check).
+
+        Args:
+            now, before: ``(H, W)`` uint8 luma of this frame's output and of the previous output.
+
+        Returns:
+            two ``(H, W, 2)`` float32 flows ``(dx, dy)`` in output pixels.
+        """
+        import cv2
+
+        from vsr.methods.misr.flow import PRESETS
+
+        if self._dis is None:
+            self._dis = cv2.DISOpticalFlow_create(PRESETS.index(self.flow_preset))
+            self._dis_back = cv2.DISOpticalFlow_create(PRESETS.index(OUTPUT_FLOW_BACK))
+        return self._dis.calc(now, before, None), self._dis_back.calc(before, now, None)
 
     def _blend_torch(self, current: torch.Tensor, previous: torch.Tensor, forward: np.ndarray,
                      gate: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:

@@ -249,6 +249,7 @@ class FlowBank:
         self.robust_texture = robust_texture
         self.still = still
         self._local = threading.local()
+        self._lock = threading.Lock()  # two threads may add frames and ask for pairs (misr+NET --temporal)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="misr-flow")
         self._luma: dict[int, np.ndarray] = {}
         self._pairs: dict[tuple[int, int], Future] = {}
@@ -266,9 +267,10 @@ class FlowBank:
 
     def add(self, index: int, luma: np.ndarray) -> None:
         """Register frame ``index`` with its ``(H, W)`` uint8 luma (ignored if already known)."""
-        if index not in self._luma:
-            self._luma[index] = np.ascontiguousarray(luma)
-            self._stats[index] = self._pool.submit(self._frame_stats, index)
+        with self._lock:
+            if index not in self._luma:
+                self._luma[index] = np.ascontiguousarray(luma)
+                self._stats[index] = self._pool.submit(self._frame_stats, index)
 
     def _frame_stats(self, index: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
         """The frame's luma in [0, 1] and its :func:`local_stats`, once per frame."""
@@ -293,10 +295,11 @@ class FlowBank:
 
     def _pair_future(self, a: int, b: int) -> Future:
         key = (min(a, b), max(a, b))
-        fut = self._pairs.get(key)
-        if fut is None:
-            fut = self._pool.submit(self._compute_pair, *key)
-            self._pairs[key] = fut
+        with self._lock:
+            fut = self._pairs.get(key)
+            if fut is None:
+                fut = self._pool.submit(self._compute_pair, *key)
+                self._pairs[key] = fut
         return fut
 
     def flow(self, a: int, b: int) -> PairFlow:

@@ -358,8 +358,11 @@ class Misr(Method):
         need = 40 * n * h * w * self.scale**2
         return max(1, min(wanted, available_bytes(self.device) // 2 // need))
 
-    def stream(self, windows: Iterable[Window]) -> Iterator[torch.Tensor]:
+    def stream(self, windows: Iterable[Window], bank: Any = None) -> Iterator[torch.Tensor]:
         """Upscale windows in order, one ``(3, s H, s W)`` frame each.
+
+        ``bank``: the :class:`~vsr.methods.misr.flow.FlowBank` to align with (from
+        :meth:`flow_bank`), when a caller shares it; ``None`` makes one. Closed at the end.
 
         Per-frame work (luma, flow to and from the previous frame) is cached by decode index;
         the alignment of the next window runs on the flow thread while the current one is fused.
@@ -370,7 +373,7 @@ class Misr(Method):
         import torch
 
         cfg = self._fuse_config()
-        bank = self.flow_bank()
+        bank = self.flow_bank() if bank is None else bank
         cache: dict[int, Any] = {}  # decode index -> (3, H, W) YCbCr planes on the device
         workers = 0  # known at the first window, from its size
         pool = None
