@@ -31,7 +31,8 @@ data consistency cost on top of the network.
 
 ``--flow-cost``: CPU ms per frame (one thread) of what ``--temporal`` adds on top of a
 per-frame method (bicubic stands in for the network: the cost does not depend on it), of its
-two output-resolution flows alone, and of misr's flow (``bench/misr.py``'s split), on the
+two output-resolution flows alone and of its low-resolution flow and gate (which misr+NET
+takes from misr's own flows), and of misr's flow (``bench/misr.py``'s split), on the
 stability input; CPU time, so a busy machine moves it less than wall time.
 """
 
@@ -321,9 +322,9 @@ def flow_cost(args) -> int:
     from misr import _shares
     from quality import to_tensor, windows
 
-    from vsr.methods.misr.flow import PRESETS
+    from vsr.methods.misr.flow import FlowBank
     from vsr.methods.registry import get_method
-    from vsr.methods.temporal import Temporal, luma_u8
+    from vsr.methods.temporal import OUTPUT_FLOW_BACK, Temporal, luma_u8
     from vsr.quality import read_frames
 
     torch.set_num_threads(1)
@@ -337,15 +338,29 @@ def flow_cost(args) -> int:
     def run(method) -> float:
         return measure_call(lambda: sum(1 for _ in method.stream(windows(frames, 0))), 1).cpu_seconds
 
-    temporal = run(Temporal(bicubic)) - run(bicubic)
+    temporal = Temporal(bicubic)
+    cost = run(temporal) - run(bicubic)
     outs = [luma_u8(bicubic(to_tensor(f)[None], 0)) for f in frames]
     rows = [["misr's flow (low resolution, medium, both ways, composed)", f"{misr['flow_cpu_ms']:.1f}"],
-            ["--temporal on top of the per-frame method", f"{1000 * temporal / count:.1f}"]]
-    for what, preset in (("output-resolution flow, forward", "medium"), ("output-resolution flow, back", "ultrafast")):
-        dis = cv2.DISOpticalFlow_create(PRESETS.index(preset))
-        pairs = list(itertools.pairwise(outs))
-        cost = measure_call(lambda dis=dis, pairs=pairs: [dis.calc(b, a, None) for a, b in pairs], 1).cpu_seconds
+            ["--temporal on top of the per-frame method", f"{1000 * cost / count:.1f}"]]
+    pairs = list(itertools.pairwise(outs))
+    for what, dis, preset in (("output-resolution flow, forward", temporal._dis, temporal.flow_preset),
+                              ("output-resolution flow, back", temporal._dis_back, OUTPUT_FLOW_BACK)):
+        cost = measure_call(lambda dis=dis: [dis.calc(b, a, None) for a, b in pairs], 1).cpu_seconds
         rows.append([f"  of which the {what} (DIS {preset})", f"{1000 * cost / (count - 1):.1f}"])
+    lows = [luma_u8(to_tensor(f)) for f in frames]
+
+    def gate() -> None:
+        bank = FlowBank(temporal.flow_preset, temporal.fb_sigma, robust=temporal.robust,
+                        robust_texture=temporal.robust_texture)
+        for i in range(1, count):
+            bank.add(i - 1, lows[i - 1])
+            bank.add(i, lows[i])
+            bank.submit_alignment((i - 1, i), 0).result()
+        bank.close()
+
+    rows.append(["  of which the low-resolution flow and gate (misr's own under misr+NET)",
+                 f"{1000 * measure_call(gate, 1).cpu_seconds / (count - 1):.1f}"])
     intro = (f"`python bench/neural.py --flow-cost` on {machine('cpu')}: {width}x{height} -> x4 "
              f"({4 * width}x{4 * height}), {count} frames, one thread, 1-minute load average "
              f"{os.getloadavg()[0]:.1f}.")
