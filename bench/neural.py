@@ -324,7 +324,7 @@ def flow_cost(args) -> int:
 
     from vsr.methods.misr.flow import FlowBank
     from vsr.methods.registry import get_method
-    from vsr.methods.temporal import OUTPUT_FLOW_BACK, OUTPUT_FLOW_SETTINGS, Temporal, luma_u8
+    from vsr.methods.temporal import OUTPUT_FLOW_BACK, Temporal, luma_u8
     from vsr.quality import read_frames
 
     torch.set_num_threads(1)
@@ -344,8 +344,7 @@ def flow_cost(args) -> int:
     rows = [["misr's flow (low resolution, medium, both ways, composed)", f"{misr['flow_cpu_ms']:.1f}"],
             ["--temporal on top of the per-frame method", f"{1000 * cost / count:.1f}"]]
     pairs = list(itertools.pairwise(outs))
-    tuned = "".join(f", {k} {v}" for k, v in OUTPUT_FLOW_SETTINGS.get(temporal.flow_preset, {}).items())
-    for what, dis, preset in (("output-resolution flow, forward", temporal._dis, temporal.flow_preset + tuned),
+    for what, dis, preset in (("output-resolution flow, forward", temporal._dis, temporal.flow_preset),
                               ("output-resolution flow, back", temporal._dis_back, OUTPUT_FLOW_BACK)):
         cost = measure_call(lambda dis=dis: [dis.calc(b, a, None) for a, b in pairs], 1).cpu_seconds
         rows.append([f"  of which the {what} (DIS {preset})", f"{1000 * cost / (count - 1):.1f}"])

@@ -11,11 +11,9 @@ output to the previous output: a flow from the low-resolution frames, scaled up,
 a fraction of an input pixel, which is several output pixels, and blending along it
 smeared what moves fast (Vid4 walk lost 1.4 dB that way); DIS's cheaper presets at the
 output resolution cost up to 1.4 dB on the shipped clips (smpte's changing digits; 0.2 on
-cockatoo's wings): what they give up is the patch search at half the output resolution. The
-medium preset keeps that search but with sparser patches, fewer descent steps and fewer
-variational refinement steps (:data:`OUTPUT_FLOW_SETTINGS`): half its cost, the same PSNR and
-tOF on the shipped clips. The flow back, which only has to say where the round trip fails,
-is DIS's ultrafast preset. The gate is the product of that round trip's confidence (``output_fb_sigma``, output
+cockatoo's wings). The flow back, which only has to say where the round trip fails, is DIS's
+ultrafast preset: half the cost of the two flows, the same PSNR and tOF on the shipped
+clips. The gate is the product of that round trip's confidence (``output_fb_sigma``, output
 pixels) and misr's checks on
 the low-resolution frames (:class:`~vsr.methods.misr.flow.FlowBank`: forward-backward
 confidence, then the robustness test that the local mean of the current frame must agree
@@ -90,13 +88,6 @@ def flow_grid(flow: np.ndarray, device: torch.device) -> torch.Tensor:
 # pixel): DIS's cheapest preset does that as well as the forward flow's own.
 OUTPUT_FLOW_BACK = "ultrafast"
 
-# The output-resolution flow forward at the medium preset: its patch search at half the output
-# resolution (the coarser presets lose 1 dB on smpte's changing digits), with patches every 5
-# pixels instead of 3, 12 descent steps instead of 25 and 2 variational refinement steps
-# instead of 5: half the cost, mean PSNR-Y / tOF on the shipped clips within 0.01 dB / 0.003.
-OUTPUT_FLOW_SETTINGS = {"medium": {"PatchStride": 5, "GradientDescentIterations": 12,
-                                   "VariationalRefinementIterations": 2}}
-
 
 class Temporal(Method):
     """A per-frame method made temporally stable by flow-guided recurrent blending.
@@ -106,8 +97,7 @@ class Temporal(Method):
         strength: weight of the warped previous output where the gate is fully open, in
             [0, 1); 0 gives the per-frame output back.
         flow_preset: DIS preset of the flows (``"ultrafast"``, ``"fast"``, ``"medium"``) but the
-            output-resolution flow back (always ``"ultrafast"``); the output-resolution flow
-            forward takes :data:`OUTPUT_FLOW_SETTINGS` on top of it.
+            output-resolution flow back (always ``"ultrafast"``).
         fb_sigma: forward-backward tolerance of the flow, low-resolution pixels.
         robust: tolerated difference (intensity 0..1) of local means on flat areas.
         robust_texture: multiple of the local standard deviation added to ``robust``.
@@ -162,7 +152,6 @@ class Temporal(Method):
                                                       "fb_sigma": self.fb_sigma, "robust": self.robust,
                                                       "robust_texture": self.robust_texture,
                                                       "output_fb_sigma": self.output_fb_sigma,
-                                                      "output_flow": OUTPUT_FLOW_SETTINGS.get(self.flow_preset, {}),
                                                       "output_flow_back": OUTPUT_FLOW_BACK}}
 
     def __call__(self, frames: torch.Tensor, ref: int) -> torch.Tensor:
@@ -282,8 +271,6 @@ class Temporal(Method):
 
         if self._dis is None:
             self._dis = cv2.DISOpticalFlow_create(PRESETS.index(self.flow_preset))
-            for setting, value in OUTPUT_FLOW_SETTINGS.get(self.flow_preset, {}).items():
-                getattr(self._dis, f"set{setting}")(value)
             self._dis_back = cv2.DISOpticalFlow_create(PRESETS.index(OUTPUT_FLOW_BACK))
         return self._dis.calc(now, before, None), self._dis_back.calc(before, now, None)
 
