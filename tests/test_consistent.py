@@ -158,3 +158,24 @@ def test_a_temporal_start_aligns_each_pair_of_frames_once(monkeypatch, window):
     assert len(outs) == 6
     assert sorted(computed) == [(i, i + 1) for i in range(5)]
 
+
+def test_a_temporal_start_on_misr_flows_is_the_temporal_output_on_its_own():
+    # With misr's flow parameters equal to --temporal's (no still check), sharing the flows
+    # changes nothing: the start is what --temporal gives alone.
+    _, lows, _ = _filmed_text(5)
+    starts: dict[int, torch.Tensor] = {}
+
+    class Recording(DataConsistent):
+        def initial_estimate(self, window: Window) -> torch.Tensor:
+            out = super().initial_estimate(window)
+            starts[window.indices[window.ref]] = out
+            return out
+
+    m = Recording(SCALE, ConsistentParams(still=0.0, iterations=1), Temporal(get_method("bicubic", scale=SCALE)))
+    _run(m, lows)
+    frames = [torch.from_numpy(f).permute(2, 0, 1).float()[None] / 255 for f in lows]
+    alone = list(Temporal(get_method("bicubic", scale=SCALE)).stream(Window(f, 0, (i,)) for i, f in enumerate(frames)))
+    assert sorted(starts) == list(range(5))
+    for i, out in enumerate(alone):
+        assert torch.allclose(starts[i], out, atol=1e-6), i
+
