@@ -31,7 +31,7 @@ def _to_u8(y: float) -> np.uint8:
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def luma_u8(rgb: np.ndarray, out: np.ndarray) -> None:
-    """BT.601 luma of ``(3, H, W)`` float32 RGB in [0, 1] into ``(H, W)`` uint8 ``out``."""
+    """BT.601 luma of ``(3, H, W)`` float32 RGB in [0, 1] (any strides) into ``(H, W)`` uint8 ``out``."""
     h, w = out.shape
     for y in range(h):
         for x in range(w):
@@ -44,10 +44,10 @@ def blend(current: np.ndarray, warped: np.ndarray, gate: np.ndarray, low_gate: n
     """``out = current + strength * gate * low_gate * (warped - current)`` and its uint8 luma.
 
     Args:
-        current, warped: ``(3, H, W)`` float32.
+        current, warped: ``(3, H, W)`` float32, any strides (planar or interleaved).
         gate, low_gate: ``(H, W)`` float32 in [0, 1].
         strength: weight of ``warped`` where both gates are 1.
-        out: ``(3, H, W)`` float32, written.
+        out: ``(3, H, W)`` float32, any strides, written.
         luma: ``(H, W)`` uint8, written: :func:`luma_u8` of ``out``.
     """
     h, w = luma.shape
