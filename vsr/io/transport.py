@@ -45,7 +45,7 @@ from vsr.io.source import mask_url, url_scheme
 
 TRANSPORT_SCHEMES = ("srt",)
 _LINGER_S = 5  # how long a sender waits for the receiver to acknowledge the last packets
-_DRAIN_S = 1.0  # the receiver's latency window (SRT's default 120 ms) and a margin
+_DRAIN_S = 1.0  # the receiver's latency window (SRT's default 120 ms) and a margin, unless the URL's is longer
 _PAYLOAD = 1316  # bytes in each SRT message: seven 188-byte MPEG-TS packets, SRT's live-mode default
 _NULL_TS = b"\x47\x1f\xff\x10" + b"\xff" * 184  # an MPEG-TS null packet, which demuxers skip
 
@@ -205,7 +205,7 @@ class FfmpegPipe:
             if self.proc.poll() is None and wait > 0 and self._wait_until_taken(sent, wait):
                 # The receiver holds the last packets back for its latency window and drops them
                 # when the sender hangs up: give it time to deliver them first.
-                time.sleep(_DRAIN_S)
+                time.sleep(_drain_s(self.url))
             self.proc.stdin.close()
         except OSError:  # the process is already gone (broken pipe)
             pass
@@ -233,6 +233,14 @@ class _CountingWriter:
 
     def flush(self) -> None:
         self._stream.flush()
+
+
+def _drain_s(url: str) -> float:
+    """Seconds to wait for the receiver's latency window: :data:`_DRAIN_S`, or the URL's
+    ``latency``/``peerlatency`` (microseconds, as ffmpeg reads them) and half a second if longer."""
+    query = _query(url)
+    asked = [int(query[key]) / 1e6 + 0.5 for key in ("latency", "peerlatency") if query.get(key, "").isdigit()]
+    return max([_DRAIN_S, *asked])
 
 
 def _query(url: str) -> dict[str, str]:
