@@ -411,8 +411,8 @@ class Sink:
         elif self.format == "mpegts" and self.target.startswith("udp://"):
             options["pkt_size"] = "1316"
         elif self.format == "mpegts" and needs_transport(self.target):
-            # Video PES packets with their length: the ffmpeg carrying the stream then passes each
-            # frame on as it arrives, the last one too, instead of at the end of its input.
+            # Video PES packets with their length: the receiver's demuxer then passes each frame
+            # on as it arrives, the last one too, instead of at the end of the stream.
             options["omit_video_pes_length"] = "0"
         options.update(self.settings.muxer_options)
         return options
