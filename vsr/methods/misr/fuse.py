@@ -338,6 +338,7 @@ class FuseConfig:
     btv_radius: int
     btv_epsilon: float = 0.0
     quant: float = 0.0
+    data_scale_start: float = 0.0
 
 
 def gaussian_taps(sigma: float, device: torch.device, dtype: torch.dtype,
@@ -449,11 +450,16 @@ def fuse(frames: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor, cfg: FuseC
         norm = blur.adjoint(splat_w)[0]
         norm = norm + 0.5 / (s * s)
         btv = _btv_offsets(cfg.btv_radius, cfg.btv_alpha)
-        inv_scale2 = 1.0 / (cfg.data_scale * cfg.data_scale)
+        # Graduated non-convexity (Blake & Zisserman; Black & Rangarajan): the first steps start
+        # from a blurred estimate whose error is large on every textured area, so a tight
+        # Lorentzian would take the neighbours' good samples there for outliers. The scale
+        # starts wide and narrows to ``data_scale``, where it rejects what is really misaligned.
+        scales = _data_scales(cfg)
         # Nesterov's accelerated gradient: the gradient is taken at a point extrapolated along
         # the last step, which reaches in 6 steps what plain descent reaches in 10.
         probe = x
-        for _ in range(cfg.iterations):
+        for i in range(cfg.iterations):
+            inv_scale2 = 1.0 / (scales[i] * scales[i])
             blurred = blur(probe)
             # The reference's own samples are trusted (quadratic); a neighbour's sample stops
             # pulling once its residual is well beyond ``data_scale`` (Lorentzian, redescending),
@@ -477,6 +483,16 @@ def fuse(frames: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor, cfg: FuseC
             probe = torch.lerp(stepped, x, -cfg.momentum) if cfg.momentum else stepped
             x = stepped
     return FuseResult(x.to(dtype), evidence.to(dtype))
+
+
+def _data_scales(cfg: FuseConfig) -> list[float]:
+    """The Lorentzian scale of each back-projection step: ``data_scale`` throughout, or with
+    ``data_scale_start`` a geometric descent from it to ``data_scale`` at the last step."""
+    n = max(cfg.iterations, 1)
+    if cfg.data_scale_start <= 0 or n == 1:
+        return [cfg.data_scale] * n
+    r = (cfg.data_scale / cfg.data_scale_start) ** (1 / (n - 1))
+    return [cfg.data_scale_start * r**i for i in range(n)]
 
 
 def _btv_offsets(radius: int, alpha: float) -> list[tuple[int, int, float]]:
