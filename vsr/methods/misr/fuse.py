@@ -6,7 +6,8 @@
    with the flow, see :func:`vsr.methods.misr.flow.robustness`). Where the weights are thin
    the estimate falls back smoothly to bicubic interpolation of the reference.
 2. Back-projection: a few steepest-descent steps on a robust multi-frame data term
-   (quadratic for the reference, Lorentzian for the neighbours) through the imaging model ``sample(blur(X))`` plus a bilateral-TV prior
+   (quadratic for the reference, Lorentzian for the neighbours, its scale narrowing from step
+   to step) through the imaging model ``sample(blur(X))`` plus a bilateral-TV prior
    (Farsiu et al. 2004). The blur is the point-spread function of the degradation: MATLAB's
    antialiased bicubic (the "BI" model) or a Gaussian (the "BD" model, or a camera).
 
