@@ -49,8 +49,10 @@ if TYPE_CHECKING:
 # of city, calendar and walk): the network's image is already sharp, so no bilateral-TV prior;
 # plain steps (momentum 0.7 overshoots on walk's fast motion: -0.26 dB); a strict data scale, so
 # that only neighbours' samples that agree to 2 % pull (0.05 costs walk 0.1 dB). On the first 10
-# frames of all four sequences: +0.35 dB over SPAN alone (bench/RESULTS.md).
-DC_DEFAULTS = {"iterations": 20, "step": 1.0, "momentum": 0.0, "btv_weight": 0.0, "data_scale": 0.02}
+# frames of all four sequences: +0.35 dB over SPAN alone (bench/RESULTS.md). The data scale holds
+# from the first step: misr widens it at first because its own start is blurred; a network's is not.
+DC_DEFAULTS = {"iterations": 20, "step": 1.0, "momentum": 0.0, "btv_weight": 0.0, "data_scale": 0.02,
+               "data_scale_start": 0.0}
 
 # A GAN's start (Real-ESRGAN) is sharp where nothing supports it: its invented texture lies in
 # frequencies no frame sees, which the data term alone leaves alone. A bilateral-TV prior
@@ -76,6 +78,7 @@ class ConsistentParams(MisrParams, TemporalParams, NetworkParams):
     momentum: float = DC_DEFAULTS["momentum"]
     btv_weight: float = DC_DEFAULTS["btv_weight"]
     data_scale: float = DC_DEFAULTS["data_scale"]
+    data_scale_start: float = DC_DEFAULTS["data_scale_start"]
     departure: str | None = None
 
     def __post_init__(self) -> None:

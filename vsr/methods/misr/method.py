@@ -60,7 +60,12 @@ class MisrParams:
         step: back-projection step size.
         momentum: Nesterov momentum of the back-projection (0 = plain steepest descent, below 1).
         data_scale: residual (intensity 0..1) beyond which a neighbour's sample stops pulling the
-            back-projection (Lorentzian data term; the reference's own samples are quadratic).
+            back-projection at its last step (Lorentzian data term; the reference's own samples
+            are quadratic).
+        data_scale_start: the Lorentzian's scale at the first step; it narrows geometrically to
+            ``data_scale`` by the last (graduated non-convexity: the first steps start from a
+            blurred estimate, whose error on textured areas is no outlier); 0 keeps
+            ``data_scale`` throughout.
         btv_weight: weight of the bilateral-TV prior.
         btv_alpha: decay of the bilateral-TV prior with shift distance (0..1).
         btv_radius: largest shift of the bilateral-TV prior, output pixels.
@@ -106,6 +111,7 @@ class MisrParams:
     btv_radius: int = 1
     btv_epsilon: float = 0.01
     quant: float = 0.0
+    data_scale_start: float = 0.1
     chroma: str = "bicubic"
     device: str | None = None
     dtype: str = "float32"
@@ -128,7 +134,8 @@ class MisrParams:
             value = getattr(self, name)
             need(isinstance(value, int | float) and not isinstance(value, bool) and value > 0,
                  f"{name} must be a positive number; got {value!r}")
-        for name in ("fallback", "robust_texture", "brightness_sigma", "btv_weight", "still", "btv_epsilon", "quant"):
+        for name in ("fallback", "robust_texture", "brightness_sigma", "btv_weight", "still", "btv_epsilon", "quant",
+                     "data_scale_start"):
             value = getattr(self, name)
             need(isinstance(value, int | float) and not isinstance(value, bool) and value >= 0,
                  f"{name} must be a number >= 0; got {value!r}")
@@ -196,7 +203,8 @@ class Misr(Method):
                           fallback=p.fallback,
                           iterations=p.iterations, step=p.step, momentum=p.momentum, data_scale=p.data_scale,
                           btv_weight=p.btv_weight, btv_alpha=p.btv_alpha, btv_radius=p.btv_radius,
-                          btv_epsilon=p.btv_epsilon, quant=p.quant)
+                          btv_epsilon=p.btv_epsilon, quant=p.quant,
+                          data_scale_start=p.data_scale_start)
 
     def _ycc(self, frames: torch.Tensor) -> torch.Tensor:
         import torch
