@@ -18,7 +18,9 @@ outputs as .npy files between runs. ``crf23``: the BI frames through libx264 crf
 before upscaling (:func:`vsr.quality.compress`). The s/frame column is the wrapper's own time
 on top of the network (the network's time where the row is the network alone; blank when
 its outputs came from the cache). ``--param key=value`` sets a parameter of the ``misr+NET``
-rows (on top of the method's own defaults: ``vsr methods misr+span``).
+rows (on top of the method's own defaults: ``vsr methods misr+span``). ``--net-param key=value``
+sets a parameter of every network the rows run (``ensemble=8``, ``channels=52``); the cache
+keeps each setting's outputs apart.
 
 ``--clips``: the same rows on the shipped clips instead of Vid4, the set the data-consistency
 step is tuned on (Vid4 tunes nothing): each clip's first frames area-shrunk to 640x360 at
@@ -90,15 +92,19 @@ class Replay:
             yield self(window.frames, window.ref)
 
 
-def network(name: str, lr: list[np.ndarray], scale: int, cache: Path | None, key: str) -> tuple[list[np.ndarray], float]:
-    """The per-frame outputs of registered method ``name`` (uint8 RGB) and seconds per frame (NaN if cached)."""
+def network(name: str, lr: list[np.ndarray], scale: int, cache: Path | None, key: str,
+            net_params: dict | None = None) -> tuple[list[np.ndarray], float]:
+    """The per-frame outputs of registered method ``name`` (uint8 RGB) and seconds per frame (NaN if cached);
+    ``net_params``: the method's parameters."""
     from vsr.methods.registry import get_method
 
-    path = cache / f"{key}_{name}.npy" if cache else None
+    net_params = net_params or {}
+    setting = "".join(f"_{k}{v}" for k, v in sorted(net_params.items()))
+    path = cache / f"{key}_{name}{setting}.npy" if cache else None
     if path is not None and path.is_file():
         return list(np.load(path)), float("nan")
     t = time.perf_counter()
-    method = get_method(name, scale=scale)
+    method = get_method(name, scale=scale, **net_params)
     out = [to_uint8(y) for y in method.stream(windows(lr, method.radius))]
     dt = (time.perf_counter() - t) / len(lr)
     if path is not None:
@@ -108,9 +114,10 @@ def network(name: str, lr: list[np.ndarray], scale: int, cache: Path | None, key
 
 
 def run_row(row: str, lr: list[np.ndarray], scale: int, cache: Path | None, key: str,
-            params: dict | None = None) -> tuple[list[np.ndarray], float]:
+            params: dict | None = None, net_params: dict | None = None) -> tuple[list[np.ndarray], float]:
     """Outputs of one table row and its seconds per frame (see the module docstring);
-    ``params`` set parameters of a ``misr+NET`` row over the method's own defaults."""
+    ``params`` set parameters of a ``misr+NET`` row over the method's own defaults, ``net_params``
+    those of its network."""
     from vsr.methods.consistent import DataConsistent
     from vsr.methods.registry import get_method
     from vsr.methods.registry import parse_params as method_params
@@ -123,15 +130,15 @@ def run_row(row: str, lr: list[np.ndarray], scale: int, cache: Path | None, key:
         method = get_method("misr", scale=scale)
     elif row.startswith("misr+"):
         net = row.removeprefix("misr+").removesuffix("+temporal")
-        prior = Replay(lr, network(net, lr, scale, cache, key)[0], scale, net)
+        prior = Replay(lr, network(net, lr, scale, cache, key, net_params)[0], scale, net)
         if row.endswith("+temporal"):
             prior = Temporal(prior)
         method = DataConsistent(scale, method_params(f"misr+{net}", params or {}), prior)
     elif row.endswith("+temporal"):
         net = row.removesuffix("+temporal")
-        method = Temporal(Replay(lr, network(net, lr, scale, cache, key)[0], scale, net))
+        method = Temporal(Replay(lr, network(net, lr, scale, cache, key, net_params)[0], scale, net))
     else:
-        return network(row, lr, scale, cache, key)
+        return network(row, lr, scale, cache, key, net_params)
     t = time.perf_counter()
     out = [to_uint8(y) for y in method.stream(windows(lr, method.radius))]
     return out, (time.perf_counter() - t) / len(lr)
@@ -164,6 +171,8 @@ def main() -> None:
     ap.add_argument("--rows", default="bicubic-matlab,misr,span,span+temporal,misr+span")
     ap.add_argument("--cache", type=Path, default=None, help="directory keeping the networks' outputs")
     ap.add_argument("--param", action="append", default=[], help="misr+NET parameter key=value (repeatable)")
+    ap.add_argument("--net-param", action="append", default=[],
+                    help="parameter key=value of the rows' networks, e.g. ensemble=8 (repeatable)")
     ap.add_argument("--clips", nargs="?", const=",".join(TUNING_CLIPS), default=None,
                     help="the shipped clips instead of Vid4 (comma-separated names; default all but "
                          "big_buck_bunny, whose first frames are black); --frames 12")
@@ -173,6 +182,7 @@ def main() -> None:
 
     rows = args.rows.split(",")
     params = parse_params(args.param)
+    net_params = parse_params(args.net_param)
     if args.clips:
         args.frames = args.frames or 12
     seqs = [Path(c).stem for c in args.clips.split(",")] if args.clips else args.sequences.split(",")
@@ -187,7 +197,7 @@ def main() -> None:
             lr = compress(lr, crf=23)
         key = f"{seq}_x{args.scale}_{args.degradation}_{args.frames or 'all'}"
         for row in rows:
-            out, dt = run_row(row, lr, args.scale, args.cache, key, params)
+            out, dt = run_row(row, lr, args.scale, args.cache, key, params, net_params)
             psnr = float(np.mean([psnr_y(o, g) for o, g in zip(out, gt)]))
             table[row][seq] = (psnr, tof(out, gt), warping_error(out, gt), dt)
             print(f"{seq} {row}: PSNR-Y {psnr:.2f} tOF {table[row][seq][1]:.3f} "
@@ -200,7 +210,8 @@ def main() -> None:
                          "" if np.isnan(mean[3]) else f"{mean[3]:.2f}"])
     title = (f"{'Shipped clips' if args.clips else 'Vid4'} x{args.scale} {args.degradation.upper()}, "
              f"frames {args.frames or 'all'}: PSNR-Y per sequence and average, tOF and warping error (x1e-3) "
-             "averaged over sequences" + (f", misr+NET {params}" if params else ""))
+             "averaged over sequences" + (f", misr+NET {params}" if params else "")
+             + (f", networks {net_params}" if net_params else ""))
     print_table(title, ["row", *seqs, "PSNR-Y", "tOF", "warp e-3", "s/frame"], out_rows)
 
 

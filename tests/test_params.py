@@ -13,7 +13,7 @@ from vsr.methods.params import as_dict, describe_fields, flag_names, parse
 from vsr.methods.registry import METHODS, parse_params
 
 # The flags the command line has always had: their spelling stays.
-FLAGS = {"window", "causal", "model", "tile", "fp32", "half", "outscale", "compile", "temporal", "evidence"}
+FLAGS = {"window", "causal", "model", "tile", "fp32", "half", "outscale", "compile", "ensemble", "temporal", "evidence"}
 
 
 @pytest.mark.parametrize("name", list(METHODS))
