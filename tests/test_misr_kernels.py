@@ -123,3 +123,24 @@ def test_fuse_with_the_kernels_matches_fuse_with_torch(monkeypatch, quant):
     torch.testing.assert_close(fast.image, slow.image, rtol=0, atol=1e-4)
     torch.testing.assert_close(fast.evidence, slow.evidence, rtol=0, atol=1e-5)
     assert (fast.image - slow.image).abs().max() < 0.01 * (fast.image - frames[0].mean()).abs().max()
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_warp_bicubic_on_the_cpu_is_grid_sample(channels):
+    """The brightness matching's warp through OpenCV against torch's bicubic grid_sample (the
+    path on CUDA), with positions well inside, on the edges and beyond them."""
+    from vsr.methods.misr.photometric import warp_bicubic
+
+    h, w = 21, 34
+    g = torch.Generator().manual_seed(channels)
+    image = torch.rand(channels, h, w, generator=g)
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    pos = torch.stack([xs, ys], -1)[None] + 3 * torch.randn(3, h, w, 2, generator=g)
+    pos[0] = torch.stack([xs, ys], -1)  # whole pixels
+    grid = torch.stack([pos[..., 0] * (2 / (w - 1)) - 1, pos[..., 1] * (2 / (h - 1)) - 1], -1)
+    want = F.grid_sample(image[None].expand(3, -1, -1, -1), grid, mode="bicubic", padding_mode="border",
+                         align_corners=True)
+    got = warp_bicubic(image, pos)
+    assert got.shape == (3, channels, h, w)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
+    torch.testing.assert_close(got[0], image, rtol=0, atol=1e-6)
