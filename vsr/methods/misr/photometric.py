@@ -6,6 +6,13 @@ pull the whole estimate towards their brightness: on clean, flat pictures that c
 than the neighbours' detail gains. The reference alone already fixes the picture's low
 frequencies; the neighbours are only needed for the aliased high ones. So each neighbour's
 smooth difference to the reference (confidence-weighted, Gaussian-smoothed) is removed.
+
+Except where a neighbour's pixel is at rest (exactly on its own grid point, as
+:func:`vsr.methods.misr.flow.still_motion` leaves it) and within one 8-bit level of the
+reference: there it shows the same sample as the reference up to rounding, and has no
+brightness difference to remove. On grainy film such pixels are the blocks the coder left
+untouched; a smoothed offset there would carry the grain and flicker of the pixels around into
+them, and the block would change from frame to frame where the source does not.
 """
 
 from __future__ import annotations
@@ -57,7 +64,8 @@ def match_brightness(planes: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor
     Returns:
         ``(K, C, h, w)``: ``planes`` itself when nothing is matched (one frame, or
         ``sigma`` 0); otherwise float32, the reference as it was and each neighbour minus its
-        smoothed difference to the reference resampled at its positions.
+        smoothed difference to the reference resampled at its positions (none on its pixels
+        at rest within one 8-bit level of the reference).
     """
     k, c, h, w = planes.shape
     if k == 1 or sigma <= 0:
@@ -68,7 +76,6 @@ def match_brightness(planes: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor
     diff = planes[1:] - warp_bicubic(planes[0], pos[1:])
     ys = torch.arange(h, device=planes.device, dtype=torch.float32)[:, None]
     xs = torch.arange(w, device=planes.device, dtype=torch.float32)
-    # At rest and within one 8-bit level of the reference: the same samples, nothing to match.
     same = (pos[1:, ..., 0] == xs) & (pos[1:, ..., 1] == ys) & (diff.abs().amax(1) <= 1.01 / 255)
     diff.mul_(weight)
     taps, start = gaussian_taps(sigma, planes.device, torch.float32)
