@@ -8,11 +8,11 @@ frequencies; the neighbours are only needed for the aliased high ones. So each n
 smooth difference to the reference (confidence-weighted, Gaussian-smoothed) is removed.
 
 Except where a neighbour's pixel is at rest (exactly on its own grid point, as
-:func:`vsr.methods.misr.flow.still_motion` leaves it) and within one 8-bit level of the
-reference: there it shows the same sample as the reference up to rounding, and has no
-brightness difference to remove. On grainy film such pixels are the blocks the coder left
-untouched; a smoothed offset there would carry the grain and flicker of the pixels around into
-them, and the block would change from frame to frame where the source does not.
+:func:`vsr.methods.misr.flow.still_motion` leaves it) and identical to the reference's: there it
+is the same sample, with no brightness difference to remove. On grainy film such pixels are
+the blocks the coder left untouched; a smoothed offset there would carry the grain and flicker
+of the pixels around into them, and the block would change from frame to frame where the
+source does not.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def match_brightness(planes: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor
         ``(K, C, h, w)``: ``planes`` itself when nothing is matched (one frame, or
         ``sigma`` 0); otherwise float32, the reference as it was and each neighbour minus its
         smoothed difference to the reference resampled at its positions (none on its pixels
-        at rest within one 8-bit level of the reference).
+        at rest and identical to the reference's).
     """
     k, c, h, w = planes.shape
     if k == 1 or sigma <= 0:
@@ -76,7 +76,8 @@ def match_brightness(planes: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor
     diff = planes[1:] - warp_bicubic(planes[0], pos[1:])
     ys = torch.arange(h, device=planes.device, dtype=torch.float32)[:, None]
     xs = torch.arange(w, device=planes.device, dtype=torch.float32)
-    same = (pos[1:, ..., 0] == xs) & (pos[1:, ..., 1] == ys) & (diff.abs().amax(1) <= 1.01 / 255)
+    # 1e-4: well under a 10-bit level, over the rounding of grid_sample's normalised positions.
+    same = (pos[1:, ..., 0] == xs) & (pos[1:, ..., 1] == ys) & (diff.abs().amax(1) <= 1e-4)
     diff.mul_(weight)
     taps, start = gaussian_taps(sigma, planes.device, torch.float32)
     # Neighbours and channels stacked as the images of one correlation.
