@@ -389,3 +389,30 @@ def test_neighbours_brighter_than_the_reference_do_not_pull_a_flat_picture(scale
     ours = psnr_y(to_uint8(build(scale, **FAST)(frames, 0)), gt)
     base = psnr_y(bicubic(frames[0], scale), gt)
     assert ours > base - 1.0, (ours, base)
+
+
+def test_a_static_block_in_grainy_film_keeps_the_neighbours_samples():
+    from vsr.methods.misr.photometric import match_brightness
+
+    # Film: every frame has fresh grain and flickers by two levels, except a block the coder
+    # left untouched (the same samples in every frame). The block's neighbours need no
+    # brightness matching; the grain and flicker around it must not be carried into it.
+    k, h, w = 3, 48, 64
+    rng = np.random.default_rng(5)
+    base = 0.3 + 0.4 * rng.random((h, w))
+    frames = [base + rng.normal(0, 0.02, (h, w)) + 2 / 255 * i for i in range(k)]
+    block = (slice(16, 32), slice(24, 40))
+    for f in frames[1:]:
+        f[block] = frames[0][block]
+    frames = [np.round(f * 255) / 255 for f in frames]
+    planes = torch.from_numpy(np.stack(frames)[:, None]).float()
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    pos = torch.stack([xs, ys], -1).expand(k, h, w, 2).contiguous()  # all at rest, as still_motion leaves them
+    out = match_brightness(planes, pos, torch.ones(k, h, w), 0.8)
+    assert torch.equal(out[1:, 0][:, block[0], block[1]], planes[1:, 0][:, block[0], block[1]])
+    # Outside the block the flicker is still removed.
+    outside = torch.ones(h, w, dtype=torch.bool)
+    outside[16 - 3: 32 + 3, 24 - 3: 40 + 3] = False
+    before = (planes[1:, 0] - planes[0, 0])[:, outside].mean(1).abs()
+    after = (out[1:, 0] - planes[0, 0])[:, outside].mean(1).abs()
+    assert (after < 0.25 * before).all(), (before, after)

@@ -6,6 +6,13 @@ pull the whole estimate towards their brightness: on clean, flat pictures that c
 than the neighbours' detail gains. The reference alone already fixes the picture's low
 frequencies; the neighbours are only needed for the aliased high ones. So each neighbour's
 smooth difference to the reference (confidence-weighted, Gaussian-smoothed) is removed.
+
+Except where a neighbour's pixel is at rest (exactly on its own grid point, as
+:func:`vsr.methods.misr.flow.still_motion` leaves it) and identical to the reference's: there it
+is the same sample, with no brightness difference to remove. On grainy film such pixels are
+the blocks the coder left untouched; a smoothed offset there would carry the grain and flicker
+of the pixels around into them, and the block would change from frame to frame where the
+source does not.
 """
 
 from __future__ import annotations
@@ -57,7 +64,8 @@ def match_brightness(planes: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor
     Returns:
         ``(K, C, h, w)``: ``planes`` itself when nothing is matched (one frame, or
         ``sigma`` 0); otherwise float32, the reference as it was and each neighbour minus its
-        smoothed difference to the reference resampled at its positions.
+        smoothed difference to the reference resampled at its positions (none on its pixels
+        at rest and identical to the reference's).
     """
     k, c, h, w = planes.shape
     if k == 1 or sigma <= 0:
@@ -65,9 +73,15 @@ def match_brightness(planes: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor
     planes = planes.float()
     pos = pos.to(planes.device, torch.float32)
     weight = conf[1:, None].to(planes.device, torch.float32)
-    diff = (planes[1:] - warp_bicubic(planes[0], pos[1:])).mul_(weight)
+    diff = planes[1:] - warp_bicubic(planes[0], pos[1:])
+    ys = torch.arange(h, device=planes.device, dtype=torch.float32)[:, None]
+    xs = torch.arange(w, device=planes.device, dtype=torch.float32)
+    # 1e-4: well under a 10-bit level, over the rounding of grid_sample's normalised positions.
+    same = (pos[1:, ..., 0] == xs) & (pos[1:, ..., 1] == ys) & (diff.abs().amax(1) <= 1e-4)
+    diff.mul_(weight)
     taps, start = gaussian_taps(sigma, planes.device, torch.float32)
     # Neighbours and channels stacked as the images of one correlation.
     num = correlate(torch.cat([diff.reshape(-1, h, w), weight.reshape(-1, h, w)]), taps, start)
     offset = num[: (k - 1) * c].reshape(k - 1, c, h, w) / num[(k - 1) * c:].reshape(k - 1, 1, h, w).add(1e-3)
+    offset.masked_fill_(same[:, None], 0)
     return torch.cat([planes[:1], planes[1:] - offset])
