@@ -109,6 +109,7 @@ class FfmpegPipe:
         command = [ffmpeg_binary(url), "-hide_banner", "-nostats", "-loglevel", "error"]
         inherited = progress = None  # the pipe end the child gets: the concat script, or where it reports
         self._taken = 0  # bytes ffmpeg has reported taking from the pipe (mode "w")
+        self._progress_ended = False  # ffmpeg closed its progress pipe: it is exiting
         self._taken_changed = threading.Condition()
         if mode == "r":
             if "passphrase" in query and not input_format:
@@ -151,19 +152,24 @@ class FfmpegPipe:
                 self._stderr.append(text)
 
     def _read_progress(self, fd: int) -> None:
-        with os.fdopen(fd, "rb") as lines:
-            for line in lines:
-                key, _, value = line.decode(errors="replace").strip().partition("=")
-                if key == "total_size" and value.isdigit():
-                    with self._taken_changed:
-                        self._taken = int(value)
-                        self._taken_changed.notify_all()
+        try:
+            with os.fdopen(fd, "rb") as lines:
+                for line in lines:
+                    key, _, value = line.decode(errors="replace").strip().partition("=")
+                    if key == "total_size" and value.isdigit():
+                        with self._taken_changed:
+                            self._taken = int(value)
+                            self._taken_changed.notify_all()
+        finally:
+            with self._taken_changed:
+                self._progress_ended = True
+                self._taken_changed.notify_all()
 
     def _wait_until_taken(self, size: int, timeout: float) -> bool:
         """Wait until ffmpeg reports ``size`` bytes taken, at most ``timeout`` seconds; False if
         it did not get there. ``size`` is a whole number of payloads, each sent as it fills."""
         with self._taken_changed:
-            return self._taken_changed.wait_for(lambda: self._taken >= size or self.proc.poll() is not None,
+            return self._taken_changed.wait_for(lambda: self._taken >= size or self._progress_ended,
                                                 timeout=timeout) and self._taken >= size
 
     def error(self, wait: float = 2.0) -> str | None:
@@ -185,9 +191,10 @@ class FfmpegPipe:
         """End the transport; returns ffmpeg's error (as :meth:`error`) or ``None``.
 
         Reading: the process is stopped. Writing: the stream is padded to whole payloads; once
-        ffmpeg has sent it all and the receiver's latency window has passed (waiting at most
-        ``wait`` seconds for both), its input is closed and it exits; it is stopped if that
-        takes longer than ``wait`` seconds.
+        ffmpeg has taken it all (waiting at most ``wait`` seconds) and the receiver's latency
+        window has passed, its input is closed and it exits; it is stopped if that takes longer
+        than another ``wait`` seconds. If ffmpeg exits early (a failed connection), this returns
+        as soon as it has.
         """
         if self.mode == "r":
             if self.proc.poll() is None:

@@ -127,6 +127,11 @@ class DataConsistent(Misr):
         if prior.output_size(16, 16) != (16 * scale, 16 * scale):
             raise ConfigError(f"misr+{prior.name}: the network must upscale by {scale} (no outscale)")
         self.prior = prior
+        if isinstance(prior, Temporal):
+            # Its gate aligns with misr's flows (one bank for both): the same settings, also
+            # when a one-frame window makes it keep a bank of its own.
+            for field in ("flow_preset", "fb_sigma", "robust", "robust_texture"):
+                setattr(prior, field, getattr(params, field))
         self.name = f"misr+{prior.name}"
         self.departure = departure
         self._network: dict[int, torch.Tensor] = {}  # decode index -> the network's Y, for departure maps
@@ -164,26 +169,29 @@ class DataConsistent(Misr):
     def stream(self, windows: Iterable[Window]) -> Iterator[torch.Tensor]:
         """misr's stream (see :meth:`Misr.stream`), writing departure maps when asked."""
         bank = self.flow_bank()
-        if isinstance(self.prior, Temporal):
-            # A window of one frame evicts each frame as soon as it is fused, before the prior
-            # reaches the next: then the prior keeps a bank of its own.
-            windows = self._prior_in_order(windows, bank if self.radius > 0 else None)
-        if self.departure is None:
-            yield from super().stream(windows, bank)
-            return
-        order: list[int] = []
+        try:
+            if isinstance(self.prior, Temporal):
+                # A window of one frame evicts each frame as soon as it is fused, before the prior
+                # reaches the next: then the prior keeps a bank of its own.
+                windows = self._prior_in_order(windows, bank if self.radius > 0 else None)
+            if self.departure is None:
+                yield from super().stream(windows, bank)
+                return
+            order: list[int] = []
 
-        def noted() -> Iterator[Window]:
-            for window in windows:
-                order.append(window.indices[window.ref] if window.indices else -1)
-                yield window
+            def noted() -> Iterator[Window]:
+                for window in windows:
+                    order.append(window.indices[window.ref] if window.indices else -1)
+                    yield window
 
-        for k, out in enumerate(super().stream(noted(), bank)):
-            index = order[k]
-            network = self._network.pop(index, None)
-            if network is not None:
-                self._write_departure((luma(out.float()) - network).abs(), index)
-            yield out
+            for k, out in enumerate(super().stream(noted(), bank)):
+                index = order[k]
+                network = self._network.pop(index, None)
+                if network is not None:
+                    self._write_departure((luma(out.float()) - network).abs(), index)
+                yield out
+        finally:
+            bank.close()
 
     def _prior_in_order(self, windows: Iterable[Window], bank: FlowBank | None) -> Iterator[Window]:
         """Pass ``windows`` through, running the prior over their reference frames in order on a thread.

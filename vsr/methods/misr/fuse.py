@@ -487,10 +487,11 @@ def fuse(frames: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor, cfg: FuseC
 
 
 def _data_scales(cfg: FuseConfig) -> list[float]:
-    """The Lorentzian scale of each back-projection step: ``data_scale`` throughout, or with
-    ``data_scale_start`` a geometric descent from it to ``data_scale`` at the last step."""
+    """The Lorentzian scale of each back-projection step: a geometric descent from
+    ``data_scale_start`` to ``data_scale`` at the last step, or ``data_scale`` throughout when
+    the start is 0 or not wider."""
     n = max(cfg.iterations, 1)
-    if cfg.data_scale_start <= 0 or n == 1:
+    if cfg.data_scale_start <= cfg.data_scale or n == 1:
         return [cfg.data_scale] * n
     r = (cfg.data_scale / cfg.data_scale_start) ** (1 / (n - 1))
     return [cfg.data_scale_start * r**i for i in range(n)]

@@ -25,6 +25,8 @@ from vsr.methods.params import parse
 if TYPE_CHECKING:
     import torch
 
+    from vsr.methods.misr.flow import FlowBank
+
 # Full-range BT.601 RGB -> YCbCr (Cb, Cr centred on 0). Proportional to the studio-swing Y
 # of the quality protocol, so fusing this Y is fusing the measured one.
 _RGB_TO_YCC = ((0.299, 0.587, 0.114), (-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))
@@ -64,8 +66,8 @@ class MisrParams:
             are quadratic).
         data_scale_start: the Lorentzian's scale at the first step; it narrows geometrically to
             ``data_scale`` by the last (graduated non-convexity: the first steps start from a
-            blurred estimate, whose error on textured areas is no outlier); 0 keeps
-            ``data_scale`` throughout.
+            blurred estimate, whose error on textured areas is no outlier); 0, or any value not
+            above ``data_scale``, keeps ``data_scale`` throughout.
         btv_weight: weight of the bilateral-TV prior.
         btv_alpha: decay of the bilateral-TV prior with shift distance (0..1).
         btv_radius: largest shift of the bilateral-TV prior, output pixels.
@@ -366,11 +368,12 @@ class Misr(Method):
         need = 40 * n * h * w * self.scale**2
         return max(1, min(wanted, available_bytes(self.device) // 2 // need))
 
-    def stream(self, windows: Iterable[Window], bank: Any = None) -> Iterator[torch.Tensor]:
+    def stream(self, windows: Iterable[Window], bank: FlowBank | None = None) -> Iterator[torch.Tensor]:
         """Upscale windows in order, one ``(3, s H, s W)`` frame each.
 
         ``bank``: the :class:`~vsr.methods.misr.flow.FlowBank` to align with (from
-        :meth:`flow_bank`), when a caller shares it; ``None`` makes one. Closed at the end.
+        :meth:`flow_bank`), when a caller shares it (the caller closes it); ``None`` makes one,
+        closed at the end.
 
         Per-frame work (luma, flow to and from the previous frame) is cached by decode index;
         the alignment of the next window runs on the flow thread while the current one is fused.
@@ -381,7 +384,8 @@ class Misr(Method):
         import torch
 
         cfg = self._fuse_config()
-        bank = self.flow_bank() if bank is None else bank
+        own_bank = bank is None
+        bank = self.flow_bank() if own_bank else bank
         cache: dict[int, Any] = {}  # decode index -> (3, H, W) YCbCr planes on the device
         workers = 0  # known at the first window, from its size
         pool = None
@@ -428,7 +432,8 @@ class Misr(Method):
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
                 torch.set_num_threads(threads)
-            bank.close()
+            if own_bank:
+                bank.close()
 
 
 def build(scale: int = 2, **params: Any) -> Misr:
