@@ -125,15 +125,17 @@ def test_fuse_with_the_kernels_matches_fuse_with_torch(monkeypatch, quant):
     assert (fast.image - slow.image).abs().max() < 0.01 * (fast.image - frames[0].mean()).abs().max()
 
 
-@pytest.mark.parametrize("channels", [1, 3])
-def test_warp_bicubic_on_the_cpu_is_grid_sample(channels):
-    """The brightness matching's warp through OpenCV against torch's bicubic grid_sample (the
-    path on CUDA), with positions well inside, on the edges and beyond them."""
-    from vsr.methods.misr.photometric import warp_bicubic
+@pytest.mark.parametrize("channels,interleaved", [(1, False), (3, False), (3, True)])
+def test_warp_bicubic_on_the_cpu_is_grid_sample(channels, interleaved):
+    """The bicubic warp through OpenCV against torch's bicubic grid_sample (the path on CUDA),
+    planar and with interleaved channels, at positions well inside, on the edges and beyond them."""
+    from vsr.methods.misr.flow import warp_bicubic
 
     h, w = 21, 34
     g = torch.Generator().manual_seed(channels)
     image = torch.rand(channels, h, w, generator=g)
+    if interleaved:
+        image = image.permute(1, 2, 0).contiguous().permute(2, 0, 1)
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
     pos = torch.stack([xs, ys], -1)[None] + 3 * torch.randn(3, h, w, 2, generator=g)
     pos[0] = torch.stack([xs, ys], -1)  # whole pixels

@@ -109,8 +109,8 @@ def test_strength_zero_is_the_per_frame_method():
 
 
 def test_the_compiled_cpu_blend_is_the_torch_blend():
-    # The CPU path (compiled luma and blend, OpenCV's bicubic remap) against the torch path on
-    # the same flows and gates: a textured picture moved by a fraction of a pixel.
+    # The CPU path (compiled luma and blend, OpenCV's bicubic remap) against torch's warp and
+    # blend on the same flows and gates: a textured picture moved by a fraction of a pixel.
     import cv2
 
     from vsr.methods.misr.flow import Alignment, fb_confidence
@@ -132,7 +132,13 @@ def test_the_compiled_cpu_blend_is_the_torch_blend():
     forward, backward = temporal._dis.calc(now, before, None), temporal._dis_back.calc(before, now, None)
     assert np.abs(forward).mean() > 0.5  # the flow moves things: the warp is tested
     gate = fb_confidence(forward, backward, temporal.output_fb_sigma) * cv2.resize(low[1], (112, 80))
-    ref, ref_luma = temporal._blend_torch(current, previous, forward, gate)
+    # The reference: torch's bicubic grid_sample at each pixel moved along the flow, then the blend.
+    ys, xs = torch.meshgrid(torch.arange(80.0), torch.arange(112.0), indexing="ij")
+    at = torch.from_numpy(forward) + torch.stack([xs, ys], -1)
+    grid = torch.stack([at[..., 0] * (2 / 111) - 1, at[..., 1] * (2 / 79) - 1], -1)[None]
+    warped = F.grid_sample(previous[None], grid, mode="bicubic", padding_mode="border", align_corners=True)[0]
+    ref = current + (warped - current) * (torch.from_numpy(gate) * 0.7)
+    ref_luma = luma_u8(ref)
     assert (out - ref).abs().max() < 1e-4
     assert np.abs(out_luma.astype(int) - ref_luma.astype(int)).max() <= 1
 

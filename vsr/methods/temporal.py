@@ -69,21 +69,6 @@ def luma_u8(frame: torch.Tensor) -> np.ndarray:
     return (luma(frame) * 255).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
 
 
-def flow_grid(flow: np.ndarray, device: torch.device) -> torch.Tensor:
-    """``(H, W, 2)`` float32 flow ``(dx, dy)`` in pixels -> ``(1, H, W, 2)`` ``grid_sample`` grid.
-
-    The grid samples, for each pixel ``p``, the other image at ``p + flow(p)``
-    (``align_corners=False``: pixel ``X`` sits at normalised ``(2 X + 1) / W - 1``).
-    """
-    import torch
-
-    h, w = flow.shape[:2]
-    disp = torch.from_numpy(flow).to(device)
-    gx = (torch.arange(w, device=device, dtype=torch.float32) + 0.5)[None, :] + disp[..., 0]
-    gy = (torch.arange(h, device=device, dtype=torch.float32) + 0.5)[:, None] + disp[..., 1]
-    return torch.stack([gx * (2 / w) - 1, gy * (2 / h) - 1], dim=-1)[None]
-
-
 # The output-resolution flow back only checks the forward flow's round trip (to within a
 # pixel): DIS's cheapest preset does that as well as the forward flow's own.
 OUTPUT_FLOW_BACK = "ultrafast"
@@ -234,7 +219,7 @@ class Temporal(Method):
         import cv2
         import torch
 
-        from vsr.methods.misr.flow import _grid, fb_confidence
+        from vsr.methods.misr.flow import _grid, fb_confidence, warp_bicubic
 
         now = luma_u8(current) if now is None else now
         before = luma_u8(previous) if before is None else before
@@ -243,21 +228,18 @@ class Temporal(Method):
         h, w = gate.shape
         # cv2's bilinear resize has F.interpolate's centred grid (align_corners=False).
         low_gate = cv2.resize(np.ascontiguousarray(alignment.conf[1]), (w, h), interpolation=cv2.INTER_LINEAR)
+        # The previous output at this frame's pixels moved along the flow (one remap of the
+        # interleaved channels on the CPU: networks' channels-last outputs, and this blend's own).
+        warped = warp_bicubic(previous, torch.from_numpy(_grid(h, w) + forward).to(previous.device)[None])[0]
         if current.device.type != "cpu":
-            return self._blend_torch(current, previous, forward, gate * low_gate)
+            gate = torch.from_numpy(gate * low_gate).to(current.device)
+            out = current + (warped - current) * (gate * self.strength)
+            return out, luma_u8(out)
         from vsr.methods import temporal_kernels
 
-        pos = _grid(h, w) + forward
-        # One remap of the three channels together where the pixels are interleaved (networks'
-        # channels-last outputs, and this blend's own): faster than three planes, and no copy.
-        prev = previous.numpy()
-        interleaved = prev.transpose(1, 2, 0)
-        if not interleaved.flags.c_contiguous:
-            interleaved = np.ascontiguousarray(interleaved)
-        warped = cv2.remap(interleaved, pos, None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
         out = np.empty((h, w, 3), np.float32)
         blended = np.empty((h, w), np.uint8)
-        temporal_kernels.blend(current.numpy(), warped.transpose(2, 0, 1), gate, low_gate, self.strength,
+        temporal_kernels.blend(current.numpy(), warped.numpy(), gate, low_gate, self.strength,
                                out.transpose(2, 0, 1), blended)
         return torch.from_numpy(out).permute(2, 0, 1), blended
 
@@ -278,14 +260,3 @@ class Temporal(Method):
             self._dis = cv2.DISOpticalFlow_create(PRESETS.index(self.flow_preset))
             self._dis_back = cv2.DISOpticalFlow_create(PRESETS.index(OUTPUT_FLOW_BACK))
         return self._dis.calc(now, before, None), self._dis_back.calc(before, now, None)
-
-    def _blend_torch(self, current: torch.Tensor, previous: torch.Tensor, forward: np.ndarray,
-                     gate: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        """:meth:`blend` on the device with torch: ``forward`` ``(H, W, 2)`` flow, ``gate`` ``(H, W)``."""
-        import torch
-        import torch.nn.functional as F
-
-        warped = F.grid_sample(previous[None], flow_grid(forward, current.device), mode="bicubic",
-                               padding_mode="border", align_corners=False)
-        out = current + (warped[0] - current) * (torch.from_numpy(gate).to(current.device) * self.strength)
-        return out, luma_u8(out)

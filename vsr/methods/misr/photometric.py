@@ -17,39 +17,10 @@ source does not.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
+from vsr.methods.misr.flow import warp_bicubic
 from vsr.methods.misr.fuse import correlate, gaussian_taps
-
-
-def warp_bicubic(image: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """Bicubic (``a = -0.75``, edges replicated) ``image`` at each set of positions.
-
-    Args:
-        image: ``(C, h, w)`` float32.
-        pos: ``(N, h', w', 2)`` float32 positions ``(x, y)`` in ``image``'s pixels.
-
-    Returns:
-        ``(N, C, h', w')`` float32.
-    """
-    n = pos.shape[0]
-    c, h, w = image.shape
-    if image.device.type == "cpu":
-        import cv2
-
-        # OpenCV's bicubic is grid_sample's below (same kernel, taps clamped to the image) to
-        # 1e-5, without the round trip of the positions through [-1, 1]: twice as fast.
-        src, at = image.contiguous().numpy(), pos.contiguous().numpy()
-        out = np.empty((n, c, *at.shape[1:3]), np.float32)
-        for i in range(n):
-            for j in range(c):
-                cv2.remap(src[j], at[i], None, cv2.INTER_CUBIC, dst=out[i, j], borderMode=cv2.BORDER_REPLICATE)
-        return torch.from_numpy(out)
-    grid = torch.stack([pos[..., 0] * (2 / max(w - 1, 1)) - 1, pos[..., 1] * (2 / max(h - 1, 1)) - 1], -1)
-    return F.grid_sample(image[None].expand(n, -1, -1, -1), grid, mode="bicubic", padding_mode="border",
-                         align_corners=True)
 
 
 def match_brightness(planes: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor, sigma: float) -> torch.Tensor:
