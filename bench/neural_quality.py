@@ -118,8 +118,9 @@ def run_row(row: str, lr: list[np.ndarray], scale: int, cache: Path | None, key:
     """Outputs of one table row and its seconds per frame (see the module docstring);
     ``params`` set parameters of a ``misr+NET`` row over the method's own defaults, ``net_params``
     those of its network."""
-    from vsr.methods.consistent import DataConsistent
-    from vsr.methods.registry import get_method
+    from vsr.methods.consistent import ConsistentParams, DataConsistent
+    from vsr.methods.params import parse
+    from vsr.methods.registry import METHODS, get_method
     from vsr.methods.registry import parse_params as method_params
     from vsr.methods.temporal import Temporal
     from vsr.quality import imresize
@@ -133,7 +134,10 @@ def run_row(row: str, lr: list[np.ndarray], scale: int, cache: Path | None, key:
         prior = Replay(lr, network(net, lr, scale, cache, key, net_params)[0], scale, net)
         if row.endswith("+temporal"):
             prior = Temporal(prior)
-        method = DataConsistent(scale, method_params(f"misr+{net}", params or {}), prior)
+        name = f"misr+{net}"  # a registered misr+NET's defaults, else those for any network
+        dc_params = (method_params(name, params or {}) if name in METHODS
+                     else parse(ConsistentParams, params or {}, method=name))
+        method = DataConsistent(scale, dc_params, prior)
     elif row.endswith("+temporal"):
         net = row.removesuffix("+temporal")
         method = Temporal(Replay(lr, network(net, lr, scale, cache, key, net_params)[0], scale, net))

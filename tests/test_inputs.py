@@ -247,7 +247,6 @@ def test_srt_to_nobody_fails_in_one_line(tmp_path):
     assert len(err.strip().splitlines()) == 1 and "hidden0123456" not in err and "passphrase=***" in err
 
 
-
 def test_an_srt_output_whose_sender_fails_closes_when_it_exits():
     """close() waits for ffmpeg to take the stream, not for its own limit, once ffmpeg is gone."""
     from vsr.io.transport import FfmpegPipe
@@ -260,6 +259,7 @@ def test_an_srt_output_whose_sender_fails_closes_when_it_exits():
     # Not a speed figure: a close that waited for its limit would take 300 s.
     assert time.monotonic() - start < 150
     assert error and "timed out" in error.lower()
+
 
 # -- the picture size changes midway -----------------------------------------------------------
 

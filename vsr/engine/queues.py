@@ -627,7 +627,8 @@ def upscale_frames(frames: Iterable[Frame], method: Method, output_size: tuple[i
         the method's device, float, nominally in [0, 1], or the input's integer type for a
         method with ``integer_io`` (in coded levels where the frames were); with ``to_host`` on
         CUDA, ``to_host`` integers on the host (in coded levels with ``levels``); ``(1, rows, W)``
-        packed planes with ``planes_out``.
+        packed planes with ``planes_out``, except for frames the decoder could not give as planes
+        (they stay ``(3, H, W)`` RGB).
     """
     import torch
 

@@ -271,15 +271,10 @@ class Decoder:
         a demuxer error: the caller counts it and demuxes on."""
         import av
 
-        packets = self.container.demux(streams)
-        while True:
-            try:
-                packet = next(packets)
-            except StopIteration:
-                return
-            except IndexError as exc:
-                raise av.error.InvalidDataError(0, "packet of a stream that appeared mid-file") from exc
-            yield packet
+        try:
+            yield from self.container.demux(streams)
+        except IndexError as exc:  # raised by the demuxer only: the caller's errors are not thrown in here
+            raise av.error.InvalidDataError(0, "packet of a stream that appeared mid-file") from exc
 
     @property
     def is_live(self) -> bool:

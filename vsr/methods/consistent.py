@@ -127,11 +127,6 @@ class DataConsistent(Misr):
         if prior.output_size(16, 16) != (16 * scale, 16 * scale):
             raise ConfigError(f"misr+{prior.name}: the network must upscale by {scale} (no outscale)")
         self.prior = prior
-        if isinstance(prior, Temporal):
-            # Its gate aligns with misr's flows (one bank for both): the same settings, also
-            # when a one-frame window makes it keep a bank of its own.
-            for field in ("flow_preset", "fb_sigma", "robust", "robust_texture"):
-                setattr(prior, field, getattr(params, field))
         self.name = f"misr+{prior.name}"
         self.departure = departure
         self._network: dict[int, torch.Tensor] = {}  # decode index -> the network's Y, for departure maps
@@ -146,7 +141,11 @@ class DataConsistent(Misr):
         return self
 
     def describe(self) -> dict[str, object]:
-        return {**super().describe(), "prior": self.prior.describe(), "departure": self.departure}
+        prior = self.prior.describe()
+        if isinstance(self.prior, Temporal) and self.radius > 0:
+            # Its low-resolution gate then comes from misr's flows, with misr's flow settings.
+            prior["temporal"] = {**prior["temporal"], "gate": "misr's flows"}
+        return {**super().describe(), "prior": prior, "departure": self.departure}
 
     def initial_estimate(self, window: Window) -> torch.Tensor:
         """The network's output for the window's reference frame, ``(3, s H, s W)`` float."""

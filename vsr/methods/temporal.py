@@ -230,7 +230,8 @@ class Temporal(Method):
         low_gate = cv2.resize(np.ascontiguousarray(alignment.conf[1]), (w, h), interpolation=cv2.INTER_LINEAR)
         # The previous output at this frame's pixels moved along the flow (one remap of the
         # interleaved channels on the CPU: networks' channels-last outputs, and this blend's own).
-        warped = warp_bicubic(previous, torch.from_numpy(_grid(h, w) + forward).to(previous.device)[None])[0]
+        pos = np.add(forward, _grid(h, w), out=forward)  # the flow is not needed after this
+        warped = warp_bicubic(previous, torch.from_numpy(pos).to(previous.device)[None])[0]
         if current.device.type != "cpu":
             gate = torch.from_numpy(gate * low_gate).to(current.device)
             out = current + (warped - current) * (gate * self.strength)

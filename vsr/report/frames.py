@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vsr.errors import ConfigError
+from vsr.errors import ConfigError, InputError
 
 _EPSILON = 1e-6  # seconds: a pts rescaled between time bases may land a hair off
 
@@ -155,7 +155,9 @@ def at_times(path: str, times: list[float], video_stream: int | None = None) -> 
         for seek in (*_seek_times(path, when, video_stream), None):
             try:
                 picture = _shown_at(path, when, video_stream, seek)
-            except av.error.FFmpegError:
+            except av.error.FFmpegError as exc:
+                if seek is None:  # decoding from the start failed: the file, not a seek
+                    raise InputError(f"{path} cannot be read at {when:g} s ({exc}); check the file") from exc
                 continue
             if picture is not None:
                 break
