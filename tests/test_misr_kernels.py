@@ -146,3 +146,31 @@ def test_warp_bicubic_on_the_cpu_is_grid_sample(channels, interleaved):
     assert got.shape == (3, channels, h, w)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
     torch.testing.assert_close(got[0], image, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_compiled_brightness_matching_matches_torch(channels):
+    """The brightness matching's steps around the smoothing compiled and with torch, on
+    neighbours with pixels at rest and identical to the reference, at rest and not identical,
+    and moved."""
+    from vsr.methods.misr.flow import warp_bicubic
+    from vsr.methods.misr.photometric import _match_compiled, _match_torch, match_brightness
+
+    g = torch.Generator().manual_seed(channels)
+    k, h, w = 5, 23, 37
+    planes = torch.rand(k, channels, h, w, generator=g)
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    grid = torch.stack([xs, ys], -1)
+    pos = grid[None] + 0.7 * torch.randn(k, h, w, 2, generator=g)
+    pos[0] = grid
+    pos[1, :10], planes[1, :, :10] = grid[:10], planes[0, :, :10]  # at rest and identical: kept as they are
+    pos[2, :5] = grid[:5]  # at rest, brightness differs
+    conf = torch.rand(k, h, w, generator=g)
+    taps, start = fusion.gaussian_taps(0.8, torch.device("cpu"), torch.float32)
+    warped = warp_bicubic(planes[0], pos[1:])
+    want = _match_torch(planes, warped, pos, conf, taps, start)
+    got = _match_compiled(planes, warped, pos, conf, taps, start)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    torch.testing.assert_close(match_brightness(planes, pos, conf, 0.8), want, rtol=0, atol=1e-6)
+    torch.testing.assert_close(got[1, :, :10], planes[1, :, :10], rtol=0, atol=0)
+    assert (got[2, :, :5] - planes[2, :, :5]).abs().max() > 1e-3

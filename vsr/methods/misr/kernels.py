@@ -180,3 +180,65 @@ def btv_gradient(x: np.ndarray, grad: np.ndarray, dys: np.ndarray, dxs: np.ndarr
                     g_here[j] += row[j]
                 for j in range(n):
                     g_there[j] -= row[j]
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def brightness_residuals(planes: np.ndarray, warped: np.ndarray, pos: np.ndarray, conf: np.ndarray,
+                         stack: np.ndarray, same: np.ndarray) -> None:
+    """The weighted differences :func:`.photometric.match_brightness` smooths, in one pass.
+
+    Args:
+        planes: ``(K, C, h, w)`` reference first.
+        warped: ``(K - 1, C, h, w)`` the reference at each neighbour's positions.
+        pos: ``(K, h, w, 2)`` positions ``(x, y)`` in the reference grid.
+        conf: ``(K, h, w)`` weights.
+        stack: ``((K - 1) (C + 1), h, w)``, written: each neighbour's ``C`` planes of
+            ``conf * (plane - warped)``, then the ``K - 1`` weights.
+        same: ``(K - 1, h, w)`` bool, written: the pixel sits on its own grid point and differs
+            from the warped reference by at most 1e-4 in every plane.
+    """
+    k_n, c_n, h, w = planes.shape
+    tolerance = np.float32(1e-4)
+    for k in range(k_n - 1):
+        for y in range(h):
+            g = conf[k + 1, y]
+            stack[(k_n - 1) * c_n + k, y] = g
+            at = pos[k + 1, y]
+            for x in range(w):
+                same[k, y, x] = at[x, 0] == x and at[x, 1] == y
+            for c in range(c_n):
+                d = stack[k * c_n + c, y]
+                p = planes[k + 1, c, y]
+                q = warped[k, c, y]
+                s = same[k, y]
+                for x in range(w):
+                    diff = p[x] - q[x]
+                    s[x] = s[x] and abs(diff) <= tolerance
+                    d[x] = diff * g[x]
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def brightness_apply(planes: np.ndarray, smoothed: np.ndarray, same: np.ndarray, out: np.ndarray) -> None:
+    """``out``: the reference as it is, each neighbour minus its smoothed difference.
+
+    Args:
+        planes: ``(K, C, h, w)`` reference first.
+        smoothed: :func:`brightness_residuals`' ``stack`` after smoothing: the difference of
+            neighbour ``k`` is its plane divided by its smoothed weight plus 1e-3.
+        same: from :func:`brightness_residuals`: no difference removed there.
+        out: ``(K, C, h, w)``, written.
+    """
+    k_n, c_n, h, w = planes.shape
+    floor = np.float32(1e-3)
+    out[0] = planes[0]
+    for k in range(k_n - 1):
+        for c in range(c_n):
+            for y in range(h):
+                num = smoothed[k * c_n + c, y]
+                den = smoothed[(k_n - 1) * c_n + k, y]
+                s = same[k, y]
+                p = planes[k + 1, c, y]
+                o = out[k + 1, c, y]
+                for x in range(w):
+                    offset = num[x] / (den[x] + floor)
+                    o[x] = p[x] - (np.float32(0) if s[x] else offset)

@@ -214,11 +214,24 @@ class Misr(Method):
         m = torch.tensor(_RGB_TO_YCC, device=frames.device, dtype=torch.float32)
         return torch.einsum("ij,njhw->nihw", m, frames.float())
 
-    def _rgb(self, ycc: torch.Tensor) -> torch.Tensor:
+    def _rgb(self, *planes: torch.Tensor) -> torch.Tensor:
+        """RGB ``(3, H, W)`` float32 from ``(C, H, W)`` planes that hold Y, Cb and Cr in turn.
+
+        On the CPU the channels come out interleaved in memory (a channels-last view): OpenCV
+        interleaves the planes and applies the matrix in two vectorised passes, where the
+        matrix product on planes takes twice as long, and the encoder's conversion reads
+        interleaved pixels without copying them.
+        """
         import torch
 
-        m = torch.linalg.inv(torch.tensor(_RGB_TO_YCC, dtype=torch.float64)).to(ycc.device, torch.float32)
-        return torch.einsum("ij,jhw->ihw", m, ycc.float())
+        m = torch.linalg.inv(torch.tensor(_RGB_TO_YCC, dtype=torch.float64)).to(torch.float32)
+        if planes[0].device.type == "cpu" and all(p.dtype == torch.float32 for p in planes):
+            import cv2
+
+            ycc = cv2.merge([plane.contiguous().numpy() for p in planes for plane in p])
+            return torch.from_numpy(cv2.transform(ycc, m.numpy())).permute(2, 0, 1)
+        ycc = torch.cat([p.float() for p in planes])
+        return torch.einsum("ij,jhw->ihw", m.to(ycc.device), ycc)
 
     @staticmethod
     def _chain(indices: tuple[int, ...], ref: int) -> tuple[tuple[int, ...], int, list[int]]:
@@ -321,12 +334,12 @@ class Misr(Method):
         start = None if init is None else self._ycc(init[None].to(planes.device))[0]
         if self.params.chroma == "fuse":
             result = fuse(fused, pos, conf, cfg, init=start)
-            out = result.image
+            out = (result.image,)
         else:
             result = fuse(fused, pos, conf, cfg, init=None if start is None else start[:1])
             chroma = upsample(planes[0, 1:].float(), self.scale, cfg.psf.offset) if start is None else start[1:]
-            out = torch.cat([result.image.float(), chroma])
-        return self._rgb(out).to(self.dtype), result.evidence
+            out = (result.image, chroma)
+        return self._rgb(*out).to(self.dtype), result.evidence
 
     def _write_evidence(self, evidence: torch.Tensor, pts: int | None, index: int) -> None:
         """Write one evidence map, named by ``pts`` (by decode ``index`` for untimed frames)."""

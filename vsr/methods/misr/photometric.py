@@ -45,16 +45,45 @@ def match_brightness(planes: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor
         return planes
     planes = planes.float()
     pos = pos.to(planes.device, torch.float32)
-    weight = conf[1:, None].to(planes.device, torch.float32)
-    diff = planes[1:] - warp_bicubic(planes[0], pos[1:])
+    conf = conf.to(planes.device, torch.float32)
+    warped = warp_bicubic(planes[0], pos[1:])
+    taps, start = gaussian_taps(sigma, planes.device, torch.float32)
+    if planes.device.type == "cpu":
+        return _match_compiled(planes.contiguous(), warped.contiguous(), pos.contiguous(), conf.contiguous(), taps, start)
+    return _match_torch(planes, warped, pos, conf, taps, start)
+
+
+def _match_torch(planes: torch.Tensor, warped: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor,
+                 taps: torch.Tensor, start: int) -> torch.Tensor:
+    """:func:`match_brightness`'s steps with torch operations, on any device; ``warped`` is the
+    reference at the neighbours' positions, ``taps`` and ``start`` the smoothing's."""
+    k, c, h, w = planes.shape
+    weight = conf[1:, None]
+    diff = planes[1:] - warped
     ys = torch.arange(h, device=planes.device, dtype=torch.float32)[:, None]
     xs = torch.arange(w, device=planes.device, dtype=torch.float32)
     # 1e-4: well under a 10-bit level, over the rounding of grid_sample's normalised positions.
     same = (pos[1:, ..., 0] == xs) & (pos[1:, ..., 1] == ys) & (diff.abs().amax(1) <= 1e-4)
     diff.mul_(weight)
-    taps, start = gaussian_taps(sigma, planes.device, torch.float32)
     # Neighbours and channels stacked as the images of one correlation.
     num = correlate(torch.cat([diff.reshape(-1, h, w), weight.reshape(-1, h, w)]), taps, start)
     offset = num[: (k - 1) * c].reshape(k - 1, c, h, w) / num[(k - 1) * c:].reshape(k - 1, 1, h, w).add(1e-3)
     offset.masked_fill_(same[:, None], 0)
     return torch.cat([planes[:1], planes[1:] - offset])
+
+
+def _match_compiled(planes: torch.Tensor, warped: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor,
+                    taps: torch.Tensor, start: int) -> torch.Tensor:
+    """:func:`match_brightness`'s steps around the smoothing in two compiled passes
+    (:func:`.kernels.brightness_residuals`, :func:`.kernels.brightness_apply`); contiguous
+    float32 CPU tensors, ``warped`` the reference at the neighbours' positions."""
+    from vsr.methods.misr import kernels
+
+    k, c, h, w = planes.shape
+    stack = torch.empty((k - 1) * (c + 1), h, w)
+    same = torch.empty(k - 1, h, w, dtype=torch.bool)
+    kernels.brightness_residuals(planes.numpy(), warped.numpy(), pos.numpy(), conf.numpy(), stack.numpy(),
+                                 same.numpy())
+    out = torch.empty_like(planes)
+    kernels.brightness_apply(planes.numpy(), correlate(stack, taps, start).numpy(), same.numpy(), out.numpy())
+    return out
