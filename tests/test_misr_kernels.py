@@ -14,6 +14,8 @@ from vsr.methods.misr.fuse import (
     _add_btv_gradient,
     _btv_gradient_torch,
     _btv_offsets,
+    _correlate_torch,
+    correlate,
     make_psf,
     upsample,
 )
@@ -83,6 +85,24 @@ def test_compiled_btv_gradient_matches_torch(radius, epsilon):
     _btv_gradient_torch(want, x, offsets, 0.003, epsilon)
     _add_btv_gradient(got, x, offsets, 0.003, epsilon)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize(("length", "start", "size"), [(8, -3, (17, 26)), (8, -4, (17, 26)), (11, -5, (9, 30)),
+                                                       (7, -3, (3, 5)), (5, 0, (12, 7)), (4, -6, (6, 9)),
+                                                       (13, -6, (2, 1))])
+def test_compiled_correlation_matches_torch(symmetric, length, start, size):
+    """The separable correlation compiled and with shifted slices, for the blur's, its adjoint's
+    and the Gaussians' taps, taps all on one side, and images smaller than the taps' reach
+    (mirrored and clamped)."""
+    g = torch.Generator().manual_seed(length)
+    x = torch.rand(2, *size, generator=g)
+    taps = torch.rand(length, generator=g) - 0.2
+    want = _correlate_torch(x, taps, start, symmetric)
+    got = correlate(x, taps, start, symmetric)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    torch.testing.assert_close(correlate(x[:, :, :1].expand(-1, -1, 3), taps, start, symmetric),
+                               _correlate_torch(x[:, :, :1].expand(-1, -1, 3), taps, start, symmetric), rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("scale", [2, 3])

@@ -104,6 +104,9 @@ def _pad(x: torch.Tensor, dim: int, before: int, after: int, symmetric: bool) ->
 def correlate(x: torch.Tensor, taps: torch.Tensor, start: int, symmetric: bool = True) -> torch.Tensor:
     """Separable correlation of ``(C, H, W)`` images: ``out[y] = sum_j taps[j] x[y + start + j]`` on both axes.
 
+    Float32 CPU tensors go through :func:`.kernels.correlate` (one compiled pass a row, a
+    third faster than OpenCV's separable filter here); elsewhere :func:`_correlate_torch`.
+
     Args:
         x: ``(C, H, W)`` float.
         taps: ``(L,)`` weights, same dtype and device as ``x``.
@@ -113,8 +116,18 @@ def correlate(x: torch.Tensor, taps: torch.Tensor, start: int, symmetric: bool =
     Returns:
         ``(C, H, W)``.
     """
-    if x.device.type == "cpu" and x.dtype == torch.float32 and -taps.numel() < start <= 0:
-        return _correlate_cv2(x, taps, start, symmetric)
+    if x.device.type == "cpu" and x.dtype == torch.float32:
+        from vsr.methods.misr import kernels
+
+        x = x.contiguous()
+        out = torch.empty_like(x)
+        kernels.correlate(x.numpy(), taps.contiguous().numpy(), start, symmetric, out.numpy())
+        return out
+    return _correlate_torch(x, taps, start, symmetric)
+
+
+def _correlate_torch(x: torch.Tensor, taps: torch.Tensor, start: int, symmetric: bool) -> torch.Tensor:
+    """:func:`correlate` with torch operations, on any device and dtype."""
     _, h, w = x.shape
     before, after = max(0, -start), max(0, start + taps.numel() - 1)
     o = before + start
@@ -130,19 +143,6 @@ def correlate(x: torch.Tensor, taps: torch.Tensor, start: int, symmetric: bool =
     for j in range(1, len(weights)):
         out.add_(yp[:, o + j: o + j + h], alpha=weights[j])
     return out
-
-
-def _correlate_cv2(x: torch.Tensor, taps: torch.Tensor, start: int, symmetric: bool) -> torch.Tensor:
-    """:func:`correlate` on the CPU through OpenCV's separable filter: one vectorised pass per
-    axis, four to five times faster than shifted slices. ``BORDER_REFLECT`` is MATLAB's
-    symmetric padding; OpenCV correlates (no kernel flip) around ``anchor = -start``."""
-    import cv2
-
-    kernel = taps.numpy()
-    border = cv2.BORDER_REFLECT if symmetric else cv2.BORDER_CONSTANT
-    planes = [cv2.sepFilter2D(plane, -1, kernel, kernel, anchor=(-start, -start), borderType=border)
-              for plane in x.contiguous().numpy()]
-    return torch.from_numpy(planes[0][None] if len(planes) == 1 else np.stack(planes))
 
 
 class Blur:

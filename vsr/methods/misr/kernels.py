@@ -242,3 +242,82 @@ def brightness_apply(planes: np.ndarray, smoothed: np.ndarray, same: np.ndarray,
                 for x in range(w):
                     offset = num[x] / (den[x] + floor)
                     o[x] = p[x] - (np.float32(0) if s[x] else offset)
+
+
+@numba.njit(inline="always")
+def _source_row(y: int, h: int, symmetric: bool) -> int:
+    """Row ``y`` of an ``h``-row image after its border: mirrored with the edge repeated (MATLAB's
+    symmetric padding; clamped where the mirror is still outside, as :func:`.fuse._pad`), or -1
+    outside for a zero border."""
+    if 0 <= y < h:
+        return y
+    if not symmetric:
+        return -1
+    if y < 0:
+        y = -y - 1
+    if y >= h:
+        y = 2 * h - 1 - y
+    return min(max(y, 0), h - 1)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def correlate(x: np.ndarray, taps: np.ndarray, start: int, symmetric: bool, out: np.ndarray) -> None:
+    """Separable correlation ``out[y] = sum_j taps[j] x[y + start + j]`` on both axes (see
+    :func:`.fuse.correlate`), a row at a time: each output row is the taps' weighted sum of
+    input rows, then of shifted copies of that row, four taps to a pass, so that every pass
+    is one vectorised loop over a row in cache.
+
+    Args:
+        x: ``(C, H, W)``.
+        taps: ``(L,)``.
+        start: offset of ``taps[0]``.
+        symmetric: mirrored border with the edge repeated; otherwise zeros.
+        out: ``(C, H, W)``, written.
+    """
+    n_c, h, w = x.shape
+    n = taps.size
+    groups = (n + 3) // 4
+    t = np.zeros(4 * groups, np.float32)  # zero taps make up the last group
+    t[:n] = taps
+    before = max(0, -start)
+    after = max(0, start + 4 * groups - 1)
+    padded = np.zeros(before + w + after, np.float32)
+    row = padded[before:before + w]
+    nothing = np.zeros(w, np.float32)
+    o = before + start
+    for c in range(n_c):
+        for y in range(h):
+            for g in range(groups):
+                j = 4 * g
+                i0 = _source_row(y + start + j, h, symmetric)
+                i1 = _source_row(y + start + j + 1, h, symmetric)
+                i2 = _source_row(y + start + j + 2, h, symmetric)
+                i3 = _source_row(y + start + j + 3, h, symmetric)
+                r0 = x[c, i0] if i0 >= 0 else nothing
+                r1 = x[c, i1] if i1 >= 0 else nothing
+                r2 = x[c, i2] if i2 >= 0 else nothing
+                r3 = x[c, i3] if i3 >= 0 else nothing
+                _weigh4(row, r0, r1, r2, r3, t, j, g > 0)
+            if symmetric:
+                for i in range(before):
+                    padded[before - 1 - i] = row[_source_row(-1 - i, w, True)]
+                for i in range(after):
+                    padded[before + w + i] = row[_source_row(w + i, w, True)]
+            dst = out[c, y]
+            for g in range(groups):
+                j = o + 4 * g
+                _weigh4(dst, padded[j:j + w], padded[j + 1:j + 1 + w], padded[j + 2:j + 2 + w],
+                        padded[j + 3:j + 3 + w], t, 4 * g, g > 0)
+
+
+@numba.njit(inline="always")
+def _weigh4(dst: np.ndarray, r0: np.ndarray, r1: np.ndarray, r2: np.ndarray, r3: np.ndarray, t: np.ndarray,
+            j: int, accumulate: bool) -> None:
+    """``dst (+)= t[j] r0 + t[j + 1] r1 + t[j + 2] r2 + t[j + 3] r3``."""
+    a0, a1, a2, a3 = t[j], t[j + 1], t[j + 2], t[j + 3]
+    if accumulate:
+        for i in range(dst.size):
+            dst[i] += a0 * r0[i] + a1 * r1[i] + a2 * r2[i] + a3 * r3[i]
+    else:
+        for i in range(dst.size):
+            dst[i] = a0 * r0[i] + a1 * r1[i] + a2 * r2[i] + a3 * r3[i]
