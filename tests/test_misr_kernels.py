@@ -11,6 +11,7 @@ from vsr.methods.misr.fuse import (
     Bilinear,
     CompiledBilinear,
     FuseConfig,
+    Lattice,
     _add_btv_gradient,
     _btv_gradient_torch,
     _btv_offsets,
@@ -46,16 +47,25 @@ def test_compiled_bilinear_matches_grid_sample(channels):
 
 
 @pytest.mark.parametrize(("quant", "planes_weighted"), [(0.0, 1), (0.01, 1), (0.0, 2)])
-def test_robust_splat_matches_the_torch_steps(quant, planes_weighted):
+@pytest.mark.parametrize("with_lattice", [False, True])
+def test_robust_splat_matches_the_torch_steps(quant, planes_weighted, with_lattice):
+    """The neighbours' robust residual splatted, and the reference's on its lattice added, in
+    one compiled pass against the torch steps."""
     size = (23, 31)
     x, y = points(4, 9, 11, size, seed=7)
     g = torch.Generator().manual_seed(8)
     image = torch.rand(2, *size, generator=g)
     values = image.mean() + 0.05 * torch.randn(2, 4, 9, 11, generator=g)  # residuals across the Lorentzian's knee
     weight = torch.rand(planes_weighted, 4, 9, 11, generator=g)
-    want = Bilinear(x, y, size).robust_splat(image, values, weight, 2500.0, quant)
-    got = CompiledBilinear(x, y, size).robust_splat(image, values, weight, 2500.0, quant)
+    lattice = (Lattice(1, 2, (11, 15), size), image.mean() + 0.05 * torch.randn(2, 11, 15, generator=g),
+               torch.rand(planes_weighted, 11, 15, generator=g)) if with_lattice else ()
+    want = Bilinear(x, y, size).robust_splat(image, values, weight, 2500.0, quant, *lattice)
+    got = CompiledBilinear(x, y, size).robust_splat(image, values, weight, 2500.0, quant, *lattice)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    if with_lattice:
+        alone = CompiledBilinear(x, y, size).robust_splat(image, values, weight, 2500.0, quant)
+        assert (got - alone)[:, 1::2, 1::2].abs().max() > 1e-3
+        torch.testing.assert_close((got - alone)[:, ::2], torch.zeros_like(got[:, ::2]), rtol=0, atol=0)
 
 
 def test_compiled_splat_is_the_exact_adjoint_of_sample():

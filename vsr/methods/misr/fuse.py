@@ -200,16 +200,23 @@ class Bilinear:
         return out[0]
 
     def robust_splat(self, image: torch.Tensor, values: torch.Tensor, weight: torch.Tensor,
-                     inv_scale2: float, quant: float) -> torch.Tensor:
+                     inv_scale2: float, quant: float, lattice: Lattice | None = None,
+                     lattice_values: torch.Tensor | None = None,
+                     lattice_weight: torch.Tensor | None = None) -> torch.Tensor:
         """``splat(weight * psi(sample(image) - values))``: the robust data term's gradient.
 
         ``psi(r) = r / (1 + r^2 inv_scale2)`` (the Lorentzian's influence), after the dead
-        zone ``softshrink(r, quant)`` when ``quant > 0``.
+        zone ``softshrink(r, quant)`` when ``quant > 0``. With ``lattice``, the residual of
+        the reference's samples there (quadratic, after the same dead zone, times
+        ``lattice_weight``) is added on top.
 
         Args:
             image: ``(C, H, W)``.
             values: ``(C, K, h, w)`` observed samples.
             weight: ``(1, K, h, w)`` or ``(C, K, h, w)``.
+            lattice: the reference's sample grid on ``image``'s, or ``None``.
+            lattice_values: ``(C, h, w)`` the reference's samples.
+            lattice_weight: ``(1, h, w)`` or ``(C, h, w)``.
 
         Returns:
             ``(C, H, W)``.
@@ -218,7 +225,13 @@ class Bilinear:
         if quant > 0:
             residual = F.softshrink(residual, quant)
         psi = residual.mul(residual).mul_(inv_scale2).add_(1)
-        return self.splat(residual.div_(psi).mul_(weight))
+        out = self.splat(residual.div_(psi).mul_(weight))
+        if lattice is not None:
+            own = lattice.sample(image) - lattice_values
+            if quant > 0:
+                own = F.softshrink(own, quant)
+            lattice.sample(out).add_(own.mul_(lattice_weight))
+        return out
 
 
 class CompiledBilinear:
@@ -272,16 +285,29 @@ class CompiledBilinear:
         return out
 
     def robust_splat(self, image: torch.Tensor, values: torch.Tensor, weight: torch.Tensor,
-                     inv_scale2: float, quant: float) -> torch.Tensor:
+                     inv_scale2: float, quant: float, lattice: Lattice | None = None,
+                     lattice_values: torch.Tensor | None = None,
+                     lattice_weight: torch.Tensor | None = None) -> torch.Tensor:
         """See :meth:`Bilinear.robust_splat`."""
         c = image.shape[0]
         self._check("image", image, self.size, (c,))
         self._check("values", values, self.shape, (c,))
         self._check("weight", weight, self.shape, (1, c))
+        if lattice is None:
+            first, step, lattice_values, lattice_weight = 0, 1, torch.empty(c, 0, 0), torch.empty(1, 0, 0)
+        else:
+            first, step = lattice.first, lattice.scale
+            self._check("lattice", image, lattice.size, (c,))
+            self._check("lattice values", lattice_values, lattice.low, (c,))
+            self._check("lattice weight", lattice_weight, lattice.low, (1, c))
+            if first < 0 or first + step * (lattice.low[0] - 1) >= self.size[0] \
+                    or first + step * (lattice.low[1] - 1) >= self.size[1]:
+                raise ValueError(f"CompiledBilinear: lattice {lattice.low} from {first} by {step} leaves {self.size}")
         out = torch.zeros(c, *self.size)
         self.kernels.robust_splat(self._flat(image, c), self.first, self.fx, self.fy, self.size[1],
                                   self._flat(values, c), self._flat(weight, weight.shape[0]), inv_scale2, quant,
-                                  out.view(c, -1).numpy())
+                                  first, step, lattice_values.float().contiguous().numpy(),
+                                  lattice_weight.float().contiguous().numpy(), out.view(c, -1).numpy())
         return out
 
 
@@ -423,7 +449,7 @@ def fuse(frames: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor, cfg: FuseC
     ref = Lattice(first, s, (h, w), (hs, ws))
     others = bilinear(pos[1:, ..., 0] * s + (psf.offset - psf.delta),
                       pos[1:, ..., 1] * s + (psf.offset - psf.delta), (hs, ws)) if k > 1 else None
-    ref_values, values = planes[:, 0], planes[:, 1:].contiguous()  # read on every step
+    ref_values, values = planes[:, 0].contiguous(), planes[:, 1:].contiguous()  # read on every step
     ref_weight, weight = conf[0][None], conf[1:][None]
 
     def splat(ref_part: torch.Tensor, other_part: torch.Tensor | None) -> torch.Tensor:
@@ -465,17 +491,15 @@ def fuse(frames: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor, cfg: FuseC
             # The reference's own samples are trusted (quadratic); a neighbour's sample stops
             # pulling once its residual is well beyond ``data_scale`` (Lorentzian, redescending),
             # so misaligned samples the robustness test let through do not print ghosts.
-            ref_residual = ref.sample(blurred) - ref_values
-            if cfg.quant > 0:
-                # Coded samples are only known to within the quantiser's step: a residual inside
-                # that dead zone is noise the estimate need not follow (the prior decides there).
-                ref_residual = F.softshrink(ref_residual, cfg.quant)
-            ref_residual = ref_residual.mul_(ref_weight)
+            # Coded samples are only known to within the quantiser's step: a residual inside
+            # that dead zone is noise the estimate need not follow (the prior decides there).
             if others is not None:
-                data = others.robust_splat(blurred, values, weight, inv_scale2, cfg.quant)
-                ref.sample(data).add_(ref_residual)
+                data = others.robust_splat(blurred, values, weight, inv_scale2, cfg.quant, ref, ref_values, ref_weight)
             else:
-                data = ref.splat(ref_residual)
+                ref_residual = ref.sample(blurred) - ref_values
+                if cfg.quant > 0:
+                    ref_residual = F.softshrink(ref_residual, cfg.quant)
+                data = ref.splat(ref_residual.mul_(ref_weight))
             grad = blur.adjoint(data).div_(norm)
             if cfg.btv_weight > 0:
                 _add_btv_gradient(grad, probe, btv, cfg.btv_weight, cfg.btv_epsilon)

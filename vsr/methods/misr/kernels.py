@@ -108,21 +108,27 @@ def splat(values: np.ndarray, first: np.ndarray, fx: np.ndarray, fy: np.ndarray,
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def robust_splat(image: np.ndarray, first: np.ndarray, fx: np.ndarray, fy: np.ndarray, width: int,
                  values: np.ndarray, weight: np.ndarray, inv_scale2: float, quant: float,
+                 lattice_first: int, lattice_step: int, lattice_values: np.ndarray, lattice_weight: np.ndarray,
                  out: np.ndarray) -> None:
-    """Add ``splat(weight * psi(sample(image) - values))`` into ``out`` in one pass.
+    """Add ``splat(weight * psi(sample(image) - values))`` into ``out`` in one pass, then the
+    residual of the reference's samples on their lattice.
 
     ``psi(r) = r / (1 + r^2 inv_scale2)`` (the Lorentzian's influence), applied after the
-    dead zone ``r -> sign(r) max(|r| - quant, 0)`` when ``quant > 0``.
+    dead zone ``r -> sign(r) max(|r| - quant, 0)`` when ``quant > 0``. The reference's
+    sample ``(i, j)`` sits on pixel ``(lattice_first + lattice_step i, lattice_first +
+    lattice_step j)``; its residual, after the same dead zone, is weighted and added there
+    (quadratic: no ``psi``).
 
     Args:
         image: ``(C, H * W)``.
         first, fx, fy: from :func:`bilinear_corners`.
         values: ``(C, N)`` observed samples.
         weight: ``(1, N)``, or ``(C, N)`` for a weight per plane.
+        lattice_values: ``(C, h, w)`` the reference's samples; ``(C, 0, 0)`` for none.
+        lattice_weight: ``(1, h, w)`` or ``(C, h, w)``.
         out: ``(C, H * W)``, accumulated into.
     """
     one = np.float32(1)
-    zero = np.float32(0)
     inv = np.float32(inv_scale2)
     q = np.float32(quant)
     for c in range(image.shape[0]):
@@ -132,10 +138,26 @@ def robust_splat(image: np.ndarray, first: np.ndarray, fx: np.ndarray, fy: np.nd
         for n in range(first.size):
             i = first[n]
             w = _taps(fx, fy, n)
-            r = _gather(f, i, width, w) - values[c, n]
-            if q > zero:
-                r = r - q if r > q else (r + q if r < -q else zero)
+            r = _dead_zone(_gather(f, i, width, w) - values[c, n], q)
             _scatter(o, i, width, w, r / (r * r * inv + one) * g[n])
+        if lattice_values.shape[1] == 0:
+            continue
+        v = lattice_values[c]
+        g = lattice_weight[min(c, lattice_weight.shape[0] - 1)]
+        for y in range(v.shape[0]):
+            row = (lattice_first + lattice_step * y) * width + lattice_first
+            for x in range(v.shape[1]):
+                i = row + lattice_step * x
+                o[i] += _dead_zone(f[i] - v[y, x], q) * g[y, x]
+
+
+@numba.njit(inline="always")
+def _dead_zone(r: float, q: float) -> float:
+    """``sign(r) max(|r| - q, 0)`` for ``q > 0``; ``r`` itself otherwise."""
+    zero = np.float32(0)
+    if q > zero:
+        return r - q if r > q else (r + q if r < -q else zero)
+    return r
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
