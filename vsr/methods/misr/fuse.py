@@ -104,8 +104,8 @@ def _pad(x: torch.Tensor, dim: int, before: int, after: int, symmetric: bool) ->
 def correlate(x: torch.Tensor, taps: torch.Tensor, start: int, symmetric: bool = True) -> torch.Tensor:
     """Separable correlation of ``(C, H, W)`` images: ``out[y] = sum_j taps[j] x[y + start + j]`` on both axes.
 
-    Float32 CPU tensors go through :func:`.kernels.correlate` (one compiled pass a row, a
-    third faster than OpenCV's separable filter here); elsewhere :func:`_correlate_torch`.
+    Float32 CPU tensors go through :func:`.kernels.correlate` (one compiled pass a row, half
+    the CPU of OpenCV's separable filter here); elsewhere :func:`_correlate_torch`.
 
     Args:
         x: ``(C, H, W)`` float.

@@ -3,13 +3,16 @@
 On the CPU the back-projection is bound by passes over memory: torch's ``grid_sample`` and
 its input gradient (the splat) walk every sample separately, and the robust residual between
 them takes half a dozen more passes, each with its own allocation. Here one loop samples the
-blurred estimate, forms the robust residual and splats it back, touching each sample once;
-the bilateral-TV prior is one pass a row. They compute what :class:`.fuse.Bilinear` and
-:func:`.fuse._add_btv_gradient` compute with torch, which stays the path on CUDA and the
+blurred estimate, forms the robust residual and splats it back, touching each sample once
+(the reference's own samples added on their lattice); the bilateral-TV prior and the
+separable correlations (the blur, its adjoint, the Gaussians) are one pass a row, and the
+brightness matching's steps around its smoothing two passes. They compute what
+:class:`.fuse.Bilinear`, :func:`.fuse._add_btv_gradient`, :func:`.fuse._correlate_torch` and
+:func:`.photometric._match_torch` compute with torch, which stays the path on CUDA and the
 reference the tests hold these to.
 
 All arrays are C-contiguous float32 (indices int64); nothing here allocates per call beyond
-a row buffer. Compiled on first use and cached beside this module (``cache=True``). NumPy's
+a few rows. Compiled on first use and cached beside this module (``cache=True``). NumPy's
 error model: a division by zero gives inf instead of raising, which is what lets the
 prior's loops be vectorised (the checks Python's model adds kept them scalar, 3x slower).
 """
