@@ -325,13 +325,13 @@ def main() -> None:
         params = list(net.parameters())
         arch = f"srcnn {f1}-{f2}-{f3}"
 
-    def report(step: int) -> None:
+    def report(step: int, what: str = "") -> None:
         if not is_span:
             net.eval()
         scores = validate(net, val, scales)
         if not is_span:
             net.train()
-        log(f"step {step} validation PSNR-Y bicubic/{args.net}: " + ", ".join(
+        log(f"step {step} validation{what} PSNR-Y bicubic/{args.net}: " + ", ".join(
             f"x{s} {b:.2f}/{o:.2f} ({o - b:+.2f})" for s, (b, o) in scores.items()))
 
     def save(path: Path) -> None:
@@ -353,7 +353,7 @@ def main() -> None:
 
             with torch.random.fork_rng():  # building a network draws initial weights: training's draws stay as they were
                 training, net = net, span_arch.build(span_arch.unfolded(load_file(str(path)))).eval()
-            report(step)
+            report(step, " of the float16 file")
             net = training
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         log(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} "
