@@ -20,7 +20,9 @@ batches of 8, one scale, starting from the pretrained SPAN of the model manifest
 (``span-x4-ch48`` at x4), trained in its folded inference form
 (:func:`vsr.models.arch.span.trainable`) and saved folded in float16 (under 1 MB). Both: random
 flips and transposes, L1 loss, Adam with a cosine learning rate, one CPU thread, a fixed seed:
-the same command gives the same weights. The log (validation PSNR-Y of the network beside
+the same command makes the same draws and training steps (with ``x264``, libx264 itself does not
+always code a run the same way twice, even on one thread, so two runs of one command end a few
+hundredths of a dB apart and their sha256 differ). The log (validation PSNR-Y of the network beside
 bicubic's on the held-out frames, at step 0 too) goes to ``--log``; the weights to ``--out`` as
 safetensors, with their sha256 in the log; ``--save-validations`` also writes them at each
 validation (``NAME-stepN.safetensors`` beside ``--out``, same training otherwise), so that a run
@@ -31,8 +33,9 @@ can be stopped or chosen from at any validation.
     python bench/train_srcnn.py --scales 4 --pyramid 1,2,3 --per-clip 60 --min-detail 0.03 --l2-from 0.8 \
                                 --steps 6000 --batch 32 --out vsr/methods/weights/srcnn-x4.safetensors \
                                 --log bench/logs/srcnn-x4.log
-    python bench/train_srcnn.py --net span --scales 4 --degradation x264 --steps 2500 \
-                                --out vsr/methods/weights/span-crf-x4.safetensors --log bench/logs/span-crf-x4.log
+    python bench/train_srcnn.py --net span --scales 4 --degradation x264 --steps 2000 --per-clip 40 --lr 1e-4 \
+                                --validate-every 250 --out vsr/methods/weights/span-crf-x4.safetensors \
+                                --log bench/logs/span-crf-x4.log
 """
 
 from __future__ import annotations
