@@ -20,17 +20,22 @@ batches of 8, one scale, starting from the pretrained SPAN of the model manifest
 (``span-x4-ch48`` at x4), trained in its folded inference form
 (:func:`vsr.models.arch.span.trainable`) and saved folded in float16 (under 1 MB). Both: random
 flips and transposes, L1 loss, Adam with a cosine learning rate, one CPU thread, a fixed seed:
-the same command gives the same weights. The log (validation PSNR-Y of the network beside
+the same command makes the same draws and training steps (with ``x264``, libx264 itself does not
+always code a run the same way twice, even on one thread, so two runs of one command end a few
+hundredths of a dB apart and their sha256 differ). The log (validation PSNR-Y of the network beside
 bicubic's on the held-out frames, at step 0 too) goes to ``--log``; the weights to ``--out`` as
-safetensors, with their sha256 in the log.
+safetensors, with their sha256 in the log; ``--save-validations`` also writes them at each
+validation (``NAME-stepN.safetensors`` beside ``--out``, same training otherwise), so that a run
+can be stopped or chosen from at any validation.
 
     python bench/train_srcnn.py [--steps 3000] [--scales 4,2,4,3] [--degradation bi|x264] [--kernels 9,1,5]
                                 [--out vsr/methods/weights/srcnn-x3.safetensors] [--log bench/logs/srcnn-x3.log]
     python bench/train_srcnn.py --scales 4 --pyramid 1,2,3 --per-clip 60 --min-detail 0.03 --l2-from 0.8 \
                                 --steps 6000 --batch 32 --out vsr/methods/weights/srcnn-x4.safetensors \
                                 --log bench/logs/srcnn-x4.log
-    python bench/train_srcnn.py --net span --scales 4 --degradation x264 --steps 2500 \
-                                --out vsr/methods/weights/span-crf-x4.safetensors --log bench/logs/span-crf-x4.log
+    python bench/train_srcnn.py --net span --scales 4 --degradation x264 --steps 2000 --per-clip 40 --lr 1e-4 \
+                                --validate-every 250 --out vsr/methods/weights/span-crf-x4.safetensors \
+                                --log bench/logs/span-crf-x4.log
 """
 
 from __future__ import annotations
@@ -271,6 +276,8 @@ def main() -> None:
                     help="fraction of the steps after which the loss is L2 instead of L1")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--validate-every", type=int, default=1000)
+    ap.add_argument("--save-validations", action="store_true",
+                    help="also write the weights at each validation, beside --out as NAME-stepN.safetensors")
     ap.add_argument("--out", type=Path, default=ROOT / "vsr" / "methods" / "weights" / "srcnn-x3.safetensors")
     ap.add_argument("--log", type=Path, default=ROOT / "bench" / "logs" / "srcnn-x3.log")
     args = ap.parse_args()
@@ -321,15 +328,41 @@ def main() -> None:
         params = list(net.parameters())
         arch = f"srcnn {f1}-{f2}-{f3}"
 
-    def report(step: int) -> None:
+    def report(step: int, what: str = "") -> None:
         if not is_span:
             net.eval()
         scores = validate(net, val, scales)
         if not is_span:
             net.train()
-        log(f"step {step} validation PSNR-Y bicubic/{args.net}: " + ", ".join(
+        log(f"step {step} validation{what} PSNR-Y bicubic/{args.net}: " + ", ".join(
             f"x{s} {b:.2f}/{o:.2f} ({o - b:+.2f})" for s, (b, o) in scores.items()))
 
+    def save(path: Path) -> None:
+        """Write the weights as shipped (SPAN: folded float16, validated again as loaded) and log their sha256."""
+        nonlocal net
+        path.parent.mkdir(parents=True, exist_ok=True)
+        steps = str(args.steps) if step == args.steps else f"{step} of {args.steps}"
+        state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+        if is_span:
+            state = {k: v.half() for k, v in span_arch.folded(state).items()}
+            # One metadata key: safetensors writes several in no fixed order (the sha256 would vary).
+            meta = {"trained": f"{arch}, {args.degradation}, x{scales[0]}, {steps} steps, seed {args.seed}"}
+        else:
+            meta = {"arch": arch, "degradation": args.degradation, "steps": steps,
+                    "seed": str(args.seed), "scales": ",".join(map(str, sorted(set(scales))))}
+        save_file(state, str(path), metadata=meta)
+        if is_span:  # the shipped float16 weights, validated as the method loads them
+            from safetensors.torch import load_file
+
+            with torch.random.fork_rng():  # building a network draws initial weights: training's draws stay as they were
+                training, net = net, span_arch.build(span_arch.unfolded(load_file(str(path)))).eval()
+            report(step, " of the float16 file")
+            net = training
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        log(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} "
+            f"({path.stat().st_size} bytes) sha256 {digest}")
+
+    step = 0
     if is_span:
         report(0)
     opt = torch.optim.Adam(params, lr=args.lr)
@@ -355,25 +388,10 @@ def main() -> None:
             running = 0.0
         if step % args.validate_every == 0 or step == args.steps:
             report(step)
+            if args.save_validations and step < args.steps:
+                save(args.out.with_name(f"{args.out.stem}-step{step}{args.out.suffix}"))
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
-    if is_span:
-        state = {k: v.half() for k, v in span_arch.folded(state).items()}
-        # One metadata key: safetensors writes several in no fixed order (the sha256 would vary).
-        meta = {"trained": f"{arch}, {args.degradation}, x{scales[0]}, {args.steps} steps, seed {args.seed}"}
-    else:
-        meta = {"arch": arch, "degradation": args.degradation, "steps": str(args.steps),
-                "seed": str(args.seed), "scales": ",".join(map(str, sorted(set(scales))))}
-    save_file(state, str(args.out), metadata=meta)
-    if is_span:  # the shipped float16 weights, validated as the method loads them
-        from safetensors.torch import load_file
-
-        net = span_arch.build(span_arch.unfolded(load_file(str(args.out)))).eval()
-        report(args.steps)
-    digest = hashlib.sha256(args.out.read_bytes()).hexdigest()
-    log(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out} "
-        f"({args.out.stat().st_size} bytes) sha256 {digest}")
+    save(args.out)
     log(f"training took {time.perf_counter() - t0:.0f} s on {torch.get_num_threads()} thread(s)")
 
 

@@ -46,7 +46,8 @@ def load_model(native: int) -> LoadedModel:
     except (FileNotFoundError, OSError):
         raise ModelError(f"the weights vsr/methods/weights/{name}.safetensors are missing; rebuild them with "
                          f"python bench/train_srcnn.py --net span --scales {native} --degradation x264 "
-                         f"--out vsr/methods/weights/{name}.safetensors") from None
+                         f"--out vsr/methods/weights/{name}.safetensors and the other options on the first "
+                         f"line of bench/logs/{name}.log") from None
     module = build(unfolded(load(data))).eval()
     return LoadedModel(module=module, scale=native, name=name, arch="span", margin=MARGIN)
 
