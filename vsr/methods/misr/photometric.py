@@ -40,7 +40,7 @@ def match_brightness(planes: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor
         smoothed difference to the reference resampled at its positions (none on its pixels
         at rest and identical to the reference's).
     """
-    k, c, h, w = planes.shape
+    k = planes.shape[0]
     if k == 1 or sigma <= 0:
         return planes
     planes = planes.float()
