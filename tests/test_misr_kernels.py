@@ -12,6 +12,7 @@ from vsr.methods.misr.fuse import (
     CompiledBilinear,
     FuseConfig,
     Lattice,
+    LatticeSamples,
     _add_btv_gradient,
     _btv_gradient_torch,
     _btv_offsets,
@@ -57,10 +58,10 @@ def test_robust_splat_matches_the_torch_steps(quant, planes_weighted, with_latti
     image = torch.rand(2, *size, generator=g)
     values = image.mean() + 0.05 * torch.randn(2, 4, 9, 11, generator=g)  # residuals across the Lorentzian's knee
     weight = torch.rand(planes_weighted, 4, 9, 11, generator=g)
-    lattice = (Lattice(1, 2, (11, 15), size), image.mean() + 0.05 * torch.randn(2, 11, 15, generator=g),
-               torch.rand(planes_weighted, 11, 15, generator=g)) if with_lattice else ()
-    want = Bilinear(x, y, size).robust_splat(image, values, weight, 2500.0, quant, *lattice)
-    got = CompiledBilinear(x, y, size).robust_splat(image, values, weight, 2500.0, quant, *lattice)
+    ref = LatticeSamples(Lattice(1, 2, (11, 15), size), image.mean() + 0.05 * torch.randn(2, 11, 15, generator=g),
+                         torch.rand(planes_weighted, 11, 15, generator=g)) if with_lattice else None
+    want = Bilinear(x, y, size).robust_splat(image, values, weight, 2500.0, quant, ref)
+    got = CompiledBilinear(x, y, size).robust_splat(image, values, weight, 2500.0, quant, ref)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     if with_lattice:
         alone = CompiledBilinear(x, y, size).robust_splat(image, values, weight, 2500.0, quant)
@@ -100,7 +101,7 @@ def test_compiled_btv_gradient_matches_torch(radius, epsilon):
 @pytest.mark.parametrize("symmetric", [True, False])
 @pytest.mark.parametrize(("length", "start", "size"), [(8, -3, (17, 26)), (8, -4, (17, 26)), (11, -5, (9, 30)),
                                                        (7, -3, (3, 5)), (5, 0, (12, 7)), (4, -6, (6, 9)),
-                                                       (13, -6, (2, 1))])
+                                                       (13, -6, (2, 1)), (3, 2, (5, 6))])
 def test_compiled_correlation_matches_torch(symmetric, length, start, size):
     """The separable correlation compiled and with shifted slices, for the blur's, its adjoint's
     and the Gaussians' taps, taps all on one side, and images smaller than the taps' reach

@@ -200,23 +200,18 @@ class Bilinear:
         return out[0]
 
     def robust_splat(self, image: torch.Tensor, values: torch.Tensor, weight: torch.Tensor,
-                     inv_scale2: float, quant: float, lattice: Lattice | None = None,
-                     lattice_values: torch.Tensor | None = None,
-                     lattice_weight: torch.Tensor | None = None) -> torch.Tensor:
+                     inv_scale2: float, quant: float, ref: LatticeSamples | None = None) -> torch.Tensor:
         """``splat(weight * psi(sample(image) - values))``: the robust data term's gradient.
 
         ``psi(r) = r / (1 + r^2 inv_scale2)`` (the Lorentzian's influence), after the dead
-        zone ``softshrink(r, quant)`` when ``quant > 0``. With ``lattice``, the residual of
-        the reference's samples there (quadratic, after the same dead zone, times
-        ``lattice_weight``) is added on top.
+        zone ``softshrink(r, quant)`` when ``quant > 0``. With ``ref``, the reference's
+        residual on its lattice (:meth:`LatticeSamples.residual`) is added on top.
 
         Args:
             image: ``(C, H, W)``.
             values: ``(C, K, h, w)`` observed samples.
             weight: ``(1, K, h, w)`` or ``(C, K, h, w)``.
-            lattice: the reference's sample grid on ``image``'s, or ``None``.
-            lattice_values: ``(C, h, w)`` the reference's samples.
-            lattice_weight: ``(1, h, w)`` or ``(C, h, w)``.
+            ref: the reference's samples on ``image``'s grid, or ``None``.
 
         Returns:
             ``(C, H, W)``.
@@ -226,11 +221,8 @@ class Bilinear:
             residual = F.softshrink(residual, quant)
         psi = residual.mul(residual).mul_(inv_scale2).add_(1)
         out = self.splat(residual.div_(psi).mul_(weight))
-        if lattice is not None:
-            own = lattice.sample(image) - lattice_values
-            if quant > 0:
-                own = F.softshrink(own, quant)
-            lattice.sample(out).add_(own.mul_(lattice_weight))
+        if ref is not None:
+            ref.lattice.sample(out).add_(ref.residual(image, quant))  # the lattice is a view: adds in place
         return out
 
 
@@ -285,19 +277,20 @@ class CompiledBilinear:
         return out
 
     def robust_splat(self, image: torch.Tensor, values: torch.Tensor, weight: torch.Tensor,
-                     inv_scale2: float, quant: float, lattice: Lattice | None = None,
-                     lattice_values: torch.Tensor | None = None,
-                     lattice_weight: torch.Tensor | None = None) -> torch.Tensor:
+                     inv_scale2: float, quant: float, ref: LatticeSamples | None = None) -> torch.Tensor:
         """See :meth:`Bilinear.robust_splat`."""
         c = image.shape[0]
         self._check("image", image, self.size, (c,))
         self._check("values", values, self.shape, (c,))
         self._check("weight", weight, self.shape, (1, c))
-        if lattice is None:
+        if ref is None:
             first, step, lattice_values, lattice_weight = 0, 1, torch.empty(c, 0, 0), torch.empty(1, 0, 0)
         else:
+            lattice, lattice_values, lattice_weight = ref.lattice, ref.values, ref.weight
             first, step = lattice.first, lattice.scale
-            self._check("lattice", image, lattice.size, (c,))
+            if lattice.size != self.size:
+                raise ValueError(f"CompiledBilinear: the reference's lattice is on a {lattice.size} grid, "
+                                 f"the samples on {self.size}")
             self._check("lattice values", lattice_values, lattice.low, (c,))
             self._check("lattice weight", lattice_weight, lattice.low, (1, c))
             if first < 0 or first + step * (lattice.low[0] - 1) >= self.size[0] \
@@ -346,6 +339,31 @@ class Lattice:
         out = values.new_zeros(values.shape[0], *self.size)
         self._view(out).copy_(values)
         return out
+
+
+@dataclass(frozen=True)
+class LatticeSamples:
+    """The reference's samples on its :class:`Lattice`, with their weights.
+
+    Attributes:
+        lattice: where they sit on the high-resolution grid.
+        values: ``(C, h, w)`` the samples.
+        weight: ``(1, h, w)`` or ``(C, h, w)``.
+    """
+
+    lattice: Lattice
+    values: torch.Tensor
+    weight: torch.Tensor
+
+    def residual(self, image: torch.Tensor, quant: float) -> torch.Tensor:
+        """``weight * softshrink(sample(image) - values, quant)`` (no dead zone when ``quant`` is
+        0): the data term's gradient at the samples, quadratic. ``(C, H, W)`` -> ``(C, h, w)``."""
+        residual = self.lattice.sample(image) - self.values
+        if quant > 0:
+            # Coded samples are only known to within the quantiser's step: a residual inside
+            # that dead zone is noise the estimate need not follow (the prior decides there).
+            residual = F.softshrink(residual, quant)
+        return residual.mul_(self.weight)
 
 
 @dataclass(frozen=True)
@@ -451,6 +469,7 @@ def fuse(frames: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor, cfg: FuseC
                       pos[1:, ..., 1] * s + (psf.offset - psf.delta), (hs, ws)) if k > 1 else None
     ref_values, values = planes[:, 0].contiguous(), planes[:, 1:].contiguous()  # read on every step
     ref_weight, weight = conf[0][None], conf[1:][None]
+    ref_samples = LatticeSamples(ref, ref_values, ref_weight)
 
     def splat(ref_part: torch.Tensor, other_part: torch.Tensor | None) -> torch.Tensor:
         if others is None:
@@ -491,15 +510,10 @@ def fuse(frames: torch.Tensor, pos: torch.Tensor, conf: torch.Tensor, cfg: FuseC
             # The reference's own samples are trusted (quadratic); a neighbour's sample stops
             # pulling once its residual is well beyond ``data_scale`` (Lorentzian, redescending),
             # so misaligned samples the robustness test let through do not print ghosts.
-            # Coded samples are only known to within the quantiser's step: a residual inside
-            # that dead zone is noise the estimate need not follow (the prior decides there).
             if others is not None:
-                data = others.robust_splat(blurred, values, weight, inv_scale2, cfg.quant, ref, ref_values, ref_weight)
+                data = others.robust_splat(blurred, values, weight, inv_scale2, cfg.quant, ref_samples)
             else:
-                ref_residual = ref.sample(blurred) - ref_values
-                if cfg.quant > 0:
-                    ref_residual = F.softshrink(ref_residual, cfg.quant)
-                data = ref.splat(ref_residual.mul_(ref_weight))
+                data = ref.splat(ref_samples.residual(blurred, cfg.quant))
             grad = blur.adjoint(data).div_(norm)
             if cfg.btv_weight > 0:
                 _add_btv_gradient(grad, probe, btv, cfg.btv_weight, cfg.btv_epsilon)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from vsr.methods.misr.flow import PRESETS
 from vsr.methods.params import parse
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from vsr.methods.misr.flow import FlowBank
@@ -30,6 +32,14 @@ if TYPE_CHECKING:
 # Full-range BT.601 RGB -> YCbCr (Cb, Cr centred on 0). Proportional to the studio-swing Y
 # of the quality protocol, so fusing this Y is fusing the measured one.
 _RGB_TO_YCC = ((0.299, 0.587, 0.114), (-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))
+
+
+@functools.cache
+def _ycc_to_rgb() -> np.ndarray:
+    """The inverse of ``_RGB_TO_YCC``, ``(3, 3)`` float32 (computed in float64 once)."""
+    import numpy as np
+
+    return np.linalg.inv(np.array(_RGB_TO_YCC)).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -224,14 +234,13 @@ class Misr(Method):
         """
         import torch
 
-        m = torch.linalg.inv(torch.tensor(_RGB_TO_YCC, dtype=torch.float64)).to(torch.float32)
         if planes[0].device.type == "cpu" and all(p.dtype == torch.float32 for p in planes):
             import cv2
 
             ycc = cv2.merge([plane.contiguous().numpy() for p in planes for plane in p])
-            return torch.from_numpy(cv2.transform(ycc, m.numpy())).permute(2, 0, 1)
+            return torch.from_numpy(cv2.transform(ycc, _ycc_to_rgb())).permute(2, 0, 1)
         ycc = torch.cat([p.float() for p in planes])
-        return torch.einsum("ij,jhw->ihw", m.to(ycc.device), ycc)
+        return torch.einsum("ij,jhw->ihw", torch.from_numpy(_ycc_to_rgb()).to(ycc.device), ycc)
 
     @staticmethod
     def _chain(indices: tuple[int, ...], ref: int) -> tuple[tuple[int, ...], int, list[int]]:
