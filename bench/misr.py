@@ -5,6 +5,11 @@ bicubic and misr; then the method alone on frames decoded up front, and the cost
 stage apart: decode, flow (DIS, on its own thread), fusion (torch) and encode.
 
     python bench/misr.py [--clip PATH] [--frames 40] [--scale 2] [--param key=value ...] [--also srcnn]
+                         [--device cuda]
+
+``--device``: where the methods run (default ``cpu``); on CUDA the flow stays on the CPU (DIS),
+the fusion runs on the device, and the method-alone rows wait for the device before stopping
+the clock.
 
 ``--also``: other registered methods (comma-separated) timed the same way, pipeline and alone.
 """
@@ -31,26 +36,40 @@ def decode(clip: str, limit: int) -> list:
     return read_frames(clip, limit)
 
 
-def run(frames: list, scale: int, params: dict, method_name: str = "misr") -> dict[str, float]:
-    """Time ``method_name`` over ``frames`` (list of uint8 RGB arrays) through ``stream``.
+def _synchronize(device: str) -> None:
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run(frames: list, scale: int, params: dict, method_name: str = "misr", device: str = "cpu") -> dict[str, float]:
+    """Time ``method_name`` on ``device`` over ``frames`` (list of uint8 RGB arrays) through ``stream``.
 
     Returns:
         ``fps`` of the whole method and ``cpu_ms``, the CPU it took per frame; for misr also
         ``flow_ms`` (one DIS pair per frame plus the composition, measured alone) and
         ``fuse_ms`` (fusion alone), wall per frame, and their CPU, ``flow_cpu_ms`` and ``fuse_cpu_ms``.
     """
+    from vsr.methods.base import Window
     from vsr.methods.registry import get_method
 
-    method = get_method(method_name, scale=scale, **(params if method_name == "misr" else {}))
-    wins = list(windows(frames, method.radius))
-    cost = measure_call(lambda: sum(1 for _ in method.stream(wins)), 1)
+    method = get_method(method_name, scale=scale, **(params if method_name == "misr" else {})).to(device)
+    wins = [Window(w.frames.to(method.device, method.dtype), w.ref, w.indices) for w in windows(frames, method.radius)]
+
+    def stream() -> None:
+        for _ in method.stream(wins):
+            pass
+        _synchronize(device)
+
+    cost = measure_call(stream, 1)
     result = {"fps": len(frames) / cost.seconds, "cpu_ms": 1000 * cost.cpu_seconds / len(frames)}
     if method_name == "misr":
-        result.update(_shares(method, wins))
+        result.update(_shares(method, wins, device))
     return result
 
 
-def _shares(method, wins: list) -> dict[str, float]:
+def _shares(method, wins: list, device: str = "cpu") -> dict[str, float]:
     """Flow and fusion timed apart (no overlap; the fusion on one thread, as in the stream's pool),
     wall and CPU ms per frame."""
     bank = method.flow_bank()
@@ -67,6 +86,7 @@ def _shares(method, wins: list) -> dict[str, float]:
         cfg = method._fuse_config()
         for win, fut in starts:
             method._finish(win, fut, cache, cfg)
+        _synchronize(device)
 
     import torch
 
@@ -85,21 +105,22 @@ def _shares(method, wins: list) -> dict[str, float]:
             "flow_cpu_ms": 1000 * flow_cost.cpu_seconds / n, "fuse_cpu_ms": 1000 * fuse_cost.cpu_seconds / n}
 
 
-def pipeline_fps(clip: str, method: str, scale: int, params: dict) -> tuple[float, float]:
-    """Frames/s of ``vsr.upscale`` (decode, method, default libx264 encode) over the whole clip,
-    and the CPU it took (every thread of the process), ms per frame."""
+def pipeline_fps(clip: str, method: str, scale: int, params: dict, device: str = "cpu") -> tuple[float, float]:
+    """Frames/s of ``vsr.upscale`` on ``device`` (decode, method, default libx264 encode) over the
+    whole clip, and the CPU it took (every thread of the process), ms per frame."""
     import vsr
 
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         cost = measure_call(lambda: runs.append(vsr.upscale(clip, os.path.join(tmp, "out.mp4"), method, scale,
-                                                            params=params or None, overwrite=True)), 1)
+                                                            params=params or None, overwrite=True,
+                                                            device=device)), 1)
     stats = runs[0]
     return stats.frames_written / stats.elapsed, 1000 * cost.cpu_seconds / stats.frames_written
 
 
-def _pipeline_row(label: str, clip: str, method: str, scale: int, params: dict) -> list[str]:
-    fps, cpu_ms = pipeline_fps(clip, method, scale, params)
+def _pipeline_row(label: str, clip: str, method: str, scale: int, params: dict, device: str) -> list[str]:
+    fps, cpu_ms = pipeline_fps(clip, method, scale, params, device)
     return [f"pipeline: {label}", f"{fps:.2f}", "", "", f"{cpu_ms:.0f}"]
 
 
@@ -127,6 +148,12 @@ def decode_encode_ms(clip: str, frames: list, scale: int) -> tuple[float, float]
     return 1000 * decode, 1000 * encode_s
 
 
+def _device_name(device: str) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(device)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clip", default=str(ROOT / "samples" / "chaplin.mp4"))
@@ -134,7 +161,9 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=2)
     ap.add_argument("--param", action="append", default=[], help="misr parameter key=value (repeatable)")
     ap.add_argument("--also", default="", help="other methods to time beside misr, comma-separated")
+    ap.add_argument("--device", default="cpu", help="where the methods run: cpu or cuda[:N]")
     args = ap.parse_args()
+    device = args.device
     also = [m for m in args.also.split(",") if m]
 
     frames = decode(args.clip, args.frames)
@@ -144,26 +173,28 @@ def main() -> None:
     if not params:
         presets.append(("misr fast (ultrafast flow, 3 iterations)", {"flow_preset": "ultrafast", "iterations": 3}))
 
-    rows = [_pipeline_row("bicubic", args.clip, "bicubic", args.scale, {})]
+    rows = [_pipeline_row("bicubic", args.clip, "bicubic", args.scale, {}, device)]
     for label, p in presets:
-        rows.append(_pipeline_row(label, args.clip, "misr", args.scale, p))
+        rows.append(_pipeline_row(label, args.clip, "misr", args.scale, p, device))
     for m in also:
-        rows.append(_pipeline_row(m, args.clip, m, args.scale, {}))
-    alone = run(frames, args.scale, {}, "bicubic")
+        rows.append(_pipeline_row(m, args.clip, m, args.scale, {}, device))
+    alone = run(frames, args.scale, {}, "bicubic", device)
     rows.append(["method alone: bicubic", f"{alone['fps']:.1f}", "", "", f"{alone['cpu_ms']:.1f}"])
     for label, p in presets:
-        r = run(frames, args.scale, p)
+        r = run(frames, args.scale, p, "misr", device)
         rows.append([f"method alone: {label}", f"{r['fps']:.2f}",
                      f"{r['flow_ms']:.0f} flow (CPU {r['flow_cpu_ms']:.0f})",
                      f"{r['fuse_ms']:.0f} fusion (CPU {r['fuse_cpu_ms']:.0f})", f"{r['cpu_ms']:.0f}"])
     for m in also:
-        alone = run(frames, args.scale, {}, m)
+        alone = run(frames, args.scale, {}, m, device)
         rows.append([f"method alone: {m}", f"{alone['fps']:.2f}", "", "", f"{alone['cpu_ms']:.0f}"])
     dec, enc = decode_encode_ms(args.clip, frames, args.scale)
     rows.append(["decode alone (to RGB)", f"{1000 / dec:.0f}", f"{dec:.1f} decode", "", ""])
     rows.append([f"encode alone ({w * args.scale}x{h * args.scale} libx264 medium)", f"{1000 / enc:.0f}",
                  f"{enc:.1f} encode", "", ""])
-    print_table(f"{Path(args.clip).name} {w}x{h} -> x{args.scale}, window 5; {machine()}; at the end: {load_average()}",
+    where = machine() if device == "cpu" else f"{_device_name(device)} with {machine()}"
+    print_table(f"{Path(args.clip).name} {w}x{h} -> x{args.scale}, window 5, on {device}; {where}; "
+                f"at the end: {load_average()}",
                 ["job", "frames/s", "ms/frame", "ms/frame", "CPU ms/frame"], rows)
 
 

@@ -383,9 +383,11 @@ def stability(args) -> int:
     load = sorted((load_before, os.getloadavg()[0]))
     width, height, _ = STABILITY_INPUT
     base = best["span"]["fps"]
+    heading = "## Temporal stability and data consistency: frames/s" + (" on CUDA" if args.device != "cpu" else "")
     lines = [
-        "## Temporal stability and data consistency: frames/s", "",
-        f"`python bench/neural.py --stability` on {machine(args.device)}: `vsr.upscale` of {width}x{height} "
+        heading, "",
+        f"`python bench/neural.py --stability{' --device ' + args.device if args.device != 'cpu' else ''}` "
+        f"on {machine(args.device)}: `vsr.upscale` of {width}x{height} "
         f"H.264 (the first frames of chaplin.mp4) x4, {best['span']['frames']} frames, output libx264 veryfast "
         f"crf 18, each row in its own process after a warm-up run; best of {args.repeats} alternating runs; "
         f"1-minute load average {load[0]:.1f} to {load[1]:.1f} (shared machine: figures move by tens of per cent).",
@@ -398,7 +400,7 @@ def stability(args) -> int:
     markdown = "\n".join(lines) + "\n"
     print(markdown)
     if args.write:
-        write_results(markdown, "## Temporal stability and data consistency: frames/s")
+        write_results(markdown, heading)
     return 0
 
 

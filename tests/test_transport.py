@@ -164,7 +164,9 @@ def test_cuda_yuv_planes_both_ways_write_what_the_host_conversions_write(clip_fa
     for a, b in zip(planes["cpu"], planes["cuda"]):
         assert a.shape == b.shape == (96, 96)
         error = (a - b).abs()
-        assert error.mean() < 0.6 and error.max() <= 4
+        # Two implementations of the bicubic and of the chroma filters (OpenCV and swscale on the
+        # host, torch on the device): under a level on average, a few at the worst sample.
+        assert error.mean() < 0.6 and error.max() <= 8
 
 
 @pytest.mark.cuda
@@ -254,7 +256,9 @@ def test_planes_are_converted_on_upload_and_back_before_download(stand_in_cuda, 
     transport.planes_in = lambda: fmt
     uploaded = transport.upload(planes[0][None], torch.float32)
     assert uploaded.shape == (1, 3, 48, 64)
-    assert (uploaded[0] * 255 - rgb[0].float()).abs().mean() <= 0.35
+    levels = uploaded[0] * 255
+    assert (levels - levels.round()).abs().max() < 1e-3  # on the decoder's integer grid
+    assert (levels - rgb[0].float()).abs().mean() <= 0.05
 
     sink = Sink(str(tmp_path / "out.mkv"), info, EncodeSettings(codec="ffv1", pix_fmt="yuv420p"))
     sink.open(64, 48)

@@ -105,6 +105,10 @@ class Transport:
             fmt = self.planes_in()
             with torch.cuda.stream(self.compute_stream):
                 rgb = yuv_to_rgb(*unpack(x.select(-3, 0), fmt), fmt)
+                # Rounded to the levels of the decoder's own (integer) RGB, so that a method
+                # sees the same frame on either device: networks amplify sub-level differences.
+                levels = 255.0 if fmt.bit_depth == 8 else 65535.0
+                rgb = rgb.mul_(levels).round_().div_(levels)
                 return rgb if dtype is None else rgb.to(dtype)
         if dtype is not None:
             with torch.cuda.stream(self.compute_stream):
