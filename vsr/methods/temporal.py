@@ -219,7 +219,7 @@ class Temporal(Method):
         import cv2
         import torch
 
-        from vsr.methods.misr.flow import _grid, fb_confidence, warp_bicubic
+        from vsr.methods.misr.flow import fb_confidence, pixel_grid, warp_bicubic
 
         now = luma_u8(current) if now is None else now
         before = luma_u8(previous) if before is None else before
@@ -230,7 +230,7 @@ class Temporal(Method):
         low_gate = cv2.resize(np.ascontiguousarray(alignment.conf[1]), (w, h), interpolation=cv2.INTER_LINEAR)
         # The previous output at this frame's pixels moved along the flow (one remap of the
         # interleaved channels on the CPU: networks' channels-last outputs, and this blend's own).
-        pos = np.add(forward, _grid(h, w), out=forward)  # the flow is not needed after this
+        pos = np.add(forward, pixel_grid(h, w), out=forward)  # the flow is not needed after this
         warped = warp_bicubic(previous, torch.from_numpy(pos).to(previous.device)[None])[0]
         if current.device.type != "cpu":
             gate = torch.from_numpy(gate * low_gate).to(current.device)

@@ -56,7 +56,7 @@ class Alignment:
 
 
 @functools.lru_cache(maxsize=4)
-def _grid(h: int, w: int) -> np.ndarray:
+def pixel_grid(h: int, w: int) -> np.ndarray:
     """``(H, W, 2)`` float32 pixel coordinates ``(x, y)``; shared, never written to."""
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     grid = np.stack([xs, ys], axis=-1)
@@ -198,7 +198,7 @@ def fb_confidence(forward: np.ndarray, backward: np.ndarray, sigma: float) -> np
         ``(H, W)`` float32 in [0, 1]: 1 where the round trip returns home, 0 where it leaves the frame.
     """
     h, w = forward.shape[:2]
-    target = _grid(h, w) + forward
+    target = pixel_grid(h, w) + forward
     trip = _sample(backward, target, None)
     trip += forward
     np.multiply(trip, trip, out=trip)
@@ -272,7 +272,7 @@ def still_motion(luma: np.ndarray, ref_luma: np.ndarray, pos: np.ndarray, conf: 
     moved += tolerance * tolerance
     still = np.less_equal(rest, moved)
     mask = still.view(np.uint8)  # OpenCV's masked copies are several times faster than numpy's
-    cv2.copyTo(_grid(*still.shape), mask, pos)
+    cv2.copyTo(pixel_grid(*still.shape), mask, pos)
     cv2.copyTo(_filled(*still.shape, 1.0), mask, conf)
     return still
 
@@ -371,7 +371,7 @@ class FlowBank:
 
     def _align(self, chain: tuple[int, ...], ref: int) -> Alignment:
         h, w = self._luma[chain[ref]].shape
-        grid = _grid(h, w)
+        grid = pixel_grid(h, w)
         order = [chain[ref]] + [index for k, index in enumerate(chain) if k != ref]
         pos = np.empty((len(chain), h, w, 2), np.float32)
         conf = np.empty((len(chain), h, w), np.float32)
