@@ -20,15 +20,14 @@ batches of 8, one scale, starting from the pretrained SPAN of the model manifest
 (``span-x4-ch48`` at x4), trained in its folded inference form
 (:func:`vsr.models.arch.span.trainable`) and saved folded in float16 (under 1 MB). Both: random
 flips and transposes, L1 loss, Adam with a cosine learning rate (optionally after a linear
-warm-up, ``--warmup``, and with the gradients' norm clipped, ``--clip-grad``; both off by default),
-one CPU thread, a fixed seed:
-the same command makes the same draws and training steps (with ``x264``, libx264 itself does not
-always code a run the same way twice, even on one thread, so two runs of one command end a few
-hundredths of a dB apart and their sha256 differ). The log (validation PSNR-Y of the network beside
-bicubic's on the held-out frames, at step 0 too) goes to ``--log``; the weights to ``--out`` as
-safetensors, with their sha256 in the log; ``--save-validations`` also writes them at each
-validation (``NAME-stepN.safetensors`` beside ``--out``, same training otherwise), so that a run
-can be stopped or chosen from at any validation.
+warm-up, ``--warmup``, and with the gradients' norm clipped, ``--clip-grad``; both off by
+default), one CPU thread, a fixed seed: the same command makes the same draws and training
+steps (with ``x264``, libx264 itself does not always code a run the same way twice, even on one
+thread, so two runs of one command end a few hundredths of a dB apart and their sha256 differ). The
+log (validation PSNR-Y of the network beside bicubic's on the held-out frames, at step 0 too) goes
+to ``--log``; the weights to ``--out`` as safetensors, with their sha256 in the log;
+``--save-validations`` also writes them at each validation (``NAME-stepN.safetensors`` beside
+``--out``, same training otherwise), so that a run can be stopped or chosen from at any validation.
 
     python bench/train_srcnn.py [--steps 3000] [--scales 4,2,4,3] [--degradation bi|x264] [--kernels 9,1,5]
                                 [--out vsr/methods/weights/srcnn-x3.safetensors] [--log bench/logs/srcnn-x3.log]
@@ -38,6 +37,9 @@ can be stopped or chosen from at any validation.
     python bench/train_srcnn.py --net span --scales 4 --degradation x264 --steps 2000 --per-clip 40 --lr 1e-4 \
                                 --validate-every 250 --out vsr/methods/weights/span-crf-x4.safetensors \
                                 --log bench/logs/span-crf-x4.log
+    python bench/train_srcnn.py --net span --scales 2 --degradation x264 --steps 2000 --patch 64 --per-clip 40 \
+                                --lr 5e-5 --warmup 100 --clip-grad 1.0 --validate-every 250 \
+                                --out vsr/methods/weights/span-crf-x2.safetensors --log bench/logs/span-crf-x2.log
 """
 
 from __future__ import annotations
