@@ -19,14 +19,15 @@ the low-resolution frames (``--patch`` high-resolution pixels, 128 by default: 3
 batches of 8, one scale, starting from the pretrained SPAN of the model manifest
 (``span-x4-ch48`` at x4), trained in its folded inference form
 (:func:`vsr.models.arch.span.trainable`) and saved folded in float16 (under 1 MB). Both: random
-flips and transposes, L1 loss, Adam with a cosine learning rate, one CPU thread, a fixed seed:
-the same command makes the same draws and training steps (with ``x264``, libx264 itself does not
-always code a run the same way twice, even on one thread, so two runs of one command end a few
-hundredths of a dB apart and their sha256 differ). The log (validation PSNR-Y of the network beside
-bicubic's on the held-out frames, at step 0 too) goes to ``--log``; the weights to ``--out`` as
-safetensors, with their sha256 in the log; ``--save-validations`` also writes them at each
-validation (``NAME-stepN.safetensors`` beside ``--out``, same training otherwise), so that a run
-can be stopped or chosen from at any validation.
+flips and transposes, L1 loss, Adam with a cosine learning rate (optionally after a linear
+warm-up, ``--warmup``, and with the gradients' norm clipped, ``--clip-grad``; both off by
+default), one CPU thread, a fixed seed: the same command makes the same draws and training
+steps (with ``x264``, libx264 itself does not always code a run the same way twice, even on one
+thread, so two runs of one command end a few hundredths of a dB apart and their sha256 differ). The
+log (validation PSNR-Y of the network beside bicubic's on the held-out frames, at step 0 too) goes
+to ``--log``; the weights to ``--out`` as safetensors, with their sha256 in the log;
+``--save-validations`` also writes them at each validation (``NAME-stepN.safetensors`` beside
+``--out``, same training otherwise), so that a run can be stopped or chosen from at any validation.
 
     python bench/train_srcnn.py [--steps 3000] [--scales 4,2,4,3] [--degradation bi|x264] [--kernels 9,1,5]
                                 [--out vsr/methods/weights/srcnn-x3.safetensors] [--log bench/logs/srcnn-x3.log]
@@ -36,6 +37,9 @@ can be stopped or chosen from at any validation.
     python bench/train_srcnn.py --net span --scales 4 --degradation x264 --steps 2000 --per-clip 40 --lr 1e-4 \
                                 --validate-every 250 --out vsr/methods/weights/span-crf-x4.safetensors \
                                 --log bench/logs/span-crf-x4.log
+    python bench/train_srcnn.py --net span --scales 2 --degradation x264 --steps 2000 --patch 64 --per-clip 40 \
+                                --lr 5e-5 --warmup 100 --clip-grad 1.0 --validate-every 250 \
+                                --out vsr/methods/weights/span-crf-x2.safetensors --log bench/logs/span-crf-x2.log
 """
 
 from __future__ import annotations
@@ -274,6 +278,10 @@ def main() -> None:
                     help="srcnn: redraw patches whose luma standard deviation (0..1) is below this")
     ap.add_argument("--l2-from", type=float, default=1.0,
                     help="fraction of the steps after which the loss is L2 instead of L1")
+    ap.add_argument("--warmup", type=int, default=0,
+                    help="steps of linear learning-rate warm-up from 1/100 of --lr before the cosine (0: none)")
+    ap.add_argument("--clip-grad", type=float, default=None,
+                    help="clip the gradients' total norm to this before each step (default: no clipping)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--validate-every", type=int, default=1000)
     ap.add_argument("--save-validations", action="store_true",
@@ -366,8 +374,12 @@ def main() -> None:
     if is_span:
         report(0)
     opt = torch.optim.Adam(params, lr=args.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps, eta_min=args.lr / 100)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps - args.warmup, eta_min=args.lr / 100)
+    if args.warmup:
+        sched = torch.optim.lr_scheduler.SequentialLR(
+            opt, [torch.optim.lr_scheduler.LinearLR(opt, 1 / 100, total_iters=args.warmup), sched], [args.warmup])
     running = 0.0
+    norms: list[float] = []  # gradient norms before clipping since the last loss line
     for step in range(1, args.steps + 1):
         scale = scales[step % len(scales)]
         if is_span:
@@ -378,14 +390,19 @@ def main() -> None:
         loss = loss_fn(net(x), y)
         opt.zero_grad()
         loss.backward()
+        if args.clip_grad is not None:
+            norms.append(float(torch.nn.utils.clip_grad_norm_(params, args.clip_grad)))
         opt.step()
         sched.step()
         running += loss.item()
         if step % 100 == 0:
             log(f"step {step} loss ({'L2' if loss_fn is torch.nn.functional.mse_loss else 'L1'}) "
                 f"{running / 100:.5f} lr {sched.get_last_lr()[0]:.2e} "
-                f"{time.perf_counter() - t0:.0f} s")
+                f"{time.perf_counter() - t0:.0f} s" + (
+                    f", gradient norm mean {np.mean(norms):.3g} max {max(norms):.3g}, "
+                    f"{sum(n > args.clip_grad for n in norms)} clipped" if norms else ""))
             running = 0.0
+            norms = []
         if step % args.validate_every == 0 or step == args.steps:
             report(step)
             if args.save_validations and step < args.steps:
