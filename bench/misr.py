@@ -12,12 +12,19 @@ the fusion runs on the device, and the method-alone rows wait for the device bef
 the clock.
 
 ``--also``: other registered methods (comma-separated) timed the same way, pipeline and alone.
+
+``--host-threads CV:TORCH ...``: instead of the table above, misr's defaults through the whole
+pipeline once per pair, each in a fresh process that first sets OpenCV's and torch's thread
+counts (``cv2.setNumThreads``, ``torch.set_num_threads``; 0 leaves one as it is): what the
+host's threads cost beside a GPU, where the fusion no longer needs them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -154,6 +161,34 @@ def _device_name(device: str) -> str:
     return torch.cuda.get_device_name(device)
 
 
+def host_threads_child(cv_threads: int, torch_threads: int, clip: str, scale: int, device: str) -> dict:
+    """One pipeline run of misr's defaults after setting the host's thread counts (0: as they are)."""
+    import cv2
+    import torch
+
+    if cv_threads:
+        cv2.setNumThreads(cv_threads)
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
+    fps, cpu_ms = pipeline_fps(clip, "misr", scale, {}, device)
+    return {"cv": cv2.getNumThreads(), "torch": torch.get_num_threads(), "fps": fps, "cpu_ms": cpu_ms}
+
+
+def host_threads(args) -> None:
+    """The ``--host-threads`` table: one fresh process per ``CV:TORCH`` pair, in the order given."""
+    rows = []
+    for pair in args.host_threads:
+        cv_threads, torch_threads = (int(x) for x in pair.split(":"))
+        out = subprocess.run([sys.executable, __file__, "--clip", args.clip, "--scale", str(args.scale),
+                              "--device", args.device, "--threads-child", str(cv_threads), str(torch_threads)],
+                             capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append([str(r["cv"]), str(r["torch"]), f"{r['fps']:.2f}", f"{r['cpu_ms']:.0f}"])
+    where = machine() if args.device == "cpu" else f"{_device_name(args.device)} with {machine()}"
+    print_table(f"misr defaults through the pipeline, {Path(args.clip).name} x{args.scale} on {args.device}; {where}",
+                ["OpenCV threads", "torch threads", "frames/s", "CPU ms/frame"], rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clip", default=str(ROOT / "samples" / "chaplin.mp4"))
@@ -162,7 +197,16 @@ def main() -> None:
     ap.add_argument("--param", action="append", default=[], help="misr parameter key=value (repeatable)")
     ap.add_argument("--also", default="", help="other methods to time beside misr, comma-separated")
     ap.add_argument("--device", default="cpu", help="where the methods run: cpu or cuda[:N]")
+    ap.add_argument("--host-threads", nargs="+", metavar="CV:TORCH",
+                    help="time misr's pipeline with these OpenCV:torch thread counts instead (0: default)")
+    ap.add_argument("--threads-child", nargs=2, type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.threads_child:
+        print(json.dumps(host_threads_child(*args.threads_child, args.clip, args.scale, args.device)))
+        return
+    if args.host_threads:
+        host_threads(args)
+        return
     device = args.device
     also = [m for m in args.also.split(",") if m]
 
