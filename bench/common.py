@@ -96,8 +96,16 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
     Console(width=160).print(table)
 
 
-def machine() -> str:
-    """A one-line description of this machine for the results file."""
+def synchronize(device: str) -> None:
+    """Wait for the work queued on ``device`` (nothing to wait for on the CPU), before reading a clock."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def machine(device: str = "cpu") -> str:
+    """A one-line description of this machine for the results file, the GPU first when ``device`` is one."""
     import os
     import platform
 
@@ -109,7 +117,12 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    host = f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    if device == "cpu":
+        return host
+    import torch
+
+    return f"{torch.cuda.get_device_name(device)} with {host}"
 
 
 def load_average() -> str:

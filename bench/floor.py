@@ -25,15 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, print_table
-from neural import CASES, ENCODE, GPU_CASES, machine
-
-
-def synchronize(device: str) -> None:
-    import torch
-
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
+from common import ROOT, machine, print_table, synchronize
+from neural import CASES, ENCODE, GPU_CASES
 
 
 def network_fps(net, batch: int, height: int, width: int, device: str) -> tuple[float, float]:
@@ -107,7 +100,7 @@ def main() -> int:
     for width, height in dict.fromkeys(outputs):
         rows.append([f"libx264 {ENCODE['preset']} crf {ENCODE['crf']} encode, {width}x{height}", "", "", "",
                      f"{encode_fps(width, height):.1f}", ""])
-    print_table(f"each stage alone on {machine(args.device)}; {os.cpu_count()} host cores",
+    print_table(f"each stage alone on {machine(args.device)}",
                 ["stage", "mode", "batch", "dtype", "frames/s", "warm-up s"], rows)
     return 0
 

@@ -32,7 +32,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, load_average, machine, measure_call, print_table, time_call
+from common import (
+    ROOT,
+    load_average,
+    machine,
+    measure_call,
+    print_table,
+    synchronize,
+    time_call,
+)
 from quality import parse_params, windows
 
 
@@ -41,13 +49,6 @@ def decode(clip: str, limit: int) -> list:
     from vsr.quality import read_frames
 
     return read_frames(clip, limit)
-
-
-def _synchronize(device: str) -> None:
-    import torch
-
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def run(frames: list, scale: int, params: dict, method_name: str = "misr", device: str = "cpu") -> dict[str, float]:
@@ -67,7 +68,7 @@ def run(frames: list, scale: int, params: dict, method_name: str = "misr", devic
     def stream() -> None:
         for _ in method.stream(wins):
             pass
-        _synchronize(device)
+        synchronize(device)
 
     cost = measure_call(stream, 1)
     result = {"fps": len(frames) / cost.seconds, "cpu_ms": 1000 * cost.cpu_seconds / len(frames)}
@@ -93,7 +94,7 @@ def _shares(method, wins: list, device: str = "cpu") -> dict[str, float]:
         cfg = method._fuse_config()
         for win, fut in starts:
             method._finish(win, fut, cache, cfg)
-        _synchronize(device)
+        synchronize(device)
 
     import torch
 
@@ -155,12 +156,6 @@ def decode_encode_ms(clip: str, frames: list, scale: int) -> tuple[float, float]
     return 1000 * decode, 1000 * encode_s
 
 
-def _device_name(device: str) -> str:
-    import torch
-
-    return torch.cuda.get_device_name(device)
-
-
 def host_threads_child(cv_threads: int, torch_threads: int, clip: str, scale: int, device: str) -> dict:
     """One pipeline run of misr's defaults after setting the host's thread counts (0: as they are)."""
     import cv2
@@ -184,8 +179,8 @@ def host_threads(args) -> None:
                              capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append([str(r["cv"]), str(r["torch"]), f"{r['fps']:.2f}", f"{r['cpu_ms']:.0f}"])
-    where = machine() if args.device == "cpu" else f"{_device_name(args.device)} with {machine()}"
-    print_table(f"misr defaults through the pipeline, {Path(args.clip).name} x{args.scale} on {args.device}; {where}",
+    print_table(f"misr defaults through the pipeline, {Path(args.clip).name} x{args.scale} on {args.device}; "
+                f"{machine(args.device)}",
                 ["OpenCV threads", "torch threads", "frames/s", "CPU ms/frame"], rows)
 
 
@@ -236,8 +231,7 @@ def main() -> None:
     rows.append(["decode alone (to RGB)", f"{1000 / dec:.0f}", f"{dec:.1f} decode", "", ""])
     rows.append([f"encode alone ({w * args.scale}x{h * args.scale} libx264 medium)", f"{1000 / enc:.0f}",
                  f"{enc:.1f} encode", "", ""])
-    where = machine() if device == "cpu" else f"{_device_name(device)} with {machine()}"
-    print_table(f"{Path(args.clip).name} {w}x{h} -> x{args.scale}, window 5, on {device}; {where}; "
+    print_table(f"{Path(args.clip).name} {w}x{h} -> x{args.scale}, window 5, on {device}; {machine(device)}; "
                 f"at the end: {load_average()}",
                 ["job", "frames/s", "ms/frame", "ms/frame", "CPU ms/frame"], rows)
 
