@@ -270,7 +270,7 @@ def test_describe_is_json_and_complete():
 @pytest.mark.parametrize("bad", [
     {"scale": 1}, {"scale": 9}, {"scale": 2.5}, {"window": 4}, {"window": 0}, {"flow_preset": "slow"},
     {"iterations": -1}, {"momentum": 1.0}, {"btv_alpha": 0}, {"chroma": "green"}, {"robust": 0}, {"sharpness": 2},
-    {"device": "tpu"}, {"causal": "yes"}, {"data_scale_start": -0.1},
+    {"device": "tpu"}, {"causal": "yes"}, {"data_scale_start": -0.1}, {"overshoot": -0.5}, {"antiring": "yes"},
 ])
 def test_bad_parameters_raise_config_error(bad):
     params = dict(bad)
@@ -416,3 +416,63 @@ def test_a_static_block_in_grainy_film_keeps_the_neighbours_samples():
     before = (planes[1:, 0] - planes[0, 0])[:, outside].mean(1).abs()
     after = (out[1:, 0] - planes[0, 0])[:, outside].mean(1).abs()
     assert (after < 0.25 * before).all(), (before, after)
+
+
+@pytest.mark.parametrize(("scale", "offset"), [(2, 0.5), (3, 1.0), (4, 1.5), (4, 0.0)])
+def test_antiring_keeps_each_pixel_within_its_widened_neighbourhood(scale, offset):
+    import cv2
+
+    from vsr.methods.misr.fuse import ONE_LEVEL, clamp_to_neighbourhood
+
+    gen = torch.Generator().manual_seed(scale)
+    ref = torch.rand(2, 9, 11, generator=gen)
+    image = torch.rand(2, 9 * scale, 11 * scale, generator=gen) * 1.6 - 0.3
+    out = clamp_to_neighbourhood(image, ref, scale, offset, 0.5)
+    # The bounds independently: OpenCV's 3x3 erosion and dilation of each plane, each output pixel
+    # on the input pixel nearest to it (input pixel q sits at output coordinate q * scale + offset).
+    parent_rows = np.clip(np.floor((np.arange(9 * scale) - offset) / scale + 0.5), 0, 8).astype(int)
+    parent_cols = np.clip(np.floor((np.arange(11 * scale) - offset) / scale + 0.5), 0, 10).astype(int)
+    for c in range(2):
+        plane = ref[c].numpy()
+        lo, hi = cv2.erode(plane, np.ones((3, 3))), cv2.dilate(plane, np.ones((3, 3)))
+        margin = 0.5 * (hi - lo) + ONE_LEVEL
+        lo, hi = (lo - margin)[np.ix_(parent_rows, parent_cols)], (hi + margin)[np.ix_(parent_rows, parent_cols)]
+        expected = np.clip(image[c].numpy(), lo, hi)
+        np.testing.assert_allclose(out[c].numpy(), expected, atol=1e-6)
+    # On a flat input only one level of slack is left; what lies within it is not touched.
+    inside = image.clamp(0.5 - 0.9 * ONE_LEVEL, 0.5 + 0.9 * ONE_LEVEL)
+    flat = torch.full_like(ref, 0.5)
+    assert torch.equal(clamp_to_neighbourhood(inside, flat, scale, offset, 0.5), inside)
+    assert clamp_to_neighbourhood(image, flat, scale, offset, 0.5).sub(0.5).abs().max() <= ONE_LEVEL + 1e-6
+
+
+def bar_beside_a_moving_picture(frames: int = 6, scale: int = 2) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A dark still bar (a film's pillarbox) beside a textured picture that moves: ground truth
+    and the frames area-shrunk by ``scale``, as uint8 RGB."""
+    import cv2
+
+    h, w, bar = 48 * scale, 64 * scale, 16 * scale
+    scene = texture(h + 40, w + 40, 3)
+    truth, lows = [], []
+    for t in range(frames):
+        frame = scene[20 + t: 20 + t + h, 20 + 2 * t: 20 + 2 * t + w].copy()
+        frame[:, :bar] = 3.0
+        frame = np.clip(np.round(frame), 0, 255).astype(np.uint8)
+        truth.append(frame)
+        lows.append(cv2.resize(frame, (w // scale, h // scale), interpolation=cv2.INTER_AREA))
+    return truth, lows
+
+
+def test_antiring_stops_the_ringing_beside_a_moving_picture_from_flickering():
+    from vsr.quality import still_change, still_mask
+
+    truth, lows = bar_beside_a_moving_picture()
+    bar = still_mask(truth)
+    assert bar[:, 40:].sum() == 0 and bar.sum() > 2000  # the bar, less its last columns
+    kept = still_change(stream_outputs(build(2), lows), bar)
+    ringing = still_change(stream_outputs(build(2, antiring=False), lows), bar)
+    assert kept < 0.5 * ringing, (kept, ringing)
+    # The textured clip keeps what misr recovers.
+    gt, frames, _ = clip(SHIFTS, 2)
+    on, off = build(2, **FAST)(frames, 0), build(2, antiring=False, **FAST)(frames, 0)
+    assert psnr_y(to_uint8(on), gt) > psnr_y(to_uint8(off), gt) - 0.05

@@ -51,8 +51,10 @@ if TYPE_CHECKING:
 # that only neighbours' samples that agree to 2 % pull (0.05 costs walk 0.1 dB). On the first 10
 # frames of all four sequences: +0.35 dB over SPAN alone (bench/RESULTS.md). The data scale holds
 # from the first step: misr widens it at first because its own start is blurred; a network's is not.
+# Nor is the result clipped to the input's neighbourhood (``antiring``): the network's detail is
+# what the start brings.
 DC_DEFAULTS = {"iterations": 20, "step": 1.0, "momentum": 0.0, "btv_weight": 0.0, "data_scale": 0.02,
-               "data_scale_start": 0.0}
+               "data_scale_start": 0.0, "antiring": False}
 
 # A GAN's start (Real-ESRGAN) is sharp where nothing supports it: its invented texture lies in
 # frequencies no frame sees, which the data term alone leaves alone. A bilateral-TV prior
@@ -79,6 +81,7 @@ class ConsistentParams(MisrParams, TemporalParams, NetworkParams):
     btv_weight: float = DC_DEFAULTS["btv_weight"]
     data_scale: float = DC_DEFAULTS["data_scale"]
     data_scale_start: float = DC_DEFAULTS["data_scale_start"]
+    antiring: bool = DC_DEFAULTS["antiring"]
     departure: str | None = None
 
     def __post_init__(self) -> None:

@@ -87,6 +87,12 @@ class MisrParams:
         quant: coding noise the input is expected to carry (intensity 0..1): residuals of the
             data term within it are not followed, so the estimate does not copy blocking and
             ringing of compressed input; 0 for clean input.
+        antiring: keep each fused pixel within the range of the reference's 3x3 input pixels
+            around it, widened by ``overshoot``: the ringing that back-projection leaves beside a
+            strong edge in a flat neighbourhood (the black bars beside a film frame) is cut, so
+            it does not flicker as the picture beside it moves.
+        overshoot: with ``antiring``, how far a pixel may leave that range: this fraction of the
+            range, plus one 8-bit level.
         chroma: ``"bicubic"`` (chroma of the reference, bicubic) or ``"fuse"`` (chroma fused like luma).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``None`` (the device the pipeline gives).
         dtype: ``"float32"`` or ``"float16"``: dtype of the output frames (and of the planes
@@ -124,6 +130,8 @@ class MisrParams:
     btv_epsilon: float = 0.01
     quant: float = 0.0
     data_scale_start: float = 0.1
+    antiring: bool = True
+    overshoot: float = 0.5
     chroma: str = "bicubic"
     device: str | None = None
     dtype: str = "float32"
@@ -147,10 +155,11 @@ class MisrParams:
             need(isinstance(value, int | float) and not isinstance(value, bool) and value > 0,
                  f"{name} must be a positive number; got {value!r}")
         for name in ("fallback", "robust_texture", "brightness_sigma", "btv_weight", "still", "btv_epsilon", "quant",
-                     "data_scale_start"):
+                     "data_scale_start", "overshoot"):
             value = getattr(self, name)
             need(isinstance(value, int | float) and not isinstance(value, bool) and value >= 0,
                  f"{name} must be a number >= 0; got {value!r}")
+        need(isinstance(self.antiring, bool), f"antiring must be true or false; got {self.antiring!r}")
         need(isinstance(self.momentum, int | float) and not isinstance(self.momentum, bool)
              and 0 <= self.momentum < 1, f"momentum must be in [0, 1); got {self.momentum!r}")
         need(isinstance(self.btv_alpha, int | float) and 0 < self.btv_alpha <= 1,
@@ -216,7 +225,7 @@ class Misr(Method):
                           iterations=p.iterations, step=p.step, momentum=p.momentum, data_scale=p.data_scale,
                           btv_weight=p.btv_weight, btv_alpha=p.btv_alpha, btv_radius=p.btv_radius,
                           btv_epsilon=p.btv_epsilon, quant=p.quant,
-                          data_scale_start=p.data_scale_start)
+                          data_scale_start=p.data_scale_start, overshoot=p.overshoot if p.antiring else None)
 
     def _ycc(self, frames: torch.Tensor) -> torch.Tensor:
         import torch
