@@ -160,7 +160,7 @@ def test_a_temporal_start_aligns_each_pair_of_frames_once(monkeypatch, window):
 
 
 def test_a_temporal_start_on_misr_flows_is_the_temporal_output_on_its_own():
-    # With misr's flow parameters equal to --temporal's (no still check), sharing the flows
+    # With misr's flow parameters equal to --temporal's (its preset, no still check), sharing the flows
     # changes nothing: the start is what --temporal gives alone.
     _, lows, _ = _filmed_text(5)
     starts: dict[int, torch.Tensor] = {}
@@ -171,7 +171,7 @@ def test_a_temporal_start_on_misr_flows_is_the_temporal_output_on_its_own():
             starts[window.indices[window.ref]] = out
             return out
 
-    m = Recording(SCALE, ConsistentParams(still=0.0, iterations=1), Temporal(get_method("bicubic", scale=SCALE)))
+    m = Recording(SCALE, ConsistentParams(still=0.0, iterations=1, flow_preset="medium"), Temporal(get_method("bicubic", scale=SCALE)))
     _run(m, lows)
     frames = [torch.from_numpy(f).permute(2, 0, 1).float()[None] / 255 for f in lows]
     alone = list(Temporal(get_method("bicubic", scale=SCALE)).stream(Window(f, 0, (i,)) for i, f in enumerate(frames)))

@@ -84,6 +84,22 @@ def test_flow_recovers_known_subpixel_shifts():
         assert np.median(align.conf[j][inner]) > 0.5
 
 
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_the_fine_flow_preset_measures_subpixel_motion_at_full_resolution(scale):
+    _, frames, truth = clip(SHIFTS, scale, size=(64, 80))
+    error = {}
+    for preset in ("medium", "fine"):
+        bank = FlowBank(preset, fb_sigma=0.5)
+        for i in range(len(SHIFTS)):
+            bank.add(i, luma_u8(frames[i]))
+        # Frame i shows the scene moved by truth[i]: its pixel x lies at x + truth[i] in frame 0.
+        error[preset] = np.mean([np.hypot(*(bank.flow(i, 0).flow[8:-8, 8:-8] - np.float32(truth[i])).transpose(2, 0, 1))
+                                 .mean() for i in range(1, len(SHIFTS))])
+        bank.close()
+    assert error["fine"] < 0.5 * error["medium"], error
+    assert error["fine"] < 0.05, error
+
 def test_blur_is_matlab_bicubic_shrink():
     x = torch.rand(1, 36, 48, dtype=torch.float64)
     for s in (2, 3, 4):

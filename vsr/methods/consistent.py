@@ -52,9 +52,10 @@ if TYPE_CHECKING:
 # frames of all four sequences: +0.35 dB over SPAN alone (bench/RESULTS.md). The data scale holds
 # from the first step: misr widens it at first because its own start is blurred; a network's is not.
 # Nor is the result clipped to the input's neighbourhood (``antiring``): the network's detail is
-# what the start brings.
+# what the start brings. The flow is DIS at full resolution at every scale: beside the network
+# its cost is small, and on the shipped clips (x4) it gained on every clip and cut tOF by 9 %.
 DC_DEFAULTS = {"iterations": 20, "step": 1.0, "momentum": 0.0, "btv_weight": 0.0, "data_scale": 0.02,
-               "data_scale_start": 0.0, "antiring": False}
+               "data_scale_start": 0.0, "antiring": False, "flow_preset": "fine"}
 
 # A GAN's start (Real-ESRGAN) is sharp where nothing supports it: its invented texture lies in
 # frequencies no frame sees, which the data term alone leaves alone. A bilateral-TV prior
@@ -82,6 +83,7 @@ class ConsistentParams(MisrParams, TemporalParams, NetworkParams):
     data_scale: float = DC_DEFAULTS["data_scale"]
     data_scale_start: float = DC_DEFAULTS["data_scale_start"]
     antiring: bool = DC_DEFAULTS["antiring"]
+    flow_preset: str | None = DC_DEFAULTS["flow_preset"]
     departure: str | None = None
 
     def __post_init__(self) -> None:

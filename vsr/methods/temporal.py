@@ -81,8 +81,9 @@ class Temporal(Method):
         inner: a per-frame method (``radius == 0``), e.g. a :class:`~vsr.methods.neural.NeuralSR`.
         strength: weight of the warped previous output where the gate is fully open, in
             [0, 1); 0 gives the per-frame output back.
-        flow_preset: DIS preset of the flows (``"ultrafast"``, ``"fast"``, ``"medium"``) but the
-            output-resolution flow back (always ``"ultrafast"``).
+        flow_preset: DIS preset of the flows (``"ultrafast"``, ``"fast"``, ``"medium"``, ``"fine"``:
+            :func:`~vsr.methods.misr.flow.create_dis`) but the output-resolution flow back
+            (always ``"ultrafast"``).
         fb_sigma: forward-backward tolerance of the flow, low-resolution pixels.
         robust: tolerated difference (intensity 0..1) of local means on flat areas.
         robust_texture: multiple of the local standard deviation added to ``robust``.
@@ -253,11 +254,9 @@ class Temporal(Method):
         Returns:
             two ``(H, W, 2)`` float32 flows ``(dx, dy)`` in output pixels.
         """
-        import cv2
-
-        from vsr.methods.misr.flow import PRESETS
+        from vsr.methods.misr.flow import create_dis
 
         if self._dis is None:
-            self._dis = cv2.DISOpticalFlow_create(PRESETS.index(self.flow_preset))
-            self._dis_back = cv2.DISOpticalFlow_create(PRESETS.index(OUTPUT_FLOW_BACK))
+            self._dis = create_dis(self.flow_preset)
+            self._dis_back = create_dis(OUTPUT_FLOW_BACK)
         return self._dis.calc(now, before, None), self._dis_back.calc(before, now, None)

@@ -49,7 +49,10 @@ class MisrParams:
     Attributes:
         window: frames fused per output frame (odd, 1..15); 5 = the reference and two on each side.
         causal: the reference is the last frame of the window (live streams: no waiting).
-        flow_preset: OpenCV DIS preset: ``"ultrafast"``, ``"fast"`` or ``"medium"`` (slower, finer).
+        flow_preset: DIS preset: ``"ultrafast"``, ``"fast"``, ``"medium"`` or ``"fine"`` (slower,
+            finer: :func:`~vsr.methods.misr.flow.create_dis`); unset: ``"fine"`` at x4 and above,
+            where an error of a tenth of an input pixel is almost half an output pixel and the
+            input frames are small, ``"medium"`` below, a quarter of the cost.
         fb_sigma: forward-backward tolerance of the flow, low-resolution pixels; larger accepts more.
         psf: imaging model of the input: ``"bicubic"`` (MATLAB's antialiased bicubic shrink on a
             centred grid: "BI" data and a mild general default) or ``"gaussian"`` (Gaussian blur of
@@ -110,7 +113,7 @@ class MisrParams:
     flags: ClassVar[tuple[str, ...]] = ("window", "causal", "evidence")  # those with a flag of their own
     window: int = 5
     causal: bool = False
-    flow_preset: str = "medium"
+    flow_preset: str | None = None
     fb_sigma: float = 0.5
     psf: str = "bicubic"
     psf_sigma: float = 1.6
@@ -146,7 +149,8 @@ class MisrParams:
         need(isinstance(self.window, int) and self.window % 2 == 1 and 1 <= self.window <= 15,
              f"window must be an odd whole number from 1 to 15; got {self.window!r}")
         need(isinstance(self.causal, bool), f"causal must be true or false; got {self.causal!r}")
-        need(self.flow_preset in PRESETS, f"flow_preset must be one of {', '.join(PRESETS)}; got {self.flow_preset!r}")
+        need(self.flow_preset is None or self.flow_preset in PRESETS,
+             f"flow_preset must be one of {', '.join(PRESETS)}; got {self.flow_preset!r}")
         need(self.psf in ("bicubic", "gaussian"), f"psf must be bicubic or gaussian; got {self.psf!r}")
         need(self.chroma in ("bicubic", "fuse"), f"chroma must be bicubic or fuse; got {self.chroma!r}")
         need(self.dtype in ("float32", "float16"), f"dtype must be float32 or float16; got {self.dtype!r}")
@@ -190,6 +194,8 @@ class Misr(Method):
 
         super().__init__()
         self.scale = scale
+        if params.flow_preset is None:
+            params = dataclasses.replace(params, flow_preset="fine" if scale >= 4 else "medium")
         self.params = params
         self.radius = params.window // 2
         self.causal = params.causal
