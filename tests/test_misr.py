@@ -492,3 +492,17 @@ def test_antiring_stops_the_ringing_beside_a_moving_picture_from_flickering():
     gt, frames, _ = clip(SHIFTS, 2)
     on, off = build(2, **FAST)(frames, 0), build(2, antiring=False, **FAST)(frames, 0)
     assert psnr_y(to_uint8(on), gt) > psnr_y(to_uint8(off), gt) - 0.05
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize(("scale", "offset"), [(2, 0.5), (4, 0.0)])
+def test_antiring_on_cuda_matches_the_cpu(scale, offset):
+    from vsr.methods.misr.fuse import clamp_to_neighbourhood
+
+    gen = torch.Generator().manual_seed(1)
+    ref = torch.rand(3, 9, 11, generator=gen)
+    image = torch.rand(3, 9 * scale, 11 * scale, generator=gen) * 1.6 - 0.3
+    cpu = clamp_to_neighbourhood(image, ref, scale, offset, 0.5)
+    gpu = clamp_to_neighbourhood(image.cuda(), ref.cuda(), scale, offset, 0.5)
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-6, rtol=0)
