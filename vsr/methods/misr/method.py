@@ -49,10 +49,10 @@ class MisrParams:
     Attributes:
         window: frames fused per output frame (odd, 1..15); 5 = the reference and two on each side.
         causal: the reference is the last frame of the window (live streams: no waiting).
-        flow_preset: DIS preset: ``"ultrafast"``, ``"fast"``, ``"medium"`` or ``"fine"`` (slower,
-            finer: :func:`~vsr.methods.misr.flow.create_dis`); unset: ``"fine"`` at x4 and above,
-            where an error of a tenth of an input pixel is almost half an output pixel and the
-            input frames are small, ``"medium"`` below, a quarter of the cost.
+        flow_preset: DIS preset: ``"ultrafast"``, ``"fast"``, ``"medium"`` or ``"fine"`` (medium's
+            search carried down to full resolution: finer, four times medium's cost); unset:
+            fine at x4 and above, where a tenth of an input pixel is almost half an output pixel
+            and the input frames are small, medium below.
         fb_sigma: forward-backward tolerance of the flow, low-resolution pixels; larger accepts more.
         psf: imaging model of the input: ``"bicubic"`` (MATLAB's antialiased bicubic shrink on a
             centred grid: "BI" data and a mild general default) or ``"gaussian"`` (Gaussian blur of
