@@ -53,7 +53,8 @@ if TYPE_CHECKING:
 # from the first step: misr widens it at first because its own start is blurred; a network's is not.
 # Nor is the result clipped to the input's neighbourhood (``antiring``): the network's detail is
 # what the start brings. The flow is DIS at full resolution at every scale: beside the network
-# its cost is small, and on the shipped clips (x4) it gained on every clip and cut tOF by 9 %.
+# its cost is small, and on the shipped clips (x4) it gained 0.03 to 0.04 dB on the mean and cut
+# tOF by 7 to 9 %.
 DC_DEFAULTS = {"iterations": 20, "step": 1.0, "momentum": 0.0, "btv_weight": 0.0, "data_scale": 0.02,
                "data_scale_start": 0.0, "antiring": False, "flow_preset": "fine"}
 
