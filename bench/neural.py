@@ -332,7 +332,8 @@ def flow_cost(args) -> int:
     width, height, count = STABILITY_INPUT
     count = args.frames or count
     frames = [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in read_frames(str(CLIP), count)]
-    misr = _shares(get_method("misr", scale=4, threads=1), list(windows(frames, 2)))
+    misr_method = get_method("misr", scale=4, threads=1)
+    misr = _shares(misr_method, list(windows(frames, 2)))
     bicubic = get_method("bicubic", scale=4)
 
     def run(method) -> float:
@@ -341,7 +342,8 @@ def flow_cost(args) -> int:
     temporal = Temporal(bicubic)
     cost = run(temporal) - run(bicubic)
     outs = [luma_u8(bicubic(to_tensor(f)[None], 0)) for f in frames]
-    rows = [["misr's flow (low resolution, medium, both ways, composed)", f"{misr['flow_cpu_ms']:.1f}"],
+    rows = [[f"misr's flow (low resolution, {misr_method.params.flow_preset}, both ways, composed)",
+             f"{misr['flow_cpu_ms']:.1f}"],
             ["--temporal on top of the per-frame method", f"{1000 * cost / count:.1f}"]]
     pairs = list(itertools.pairwise(outs))
     for what, dis, preset in (("output-resolution flow, forward", temporal._dis, temporal.flow_preset),
