@@ -135,8 +135,8 @@ def run_row(row: str, lr: list[np.ndarray], scale: int, cache: Path | None, key:
         if row.endswith("+temporal"):
             prior = Temporal(prior)
         name = f"misr+{net}"  # a registered misr+NET's defaults, else those for any network
-        dc_params = (method_params(name, params or {}) if name in METHODS
-                     else parse(ConsistentParams, params or {}, method=name))
+        dc_params = (method_params(name, params or {}, text=True) if name in METHODS
+                     else parse(ConsistentParams, params or {}, method=name, text=True))
         method = DataConsistent(scale, dc_params, prior)
     elif row.endswith("+temporal"):
         net = row.removesuffix("+temporal")
