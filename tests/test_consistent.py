@@ -171,7 +171,8 @@ def test_a_temporal_start_on_misr_flows_is_the_temporal_output_on_its_own():
             starts[window.indices[window.ref]] = out
             return out
 
-    m = Recording(SCALE, ConsistentParams(still=0.0, iterations=1, flow_preset="medium"), Temporal(get_method("bicubic", scale=SCALE)))
+    params = ConsistentParams(still=0.0, iterations=1, flow_preset="medium")
+    m = Recording(SCALE, params, Temporal(get_method("bicubic", scale=SCALE)))
     _run(m, lows)
     frames = [torch.from_numpy(f).permute(2, 0, 1).float()[None] / 255 for f in lows]
     alone = list(Temporal(get_method("bicubic", scale=SCALE)).stream(Window(f, 0, (i,)) for i, f in enumerate(frames)))

@@ -301,7 +301,7 @@ class FlowBank:
     """Consecutive-frame flows keyed by decode index, computed on a background thread.
 
     Args:
-        preset: DIS preset, ``"ultrafast"``, ``"fast"`` or ``"medium"``.
+        preset: DIS preset, one of :data:`PRESETS` (see :func:`create_dis`).
         fb_sigma: forward-backward tolerance in pixels.
         robust, robust_texture: tolerances of :func:`robustness`.
         threads: worker threads for flow (one keeps a core free for the fusion).
